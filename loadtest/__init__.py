@@ -1,0 +1,10 @@
+"""Load-test and benchmark tools for sd-turbo-serve.
+
+* ``python -m loadtest run ...``      drive an HTTP /predict URL or a SageMaker endpoint (Locust)
+* ``python -m loadtest report ...``   rebuild summary/Markdown/plot from a raw.csv
+* ``python -m loadtest.baseline_server``  the naive per-request baseline server
+* ``python -m loadtest.benchmark``    baseline vs Ray Serve app on this machine, with ratios
+* ``python -m loadtest.gpu_benchmark``  optimisation matrix on a GPU (or a CPU smoke run)
+
+Importing this package imports nothing heavy (no locust, ray or torch).
+"""

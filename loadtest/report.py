@@ -1,0 +1,155 @@
+"""Writers for load-test results: raw CSV, summary JSON, Markdown table, PNG plot."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from loadtest.stats import LevelSummary
+
+RAW_FIELDS = [
+    "target",
+    "concurrency",
+    "start",
+    "latency_ms",
+    "status",
+    "ok",
+    "batch_size",
+    "images",
+    "width",
+    "height",
+    "bytes",
+    "server_queue_ms",
+    "server_inference_ms",
+    "server_encode_ms",
+    "server_total_ms",
+    "request_id",
+    "error",
+]
+
+
+def write_raw_csv(path: os.PathLike | str, records: Sequence[Mapping[str, Any]]) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with p.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=RAW_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for r in records:
+            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in RAW_FIELDS})
+    return p
+
+
+def read_raw_csv(path: os.PathLike | str) -> list[dict[str, Any]]:
+    """Read raw.csv back with numeric fields converted (for re-summarising)."""
+    out: list[dict[str, Any]] = []
+    with Path(path).open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            rec: dict[str, Any] = dict(row)
+            for k in ("start", "latency_ms", "server_queue_ms", "server_inference_ms", "server_encode_ms", "server_total_ms"):
+                rec[k] = float(row[k]) if row.get(k) not in (None, "") else None
+            for k in ("concurrency", "status", "batch_size", "images", "width", "height", "bytes"):
+                rec[k] = int(row[k]) if row.get(k) not in (None, "") else None
+            rec["ok"] = row.get("ok") in ("True", "true", "1")
+            out.append(rec)
+    return out
+
+
+def _clean(obj: Any) -> Any:
+    """JSON has no NaN: write null instead."""
+    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def write_json(path: os.PathLike | str, payload: Any) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(_clean(payload), indent=2, sort_keys=False) + "\n")
+    return p
+
+
+def _f(v: float | None, nd: int = 1) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    return f"{v:.{nd}f}"
+
+
+def _hist(h: Mapping[str, int]) -> str:
+    return ", ".join(f"{k}:{v}" for k, v in h.items()) if h else "-"
+
+
+def _errs(e: Mapping[str, int]) -> str:
+    return ", ".join(f"{k}:{v}" for k, v in e.items()) if e else "-"
+
+
+def markdown_table(series: Mapping[str, Sequence[LevelSummary]]) -> str:
+    """One Markdown table; a row per (series, concurrency)."""
+    head = (
+        "| target | concurrency | requests | images/s | p50 ms | p95 ms | p99 ms | error rate | errors by status | batch_size (size:count) |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n"
+    )
+    rows = []
+    for name, levels in series.items():
+        for s in levels:
+            rows.append(
+                f"| {name} | {s.concurrency} | {s.requests} | {_f(s.throughput_img_s, 2)} | {_f(s.latency_ms_p50)} | "
+                f"{_f(s.latency_ms_p95)} | {_f(s.latency_ms_p99)} | {s.error_rate * 100:.1f}% | {_errs(s.errors_by_status)} | "
+                f"{_hist(s.batch_size_hist)} |"
+            )
+    return head + "\n".join(rows) + "\n"
+
+
+def write_markdown(path: os.PathLike | str, series: Mapping[str, Sequence[LevelSummary]], title: str, meta: Mapping[str, Any] | None = None, extra: str = "") -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"# {title}", ""]
+    if meta:
+        for k, v in meta.items():
+            lines.append(f"- **{k}**: {v}")
+        lines.append("")
+    lines.append(markdown_table(series))
+    if extra:
+        lines += ["", extra.rstrip(), ""]
+    p.write_text("\n".join(lines))
+    return p
+
+
+def write_plot(path: os.PathLike | str, series: Mapping[str, Sequence[LevelSummary]], title: str = "") -> Path:
+    """Throughput (images/s) and p95 latency against concurrency, one line per series."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, levels in series.items():
+        levels = sorted(levels, key=lambda s: s.concurrency)
+        xs = [s.concurrency for s in levels]
+        ax1.plot(xs, [s.throughput_img_s for s in levels], marker="o", label=name)
+        ax2.plot(xs, [s.latency_ms_p95 for s in levels], marker="o", label=name)
+    ticks = sorted({s.concurrency for levels in series.values() for s in levels})
+    for ax, ylabel in ((ax1, "throughput (images/s)"), (ax2, "p95 latency (ms)")):
+        ax.set_xlabel("concurrency (clients)")
+        ax.set_ylabel(ylabel)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    ax1.set_ylim(bottom=0)
+    ax2.set_ylim(bottom=0)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p

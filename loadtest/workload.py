@@ -1,0 +1,84 @@
+"""Request payloads for load tests: a prompt set, sizes, seeds.  No locust import here."""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PROMPTS = [
+    "a photo of a red fox sitting in fresh snow, golden hour",
+    "an astronaut riding a horse on the moon, digital art",
+    "a bowl of ramen with a soft boiled egg, studio lighting",
+    "a lighthouse on a cliff during a thunderstorm, oil painting",
+    "a cozy reading nook with a cat asleep on a pile of books",
+    "a futuristic city skyline at night with neon signs, rain",
+    "a watercolor painting of a hummingbird drinking from a flower",
+    "a vintage red bicycle leaning against a brick wall",
+    "a mountain lake reflecting pine trees at sunrise",
+    "a close-up portrait of an old fisherman, black and white",
+    "a steaming cup of coffee on a wooden table, morning light",
+    "a tiny robot watering a plant on a windowsill, 3d render",
+    "a field of sunflowers under a dramatic cloudy sky",
+    "a medieval castle in autumn, aerial view",
+    "a bowl of fresh fruit in the style of a dutch still life",
+    "a sailboat on a calm turquoise sea, wide angle",
+]
+
+
+def parse_sizes(text: str | None) -> list[tuple[int, int]]:
+    """'512x512,256x384' -> [(512, 512), (256, 384)] as (width, height)."""
+    if not text:
+        return []
+    out = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        w, _, h = part.partition("x")
+        wi, hi = int(w), int(h or w)
+        if wi <= 0 or hi <= 0 or wi % 8 or hi % 8:
+            raise ValueError(f"size {part!r}: width and height must be positive multiples of 8")
+        out.append((wi, hi))
+    return out
+
+
+def parse_int_list(text: str) -> list[int]:
+    vals = [int(x) for x in str(text).split(",") if x.strip()]
+    if not vals or any(v <= 0 for v in vals):
+        raise ValueError(f"expected a comma-separated list of positive integers, got {text!r}")
+    return vals
+
+
+def load_prompts(path: str | None) -> list[str]:
+    """A prompt file: a JSON list of strings, or one prompt per line ('#' comments)."""
+    if not path:
+        return list(DEFAULT_PROMPTS)
+    text = Path(path).read_text()
+    if text.lstrip().startswith("["):
+        prompts = [str(p) for p in json.loads(text)]
+    else:
+        prompts = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not prompts:
+        raise ValueError(f"no prompts in {path}")
+    return prompts
+
+
+@dataclass
+class Workload:
+    prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # empty: let the server default
+    steps: int = 1
+    output_format: str | None = None
+    fixed_seed: int | None = None  # None: a fresh random seed per request (defeats the result cache)
+
+    def make(self, rng: random.Random) -> dict[str, Any]:
+        body: dict[str, Any] = {"prompt": rng.choice(self.prompts), "num_inference_steps": self.steps}
+        body["seed"] = self.fixed_seed if self.fixed_seed is not None else rng.randrange(0, 2**32)
+        if self.sizes:
+            w, h = rng.choice(self.sizes)
+            body["width"], body["height"] = w, h
+        if self.output_format:
+            body["output_format"] = self.output_format
+        return body
