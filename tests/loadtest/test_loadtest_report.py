@@ -1,0 +1,52 @@
+"""Report writers: raw CSV round trip, JSON, Markdown table, PNG plot."""
+import json
+import math
+
+import pytest
+
+from loadtest import report
+from loadtest.stats import summarise
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _records():
+    recs = []
+    for c, n in ((1, 4), (4, 8)):
+        for i in range(n):
+            recs.append({"target": "http", "concurrency": c, "start": 100.0 + i * 0.1, "latency_ms": 50.0 + i,
+                         "status": 200 if i % 4 else 503, "ok": bool(i % 4), "batch_size": c if i % 4 else None,
+                         "images": 1, "width": 64, "height": 64, "bytes": 10, "server_inference_ms": 20.0,
+                         "request_id": f"r{i}", "error": None if i % 4 else "overloaded: try later"})
+    return recs
+
+
+def test_raw_csv_round_trip(tmp_path):
+    recs = _records()
+    path = report.write_raw_csv(tmp_path / "raw.csv", recs)
+    back = report.read_raw_csv(path)
+    assert len(back) == len(recs)
+    assert back[1]["latency_ms"] == pytest.approx(51.0) and back[1]["ok"] is True and back[1]["batch_size"] == 1
+    assert back[0]["ok"] is False and back[0]["status"] == 503 and back[0]["batch_size"] is None
+    assert back[0]["server_queue_ms"] is None
+
+
+def test_json_markdown_and_plot(tmp_path):
+    recs = _records()
+    levels = [summarise([r for r in recs if r["concurrency"] == c], c) for c in (1, 4)]
+    series = {"app": levels, "baseline": levels[:1]}
+    j = report.write_json(tmp_path / "s.json", {"levels": [s.as_dict() for s in levels], "nan": math.nan})
+    doc = json.loads(j.read_text())  # strict JSON: NaN written as null
+    assert doc["nan"] is None and doc["levels"][1]["concurrency"] == 4
+    assert doc["levels"][1]["errors_by_status"] == {"503": 2}
+
+    md = report.markdown_table(series)
+    lines = [ln for ln in md.splitlines() if ln.startswith("| app") or ln.startswith("| baseline")]
+    assert len(lines) == 3
+    assert "| app | 4 | 8 |" in md and "503:2" in md and "4:6" in md
+    mdp = report.write_markdown(tmp_path / "r.md", series, title="T", meta={"machine": "test"})
+    assert mdp.read_text().startswith("# T") and "**machine**: test" in mdp.read_text()
+
+    png = report.write_plot(tmp_path / "plot.png", series, title="t")
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
