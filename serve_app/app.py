@@ -1,0 +1,62 @@
+"""The Ray Serve application builder: ``serve run serve_app.app:build_app key=value ...``.
+
+Reads the settings, turns the model setting into a local directory *before* any replica starts
+(so a missing model fails fast with a clear message, and weights are fetched once, not once per
+replica), sizes the model deployment to the machine's GPUs, and wires ingress to model.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping, Optional
+
+from ray.serve import Application
+
+from serve_app.deployments import Ingress, SDTurboModel
+from serve_app.logs import configure_logging, log_event
+from serve_app.settings import Settings
+
+logger = logging.getLogger("sd_turbo.app")
+
+
+def model_deployment_options(settings: Settings, gpu_count: int) -> dict[str, Any]:
+    """Replica count and resources of the model deployment."""
+    use_gpu = gpu_count > 0 and settings.device != "cpu"
+    if settings.num_replicas == "auto":
+        replicas = gpu_count if use_gpu else 1
+    else:
+        replicas = int(settings.num_replicas)
+    return {
+        "num_replicas": replicas,
+        # One GPU per replica pins each replica to its own device (CUDA_VISIBLE_DEVICES).
+        "ray_actor_options": {"num_gpus": 1 if use_gpu else 0, "num_cpus": 1},
+        # Room for a full batch to run while the next one forms.
+        "max_ongoing_requests": settings.effective_max_ongoing_requests,
+        # The bounded queue: beyond it callers get 503 at once instead of waiting forever.
+        "max_queued_requests": settings.max_queued_requests,
+        "graceful_shutdown_timeout_s": 20,
+        "graceful_shutdown_wait_loop_s": 1,
+        "health_check_period_s": 5,
+        "health_check_timeout_s": 30,
+    }
+
+
+def build_app(args: Optional[Mapping[str, Any]] = None, settings: Optional[Settings] = None) -> Application:
+    """Build the application from ``args`` (serve run key=value pairs) over the environment."""
+    from serve_app.model import cuda_device_count, resolve_model, select_device, select_dtype
+
+    settings = settings or Settings.load(args or {})
+    configure_logging(settings.log_level)
+    device = select_device(settings.device)
+    half = select_dtype(settings.dtype, device).itemsize == 2
+    resolved = resolve_model(settings.model, settings.model_revision, settings.cache_dir, half)
+    model_info = {"id": resolved.model_id, "revision": resolved.revision}
+    options = model_deployment_options(settings, cuda_device_count())
+    log_event(logger, "app_built", model=model_info, local_dir=resolved.local_dir, deployment=options)
+    model = SDTurboModel.options(**options).bind(settings, resolved.local_dir, resolved.model_id)
+    return Ingress.options(
+        num_replicas=settings.ingress_replicas,
+        # The ingress only parses, validates and awaits: it holds many requests cheaply.
+        max_ongoing_requests=1000,
+        ray_actor_options={"num_cpus": 0.5},
+    ).bind(model, settings, resolved.local_dir, model_info)

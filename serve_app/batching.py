@@ -1,0 +1,62 @@
+"""Splitting a coalesced batch into groups that one pipeline call can serve.
+
+A diffusers pipeline call takes one size, one step count and one guidance scale for the whole
+batch, while prompts, negative prompts and seeds may differ per image. Pure Python: no Ray, no
+torch, so it is tested directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    """Everything the model needs to make one image (already validated, seed already drawn)."""
+
+    prompt: str
+    seed: int
+    num_inference_steps: int = 1
+    guidance_scale: float = 0.0
+    width: int = 512
+    height: int = 512
+    negative_prompt: Optional[str] = None
+
+    @property
+    def uses_guidance(self) -> bool:
+        # diffusers applies classifier-free guidance (and so the negative prompt) only above 1.
+        return self.guidance_scale > 1.0
+
+    @property
+    def group_key(self) -> tuple:
+        """Requests with equal keys can share one pipeline call."""
+        return (self.width, self.height, self.num_inference_steps, self.guidance_scale)
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """One encoded image as the model replica returns it to the ingress."""
+
+    image: bytes
+    format: str
+    batch_size: int
+    queue_ms: float
+    inference_ms: float
+    encode_ms: float
+
+
+def group_compatible(specs: Sequence[GenerationSpec], max_group_size: int | None = None) -> list[list[int]]:
+    """Partition indices of ``specs`` into groups with equal ``group_key``.
+
+    Groups keep first-arrival order (the group of the oldest request runs first) and indices
+    inside a group keep arrival order; ``max_group_size`` splits a large group further.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for index, spec in enumerate(specs):
+        groups.setdefault(spec.group_key, []).append(index)
+    result: list[list[int]] = []
+    for members in groups.values():
+        step = max_group_size or len(members)
+        result.extend(members[i : i + step] for i in range(0, len(members), step))
+    return result

@@ -1,0 +1,201 @@
+"""The Ray Serve layer: the only module that talks to Ray.
+
+``SDTurboModel`` (one per GPU) loads and warms the pipeline in its constructor, so a replica
+only counts as running once it can serve, and coalesces concurrent calls with ``@serve.batch``.
+``Ingress`` serves the HTTP app from ``serve_app.http`` and forwards to the model through a
+deployment handle, turning Ray's failures into the service's errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Optional
+
+from ray import serve
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, RequestCancelledError
+
+from serve_app.batching import GenerationResult, GenerationSpec
+from serve_app.encoding import encode_image
+from serve_app.errors import InsufficientMemory, ModelUnavailable, Overloaded, ServiceError
+from serve_app.logs import configure_logging, log_event
+from serve_app.protocol import ModelInfo
+from serve_app.settings import Settings
+
+logger = logging.getLogger("sd_turbo.deployments")
+
+MODEL_DEPLOYMENT = "SDTurboModel"
+INGRESS_DEPLOYMENT = "Ingress"
+# How often the ingress refreshes its view of the model deployment's health.
+READINESS_POLL_S = 0.5
+
+
+@serve.deployment(name=MODEL_DEPLOYMENT)
+class SDTurboModel:
+    def __init__(self, settings: Settings, local_dir: str, model_id: str):
+        from serve_app.model import SDTurboGenerator, configure_pipeline, load_pipeline
+        from serve_app.model.loading import ResolvedModel
+
+        configure_logging(settings.log_level)
+        self.settings = settings
+        started = time.perf_counter()
+        # 1. Load once, here, never in the request path.
+        pipe = load_pipeline(
+            device=settings.device,
+            dtype=settings.dtype,
+            resolved=ResolvedModel(local_dir, model_id, settings.model_revision, False),
+        )
+        configure_pipeline(
+            pipe,
+            channels_last=settings.channels_last,
+            compile_unet=settings.compile,
+            attention_slicing=settings.attention_slicing,
+            vae_slicing=settings.vae_slicing,
+            vae_tiling=settings.vae_tiling,
+        )
+        self.generator = SDTurboGenerator(pipe, max_group_size=settings.max_batch_size)
+        # 2. Size the batcher from the settings (the decorator's values are only defaults).
+        self._generate_batch.set_max_batch_size(settings.max_batch_size)
+        self._generate_batch.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
+        # 3. Warm up before Serve marks the replica running (and /ping turns 200).
+        warmup_ms = 0.0
+        if settings.warmup:
+            sizes = sorted({1, settings.max_batch_size})
+            warmup_ms = self.generator.warmup(batch_sizes=sizes)
+        # Encoding runs beside the next batch's inference, never on the event loop.
+        self._encode_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="encode")
+        log_event(
+            logger,
+            "model_ready",
+            model=model_id,
+            device=str(pipe.device),
+            dtype=str(pipe.unet.dtype),
+            load_ms=round((time.perf_counter() - started) * 1000.0 - warmup_ms, 1),
+            warmup_ms=round(warmup_ms, 1),
+        )
+
+    async def generate(
+        self, spec: GenerationSpec, output_format: str, quality: int, submitted_at: float
+    ) -> GenerationResult:
+        """One request: wait for its batch, then encode its image."""
+        generated = await self._generate_batch(spec)
+        loop = asyncio.get_running_loop()
+        encode_started = time.perf_counter()
+        data = await loop.run_in_executor(
+            self._encode_pool, encode_image, generated.image, output_format, quality
+        )
+        return GenerationResult(
+            image=data,
+            format=output_format,
+            batch_size=generated.batch_size,
+            # From the ingress handing the request over to its pipeline call starting.
+            queue_ms=max(0.0, (generated.started_at - submitted_at) * 1000.0),
+            inference_ms=generated.inference_ms,
+            encode_ms=(time.perf_counter() - encode_started) * 1000.0,
+        )
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
+    async def _generate_batch(self, specs: list[GenerationSpec]) -> list:
+        # The pipeline runs in a worker thread so this replica's event loop keeps accepting
+        # requests (and forming the next batch) while the device is busy.
+        from serve_app.model import GenerationOutOfMemory
+
+        try:
+            return await asyncio.to_thread(self.generator.generate, specs)
+        except GenerationOutOfMemory as exc:
+            raise InsufficientMemory(str(exc)) from None
+
+    def check_health(self) -> None:
+        # Ray calls this periodically; raising marks the replica unhealthy and replaces it.
+        if self.generator is None:
+            raise RuntimeError("pipeline not loaded")
+
+
+@serve.deployment(name=INGRESS_DEPLOYMENT)
+@serve.ingress()
+class Ingress:
+    def __init__(self, model, settings: Settings, local_dir: str, model_info: dict):
+        from serve_app.model import PromptTokenCounter
+        from serve_app.serving import ImageService
+
+        configure_logging(settings.log_level)
+        self.settings = settings
+        self.model = model
+        self.model_info = ModelInfo(**model_info)
+        self.service = ImageService(
+            settings, self.model_info, PromptTokenCounter(local_dir), self._call_model
+        )
+        self._ready = False
+        self._readiness_task: Optional[asyncio.Task] = None
+
+    def __serve_build_asgi_app__(self):
+        from serve_app.http import create_http_app
+
+        return create_http_app(
+            lambda: self.service,
+            self._is_ready,
+            max_body_bytes=self.settings.max_body_bytes,
+            model_info=lambda: self.model_info,
+        )
+
+    # --- readiness -------------------------------------------------------------------------
+    def _is_ready(self) -> bool:
+        if self._readiness_task is None:
+            self._readiness_task = asyncio.get_running_loop().create_task(self._poll_readiness())
+        return self._ready
+
+    async def _poll_readiness(self) -> None:
+        """Track whether the model deployment has a running replica, from the controller.
+
+        /ping reads the cached answer, so it never waits behind image generation; asking the
+        controller (not the model replica) also keeps health probes out of the model's queue.
+        """
+        while True:
+            try:
+                status = await asyncio.to_thread(serve.status)
+                app = status.applications.get(self.settings.app_name)
+                deployment = app.deployments.get(MODEL_DEPLOYMENT) if app else None
+                self._ready = bool(deployment) and deployment.status == "HEALTHY"
+            except Exception:  # noqa: BLE001 - a failed poll means "not known ready"
+                logger.exception("readiness poll failed")
+                self._ready = False
+            await asyncio.sleep(READINESS_POLL_S)
+
+    # --- the model call --------------------------------------------------------------------
+    async def _call_model(
+        self, spec: GenerationSpec, output_format: str, quality: int, submitted_at: float
+    ) -> GenerationResult:
+        response = self.model.generate.remote(spec, output_format, quality, submitted_at)
+        try:
+            return await response
+        except asyncio.CancelledError:
+            # The caller timed out or went away: drop the work instead of finishing it unseen.
+            response.cancel()
+            raise
+        except ServiceError:
+            raise
+        except BackPressureError:
+            raise Overloaded(
+                "the model queue is full; retry shortly", retry_after_s=self._retry_after_s()
+            ) from None
+        except RayTaskError as exc:
+            cause = exc.cause if hasattr(exc, "cause") else None
+            if isinstance(cause, ServiceError):
+                raise cause from None
+            logger.exception("model call failed")
+            raise ModelUnavailable(
+                "the model replica failed while generating this image; it was not completed",
+                retry_after_s=1,
+            ) from None
+        except (ActorDiedError, ActorUnavailableError, DeploymentUnavailableError, RequestCancelledError):
+            logger.exception("model replica unavailable")
+            raise ModelUnavailable(
+                "the model replica holding this request stopped; it was not completed", retry_after_s=2
+            ) from None
+
+    def _retry_after_s(self) -> int:
+        # Roughly one batch's worth of waiting; at least a second.
+        return max(1, int(round(self.settings.batch_wait_timeout_s + 1)))

@@ -1,0 +1,186 @@
+"""Finding, loading and configuring the SD-Turbo pipeline.
+
+Every model source ends in the same ``StableDiffusionPipeline.from_pretrained(<local dir>)``
+call: hub ids are first fetched (pinned revision, only the files the pipeline needs) into the
+Hugging Face cache, presets are built into this service's cache, and local directories
+(including SageMaker's /opt/ml/model) are used as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from diffusers import StableDiffusionPipeline
+
+from serve_app.model.presets import PRESETS, ensure_preset
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+_COMPONENT_DIRS = ("unet", "vae", "text_encoder")
+
+
+class ModelLoadError(RuntimeError):
+    """The configured model could not be found or loaded; the message says what was tried."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model source turned into a local diffusers directory."""
+
+    local_dir: str
+    model_id: str  # what users asked for: hub id, path, or "preset:<name>"
+    revision: Optional[str]
+    is_random: bool  # True for presets: never report their images as the real model's
+
+    @property
+    def variant(self) -> Optional[str]:
+        """'fp16' when the directory only holds half-precision weight files."""
+        unet = Path(self.local_dir) / "unet"
+        if any(unet.glob("*.fp16.safetensors")) and not any(
+            p for p in unet.glob("*.safetensors") if ".fp16." not in p.name
+        ):
+            return "fp16"
+        return None
+
+
+_OFFLINE_HINT = (
+    "To try the service without the real weights, use the offline preset: "
+    "SDTURBO_MODEL=tiny (or `serve run serve_app.app:build_app model=tiny`); it has random "
+    "weights and makes noise images. To use real weights offline, point SDTURBO_MODEL at a local "
+    "diffusers directory (e.g. one saved with save_pretrained, or SageMaker's /opt/ml/model)."
+)
+
+
+def resolve_model(model: str, revision: Optional[str], cache_dir: str, half_precision: bool = False) -> ResolvedModel:
+    """Turn the ``model`` setting into a local directory, downloading or building as needed.
+
+    Never substitutes random weights for real ones: any failure raises ModelLoadError.
+    """
+    # 1. Offline presets: random weights, built once into the cache.
+    if model in PRESETS:
+        return ResolvedModel(str(ensure_preset(model, cache_dir)), f"preset:{model}", None, True)
+
+    # 2. A local directory (a save_pretrained output, or SageMaker's model directory).
+    path = Path(model).expanduser()
+    looks_like_path = model.startswith((".", "/", "~")) or path.exists()
+    if looks_like_path:
+        if not (path / "model_index.json").is_file():
+            raise ModelLoadError(
+                f"Model directory {str(path)!r} has no model_index.json: it is not a diffusers "
+                f"pipeline directory (exists: {path.exists()}). {_OFFLINE_HINT}"
+            )
+        return ResolvedModel(str(path.resolve()), str(path), None, False)
+
+    # 3. A Hugging Face Hub id at a pinned revision: fetch only what the pipeline loads.
+    from huggingface_hub import snapshot_download
+
+    weights = "*/*.fp16.safetensors" if half_precision else "*/*.safetensors"
+    try:
+        local_dir = snapshot_download(
+            repo_id=model,
+            revision=revision,
+            allow_patterns=["model_index.json", "*/*.json", "*/*.txt", weights],
+            ignore_patterns=None if half_precision else ["*.fp16.safetensors"],
+        )
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one clear start-up error
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+        raise ModelLoadError(
+            f"Could not fetch model {model!r} at revision {revision!r} from the Hugging Face Hub "
+            f"(HF_HUB_OFFLINE={'1' if offline else '0'}, cache {os.environ.get('HF_HOME', '~/.cache/huggingface')}): "
+            f"{type(exc).__name__}: {exc}. {_OFFLINE_HINT}"
+        ) from exc
+    return ResolvedModel(local_dir, model, revision, False)
+
+
+def select_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("device=cuda was requested but no CUDA device is visible to this process")
+    return device
+
+
+def select_dtype(dtype: str, device: str) -> torch.dtype:
+    if dtype == "auto":
+        # Half precision halves memory and uses tensor cores; CPUs run float32 fastest.
+        return torch.float16 if device == "cuda" else torch.float32
+    return _DTYPES[dtype]
+
+
+def cuda_device_count() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def load_pipeline(
+    model: str = "tiny",
+    revision: Optional[str] = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    cache_dir: Optional[str] = None,
+    resolved: Optional[ResolvedModel] = None,
+) -> StableDiffusionPipeline:
+    """Load a pipeline onto ``device`` in ``dtype``, with nothing else configured.
+
+    This is the plain loader the naive baseline uses too; ``configure_pipeline`` adds the
+    serving optimisations.
+    """
+    device = select_device(device)
+    torch_dtype = select_dtype(dtype, device)
+    if resolved is None:
+        from serve_app.settings import Settings
+
+        resolved = resolve_model(
+            model, revision, cache_dir or Settings.load().cache_dir, torch_dtype == torch.float16
+        )
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(
+            resolved.local_dir,
+            dtype=torch_dtype,
+            variant=resolved.variant,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            local_files_only=True,
+        )
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(
+            f"Found {resolved.model_id!r} at {resolved.local_dir} but could not load it as a "
+            f"StableDiffusionPipeline: {type(exc).__name__}: {exc}"
+        ) from exc
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def configure_pipeline(
+    pipe: StableDiffusionPipeline,
+    *,
+    channels_last: bool = False,
+    compile_unet: bool = False,
+    attention_slicing: bool = False,
+    vae_slicing: bool = False,
+    vae_tiling: bool = False,
+) -> StableDiffusionPipeline:
+    """Apply the serving optimisations that the settings switch on."""
+    on_cuda = pipe.device.type == "cuda"
+    # 1. Memory layout: channels-last convolutions are faster on tensor cores; on CPU it is
+    #    left alone (no measured gain there).
+    if channels_last and on_cuda:
+        pipe.unet.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
+    # 2. Memory savers, off by default: each trades speed for peak memory.
+    if attention_slicing:
+        pipe.enable_attention_slicing()
+    if vae_slicing:
+        pipe.vae.enable_slicing()
+    if vae_tiling:
+        pipe.vae.enable_tiling()
+    # 3. Compilation: the UNet dominates the step; compiled lazily on the warm-up calls.
+    if compile_unet:
+        pipe.unet = torch.compile(pipe.unet)
+    return pipe

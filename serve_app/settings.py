@@ -1,0 +1,170 @@
+"""Every knob of the service, in one place.
+
+A setting is read, in increasing priority, from
+  1. the default below,
+  2. the environment variable ``SDTURBO_<NAME>`` (upper case),
+  3. an application argument (``serve run serve_app.app:build_app <name>=<value>``,
+     or ``args:`` in a Serve config YAML).
+
+The container entrypoint maps SageMaker's own environment onto these names
+(``container/entrypoint.py``), so this module is the single list of what can be tuned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, get_type_hints
+
+ENV_PREFIX = "SDTURBO_"
+
+# The published SD-Turbo weights, pinned to the commit this service was built against, so a
+# deployment never picks up a changed model silently.
+DEFAULT_MODEL = "stabilityai/sd-turbo"
+DEFAULT_MODEL_REVISION = "b261bac6fd2cf515557d5d0707481eafa0485ec2"
+
+OUTPUT_FORMATS = ("jpeg", "png", "webp")
+
+
+def _setting(default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- Model source -----------------------------------------------------------------------
+    model: str = _setting(
+        DEFAULT_MODEL,
+        "Hub id, local diffusers directory (e.g. /opt/ml/model), or an offline preset: "
+        "'tiny' (random weights, small) or 'sd-turbo-random' (random weights, full size).",
+    )
+    model_revision: str = _setting(
+        DEFAULT_MODEL_REVISION,
+        "Hub revision (commit sha) used when `model` is a hub id; ignored for directories and presets.",
+    )
+    cache_dir: str = _setting(
+        str(Path.home() / ".cache" / "sd-turbo-serve"),
+        "Where offline presets are built and kept.",
+    )
+    # --- Compute ------------------------------------------------------------------------------
+    device: str = _setting("auto", "'auto' (cuda when available), 'cuda' or 'cpu'.")
+    dtype: str = _setting(
+        "auto", "'auto' (float16 on cuda, float32 on cpu), 'float16', 'bfloat16' or 'float32'."
+    )
+    channels_last: bool = _setting(True, "Use channels-last memory format for UNet and VAE on CUDA.")
+    compile: bool = _setting(False, "torch.compile the UNet (slower start, faster steady state).")
+    attention_slicing: bool = _setting(False, "Slice attention to save memory (slower).")
+    vae_slicing: bool = _setting(False, "Decode a batch one image at a time to save memory.")
+    vae_tiling: bool = _setting(False, "Decode in tiles: large images in bounded memory.")
+    warmup: bool = _setting(True, "Run warm-up generations before the replica reports ready.")
+    # --- Serving ------------------------------------------------------------------------------
+    num_replicas: str = _setting("auto", "Model replicas: 'auto' (one per GPU, 1 on CPU) or an integer.")
+    max_batch_size: int = _setting(8, "Most requests coalesced into one pipeline call.")
+    batch_wait_timeout_s: float = _setting(
+        0.02, "How long a partial batch waits for more requests before running."
+    )
+    max_ongoing_requests: int = _setting(
+        0, "Requests one model replica holds at once; 0 means 2 x max_batch_size."
+    )
+    max_queued_requests: int = _setting(
+        64, "Requests waiting for a model replica beyond that; past it callers get 503. -1: unbounded."
+    )
+    request_timeout_s: float = _setting(
+        50.0, "A request still unanswered after this gets 504 (below SageMaker's 60 s limit)."
+    )
+    ingress_replicas: int = _setting(1, "Replicas of the HTTP ingress deployment.")
+    host: str = _setting("127.0.0.1", "HTTP bind address (the container sets 0.0.0.0).")
+    port: int = _setting(8000, "HTTP port (the container sets 8080).")
+    app_name: str = _setting("sd-turbo", "Ray Serve application name.")
+    # --- Request limits -----------------------------------------------------------------------
+    max_body_bytes: int = _setting(64 * 1024, "Largest accepted request body (413 beyond).")
+    default_output_format: str = _setting("jpeg", "Format when a request names none.")
+    default_quality: int = _setting(90, "JPEG/WebP quality when a request names none.")
+    # --- Cache and logs -----------------------------------------------------------------------
+    cache_max_bytes: int = _setting(
+        64 * 1024 * 1024, "Byte budget of the LRU cache of encoded images for seeded requests; 0 disables."
+    )
+    log_level: str = _setting("INFO", "Log level of the service's JSON logs.")
+
+    # ------------------------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> "Settings":
+        """Defaults, then ``SDTURBO_*`` environment variables, then ``overrides``."""
+        environ = os.environ if environ is None else environ
+        types = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _coerce(f.name, raw, types[f.name])
+        unknown = sorted(set(overrides or {}) - set(types))
+        if unknown:
+            raise ValueError(
+                f"Unknown setting(s) {unknown}; known settings: {', '.join(sorted(types))}"
+            )
+        for name, raw in (overrides or {}).items():
+            values[name] = _coerce(name, raw, types[name])
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        problems = []
+        if self.max_batch_size < 1:
+            problems.append("max_batch_size must be >= 1")
+        if self.batch_wait_timeout_s < 0:
+            problems.append("batch_wait_timeout_s must be >= 0")
+        if self.num_replicas != "auto" and not (self.num_replicas.isdigit() and int(self.num_replicas) >= 1):
+            problems.append("num_replicas must be 'auto' or a positive integer")
+        if self.device not in ("auto", "cuda", "cpu"):
+            problems.append("device must be auto, cuda or cpu")
+        if self.dtype not in ("auto", "float16", "bfloat16", "float32"):
+            problems.append("dtype must be auto, float16, bfloat16 or float32")
+        if self.default_output_format not in OUTPUT_FORMATS:
+            problems.append(f"default_output_format must be one of {OUTPUT_FORMATS}")
+        if self.request_timeout_s <= 0:
+            problems.append("request_timeout_s must be > 0")
+        if problems:
+            raise ValueError("Invalid settings: " + "; ".join(problems))
+
+    @property
+    def effective_max_ongoing_requests(self) -> int:
+        # Twice the batch size: one full batch runs while the next one forms.
+        return self.max_ongoing_requests or 2 * self.max_batch_size
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(name: str, raw: Any, typ: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw if typ is not float else float(raw)
+    try:
+        if typ is bool:
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if typ is int:
+            return int(raw)
+        if typ is float:
+            return float(raw)
+        return raw
+    except ValueError:
+        raise ValueError(f"Setting {name!r}: cannot read {raw!r} as {typ.__name__}") from None
+
+
+def describe_settings() -> str:
+    """A Markdown table of every setting (used to keep the README's table honest)."""
+    rows = ["| setting | environment variable | default | meaning |", "| --- | --- | --- | --- |"]
+    for f in dataclasses.fields(Settings):
+        rows.append(
+            f"| `{f.name}` | `{ENV_PREFIX}{f.name.upper()}` | `{f.default}` | {f.metadata['doc']} |"
+        )
+    return "\n".join(rows)
