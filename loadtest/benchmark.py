@@ -77,6 +77,7 @@ def machine_info() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "mem_gib": mem_gib,
         "gpu": "none",
+        "loadavg_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
@@ -268,7 +269,7 @@ def serve_target(label: str, cmd: list[str], port: int, args: argparse.Namespace
                                 start_new_session=True)
         try:
             ready_s = wait_ready(port, proc, args.start_timeout_s)
-            print(f"   {label} ready after {ready_s:.1f}s", flush=True)
+            print(f"   {label} ready after {ready_s:.1f}s (load average {os.getloadavg()[0]:.2f})", flush=True)
             prober = PingProber("127.0.0.1", port, rate_hz=args.ping_hz)
             prober.start()
             try:
@@ -359,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         figs["ping_ms_p99_saturated_baseline"] = result["baseline"]["ping"].get(str(c_max), {}).get("ms_p99")
     result["figures"] = figs
     result["elapsed_s"] = time.time() - t_begin
+    # other work on the machine skews every figure: record the load around the run
+    result["machine"]["loadavg_1_5_15_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
     # -- reports --------------------------------------------------------------------------------
     report.write_json(out / "benchmark.json", result)
@@ -375,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _machine_line(m: dict[str, Any]) -> str:
     return (f"{m['cpus']} CPUs ({m['cpu']}), {m['mem_gib']} GiB, GPU: {m['gpu']}; {m['date_utc']}; "
-            f"torch {m['torch']}, diffusers {m['diffusers']}, ray {m['ray']}, locust {m['locust']}")
+            f"torch {m['torch']}, diffusers {m['diffusers']}, ray {m['ray']}, locust {m['locust']}; "
+            f"load average (1/5/15 min) before {m.get('loadavg_1_5_15')}, after {m.get('loadavg_1_5_15_end')}")
 
 
 def _fmt(v: Any, nd: int = 1, suffix: str = "") -> str:

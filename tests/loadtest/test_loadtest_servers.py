@@ -1,0 +1,129 @@
+"""The naive baseline server, the one-shot CPU benchmark (baseline + Ray Serve app driven by
+the tool over HTTP) and the GPU benchmark's CPU smoke path, all with the tiny preset."""
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from loadtest_helpers import REPO_ROOT, free_port, run_tool, subprocess_env, wait_http_ok
+
+
+def _post(port: int, body: bytes, ctype: str = "application/json", accept: str = "application/json"):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    c.request("POST", "/predict", body=body, headers={"Content-Type": ctype, "Accept": accept})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, dict(r.getheaders()), data
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+def test_baseline_server_api_and_tool(model_cache, tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadtest.baseline_server", "--model", "tiny", "--port", str(port), "--cache-dir", model_cache],
+        cwd=REPO_ROOT, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_http_ok(f"http://127.0.0.1:{port}/ping", 120, proc)
+        status, _, data = _post(port, json.dumps({"prompt": "a fox", "width": 64, "height": 64, "seed": 7,
+                                                  "output_format": "jpeg"}).encode())
+        assert status == 200
+        doc = json.loads(data)
+        assert doc["format"] == "png" and doc["batch_size"] == 1 and doc["seed"] == 7  # always PNG, never batched
+        assert base64.b64decode(doc["image"])[:8] == b"\x89PNG\r\n\x1a\n"
+        assert set(doc["timings_ms"]) == {"queue", "inference", "encode", "total"}
+        status, headers, data = _post(port, json.dumps({"prompt": "a fox", "width": 64, "height": 64}).encode(),
+                                      accept="image/png")
+        assert status == 200 and data[:4] == b"\x89PNG" and headers["X-Batch-Size"] == "1"
+        assert _post(port, b"{not json")[0] == 400
+        assert _post(port, json.dumps({"width": 64}).encode())[0] == 422
+        assert _post(port, json.dumps({"prompt": "x", "width": 65}).encode())[0] == 422
+        assert _post(port, b"prompt=x", ctype="text/plain")[0] == 415
+
+        out = tmp_path / "bl"
+        r = run_tool(["run", "--target", "http", "--url", f"http://127.0.0.1:{port}", "--path", "/invocations",
+                      "--concurrency", "1,3", "--requests", "4", "--sizes", "64x64", "--out", str(out), "--quiet"])
+        assert r.returncode == 0, r.stderr
+        levels = json.loads((out / "summary.json").read_text())["levels"]
+        assert [lv["ok"] for lv in levels] == [4, 4]
+        assert all(lv["batch_size_hist"] == {"1": 4} for lv in levels)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(420)
+def test_cpu_benchmark_drives_baseline_and_app(model_cache, tmp_path):
+    """The one-shot benchmark, shortened: both servers start, the tool drives both over HTTP
+    (the app is the real Ray Serve application with the tiny preset), figures are written."""
+    out = tmp_path / "bench"
+    r = subprocess.run(
+        [sys.executable, "-m", "loadtest.benchmark", "--preset", "tiny", "--size", "64x64", "--concurrency", "1,4",
+         "--duration-s", "3", "--warmup-s", "0.5", "--direct-calls", "3", "--cache-dir", model_cache,
+         "--start-timeout-s", "240", "--out", str(out)],
+        cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=400)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads((out / "benchmark.json").read_text())
+    for target in ("baseline", "app"):
+        levels = {lv["concurrency"]: lv for lv in res[target]["levels"]}
+        assert set(levels) == {1, 4}
+        assert all(lv["ok"] > 0 and lv["error_rate"] == 0 for lv in levels.values()), levels
+        assert res[target]["ping"]["4"]["probes"] > 0 and res[target]["ping"]["4"]["non_200"] == 0
+    app4 = {lv["concurrency"]: lv for lv in res["app"]["levels"]}[4]
+    assert app4["batch_size_hist"] and max(int(k) for k in app4["batch_size_hist"]) <= 8
+    assert set(app4["server_ms_p50"]) >= {"queue", "inference", "encode", "total"}
+    f = res["figures"]
+    assert set(f["throughput_ratio_app_over_baseline"]) == {"1", "4"}
+    assert all(v > 0 and math.isfinite(v) for v in f["throughput_ratio_app_over_baseline"].values())
+    assert math.isfinite(f["overhead_ms_p50_vs_direct"]) and f["ping_ms_p99_saturated_app"] > 0
+    assert (out / "plot.png").read_bytes()[:4] == b"\x89PNG"
+    md = (out / "benchmark.md").read_text()
+    assert "throughput ratio app / baseline at concurrency 4" in md and "Ray Serve app" in md
+    assert "throughput ratio app / baseline" in r.stdout  # the ratios are printed
+
+
+@pytest.mark.timeout(180)
+def test_gpu_benchmark_cpu_smoke(model_cache, tmp_path):
+    out = tmp_path / "gpu"
+    r = subprocess.run([sys.executable, "-m", "loadtest.gpu_benchmark", "--model", "tiny", "--device", "cpu", "--quick",
+                        "--cache-dir", model_cache, "--out", str(out)],
+                       cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=170)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads((out / "gpu_benchmark.json").read_text())
+    assert res["device"]["gpu"] == "none" and res["size"] == "64x64"
+    assert set(res["batch_sweep"]) == {"fp32", "fp32-cl"}
+    assert [row["batch_size"] for row in res["batch_sweep"]["fp32"]] == [1, 2]
+    assert all(row["images_s"] > 0 for rows in res["batch_sweep"].values() for row in rows)
+    sweep = res["concurrency_sweep"]
+    assert list(sweep) == ["baseline (fp32, PNG, no batching)", "fp32-cl, JPEG, no batching", "fp32-cl, JPEG, batching <= 4"]
+    assert all(lv["ok"] > 0 for levels in sweep.values() for lv in levels)
+    assert all(lv["batch_size_hist"] == {"1": lv["ok"]} for lv in sweep["baseline (fp32, PNG, no batching)"])
+    # with 4 clients and batching on, some batch held more than one request
+    batched4 = sweep["fp32-cl, JPEG, batching <= 4"][1]
+    assert batched4["concurrency"] == 4 and max(int(k) for k in batched4["batch_size_hist"]) > 1
+    assert (out / "gpu_plot.png").exists() and "Batch sweep" in (out / "gpu_benchmark.md").read_text()
+
+
+def test_gpu_benchmark_refuses_missing_cuda(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "loadtest.gpu_benchmark", "--device", "cuda", "--out", str(tmp_path)],
+                       cwd=REPO_ROOT, env=subprocess_env(CUDA_VISIBLE_DEVICES=""), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "no CUDA device" in r.stderr
+    assert not (tmp_path / "gpu_benchmark.json").exists()
+
+
+def test_pad_to_bucket():
+    from loadtest.gpu_benchmark import make_configs, pad_to_bucket
+
+    assert [pad_to_bucket(n, [1, 2, 4, 8, 16]) for n in (1, 3, 5, 9, 16, 17)] == [1, 4, 8, 16, 16, 17]
+    cfgs = {c.name: c for c in make_configs(["fp32", "fp16-cl", "fp16-cl-compile"])}
+    assert cfgs["fp32"].dtype == "float32" and not cfgs["fp32"].channels_last
+    assert cfgs["fp16-cl"].dtype == "float16" and cfgs["fp16-cl"].channels_last and not cfgs["fp16-cl"].compile
+    assert cfgs["fp16-cl-compile"].compile
