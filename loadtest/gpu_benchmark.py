@@ -55,6 +55,9 @@ from loadtest.stats import LevelSummary, percentile, summarise
 from loadtest.workload import DEFAULT_PROMPTS, parse_int_list, parse_sizes
 
 
+BASELINE_NAME = "baseline (fp32, PNG, no batching)"
+
+
 @dataclass(frozen=True)
 class Config:
     name: str
@@ -276,7 +279,8 @@ async def serve_level(m: Model, concurrency: int, duration_s: float, max_batch: 
 
 
 def concurrency_sweep(m: Model, name: str, levels: list[int], duration_s: float, warmup_s: float, max_batch: int,
-                      wait_ms: float, fmt: str, width: int, height: int, buckets: list[int] | None) -> list[LevelSummary]:
+                      wait_ms: float, fmt: str, width: int, height: int, buckets: list[int] | None,
+                      peak_mem: dict[str, dict[str, float | None]]) -> list[LevelSummary]:
     out = []
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="encode") as pool:
         # warm-up at the largest batch this scenario can form (allocator, autotune, compile)
@@ -287,7 +291,7 @@ def concurrency_sweep(m: Model, name: str, levels: list[int], duration_s: float,
             recs, t0, t1 = asyncio.run(serve_level(m, c, duration_s, max_batch, wait_ms / 1000.0, fmt, width, height,
                                                    buckets, pool))
             s = summarise(recs, c, run_start=t0, run_end=t1, warmup_s=warmup_s)
-            s.server_ms_p50["peak_mem_mib"] = m.peak_mib() or math.nan
+            peak_mem.setdefault(name, {})[str(c)] = m.peak_mib()
             out.append(s)
             print(f"   [{name}] concurrency {c:>2}: {s.throughput_img_s:7.2f} img/s  p50 {s.latency_ms_p50:8.1f} ms"
                   f"  p95 {s.latency_ms_p95:8.1f} ms  batches {dict(s.batch_size_hist)}", flush=True)
@@ -311,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-wait-ms", type=float, default=10.0)
     p.add_argument("--compile-buckets", default="1,2,4,8,16")
     p.add_argument("--skip-concurrency", action="store_true", help="batch sweep only")
+    p.add_argument("--baseline-json", help="gpu_benchmark.json of an earlier run on the same GPU whose fp32 baseline "
+                                            "the speed-ups are computed against (when this run has no fp32 config)")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes and counts (CPU tests)")
     p.add_argument("--out", default=f"results/gpu-{time.strftime('%Y%m%d-%H%M%S')}")
     args = p.parse_args(argv)
@@ -343,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     m = Model(args.model, args.device, args.cache_dir)
     t_all = time.time()
     series: dict[str, list[LevelSummary]] = {}
-    base_cfg = configs[0]
+    peak_mem: dict[str, dict[str, float | None]] = {}
     best_cfg = configs[-1]
     for cfg in configs:
         print(f"== configuration {cfg.name}", flush=True)
@@ -355,19 +361,28 @@ def main(argv: list[str] | None = None) -> int:
         if args.skip_concurrency:
             continue
         cb = buckets if cfg.compile else None
-        if cfg is base_cfg:
-            name = f"baseline ({cfg.name}, PNG, no batching)"
-            series[name] = concurrency_sweep(m, name, levels, args.duration_s, args.warmup_s, 1, 0.0, "PNG", width, height, cb)
-        if cfg is best_cfg:
+        if cfg.name == "fp32":  # the naive baseline: fp32, PNG, one request at a time
+            name = BASELINE_NAME
+            series[name] = concurrency_sweep(m, name, levels, args.duration_s, args.warmup_s, 1, 0.0, "PNG", width, height,
+                                             cb, peak_mem)
+        if cfg is best_cfg:  # the most optimised configuration, without and with batching
             name = f"{cfg.name}, JPEG, no batching"
-            series[name] = concurrency_sweep(m, name, levels, args.duration_s, args.warmup_s, 1, 0.0, "JPEG", width, height, cb)
+            series[name] = concurrency_sweep(m, name, levels, args.duration_s, args.warmup_s, 1, 0.0, "JPEG", width, height,
+                                             cb, peak_mem)
             name = f"{cfg.name}, JPEG, batching <= {args.max_batch_size}"
             series[name] = concurrency_sweep(m, name, levels, args.duration_s, args.warmup_s, args.max_batch_size,
-                                             args.batch_wait_ms, "JPEG", width, height, cb)
+                                             args.batch_wait_ms, "JPEG", width, height, cb, peak_mem)
     result["concurrency_sweep"] = {k: [s.as_dict() for s in v] for k, v in series.items()}
-    if series:
-        base = next(iter(series.values()))
-        base_by_c = {s.concurrency: s.throughput_img_s for s in base}
+    result["concurrency_peak_mem_mib"] = peak_mem
+    base_by_c: dict[int, float] = {}
+    if BASELINE_NAME in series:
+        base_by_c = {s.concurrency: s.throughput_img_s for s in series[BASELINE_NAME]}
+        result["baseline_source"] = "this run"
+    elif args.baseline_json:
+        prev = json.loads(Path(args.baseline_json).read_text())
+        base_by_c = {lv["concurrency"]: lv["throughput_img_s"] for lv in prev["concurrency_sweep"].get(BASELINE_NAME, [])}
+        result["baseline_source"] = f"{args.baseline_json} ({prev['device'].get('gpu')}, {prev['device']['date_utc']})"
+    if base_by_c:
         result["speedup_vs_baseline"] = {k: {str(s.concurrency): s.throughput_img_s / base_by_c[s.concurrency]
                                              for s in v if base_by_c.get(s.concurrency)} for k, v in series.items()}
     result["elapsed_s"] = time.time() - t_all
@@ -400,11 +415,16 @@ def render_md(r: dict[str, Any], series: dict[str, list[LevelSummary]]) -> str:
                              f"{_f(row['latency_ms_p95'])} | {_f(row['peak_mem_mib'], 0)} |")
     if series:
         lines += ["", "## Concurrency sweep (in-process micro-batcher, closed-loop clients)", "", report.markdown_table(series)]
-        lines += ["| scenario | " + " | ".join(f"speed-up at {c}" for c in next(iter(series.values())) and
-                                                [s.concurrency for s in next(iter(series.values()))]) + " |",
-                  "|---|" + "---:|" * len(next(iter(series.values())))]
-        for k, v in r.get("speedup_vs_baseline", {}).items():
-            lines.append(f"| {k} | " + " | ".join(f"{x:.2f}x" for x in v.values()) + " |")
+        levels = [s.concurrency for s in next(iter(series.values()))]
+        lines += ["Peak device memory (MiB) per scenario and concurrency:", "",
+                  "| scenario | " + " | ".join(f"c={c}" for c in levels) + " |", "|---|" + "---:|" * len(levels)]
+        for k, v in r.get("concurrency_peak_mem_mib", {}).items():
+            lines.append(f"| {k} | " + " | ".join(_f(v.get(str(c)), 0) for c in levels) + " |")
+        if r.get("speedup_vs_baseline"):
+            lines += ["", f"Throughput against the naive baseline ({r.get('baseline_source')}):", "",
+                      "| scenario | " + " | ".join(f"speed-up at c={c}" for c in levels) + " |", "|---|" + "---:|" * len(levels)]
+            for k, v in r["speedup_vs_baseline"].items():
+                lines.append(f"| {k} | " + " | ".join((f"{v[str(c)]:.2f}x" if str(c) in v else "n/a") for c in levels) + " |")
     return "\n".join(lines) + "\n"
 
 
