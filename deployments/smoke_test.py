@@ -162,9 +162,15 @@ def validate_response(body: bytes) -> tuple[dict[str, Any], bytes, Any]:
             f"response is not JSON ({len(body)} bytes, starts {body[:40]!r})",
         ) from None
     if not isinstance(doc, dict):
-        raise SmokeTestError(EXIT_INVALID_RESPONSE, f"response JSON is a {type(doc).__name__}, not an object")
+        raise SmokeTestError(
+            EXIT_INVALID_RESPONSE,
+            f"response JSON is a {type(doc).__name__}, not an object",
+        )
     if "error" in doc and "image" not in doc:
-        raise SmokeTestError(EXIT_ERROR_RESPONSE, f"endpoint returned an error: {_describe_error_body(body)}")
+        raise SmokeTestError(
+            EXIT_ERROR_RESPONSE,
+            f"endpoint returned an error: {_describe_error_body(body)}",
+        )
     image_b64 = doc.get("image")
     if not isinstance(image_b64, str) or not image_b64:
         raise SmokeTestError(
@@ -174,7 +180,9 @@ def validate_response(body: bytes) -> tuple[dict[str, Any], bytes, Any]:
     try:
         data = base64.b64decode(image_b64, validate=True)
     except (binascii.Error, ValueError):
-        raise SmokeTestError(EXIT_INVALID_RESPONSE, "'image' is not valid base64") from None
+        raise SmokeTestError(
+            EXIT_INVALID_RESPONSE, "'image' is not valid base64"
+        ) from None
     try:
         with Image.open(io.BytesIO(data)) as probe:
             probe.verify()
@@ -182,20 +190,23 @@ def validate_response(body: bytes) -> tuple[dict[str, Any], bytes, Any]:
         img.load()
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise SmokeTestError(
-            EXIT_INVALID_RESPONSE, f"'image' does not decode as an image ({len(data)} bytes): {_one_line(exc)}"
+            EXIT_INVALID_RESPONSE,
+            f"'image' does not decode as an image ({len(data)} bytes): {_one_line(exc)}",
         ) from None
     declared = doc.get("format")
     if isinstance(declared, str) and declared.lower() in _PIL_FORMATS:
         if _PIL_FORMATS[declared.lower()] != img.format:
             raise SmokeTestError(
-                EXIT_INVALID_RESPONSE, f"response says format {declared!r} but the image is {img.format}"
+                EXIT_INVALID_RESPONSE,
+                f"response says format {declared!r} but the image is {img.format}",
             )
     elif declared is not None:
         raise SmokeTestError(EXIT_INVALID_RESPONSE, f"unknown 'format' {declared!r}")
     for key, actual in (("width", img.width), ("height", img.height)):
         if key in doc and doc[key] != actual:
             raise SmokeTestError(
-                EXIT_INVALID_RESPONSE, f"response says {key}={doc[key]} but the image is {img.width}x{img.height}"
+                EXIT_INVALID_RESPONSE,
+                f"response says {key}={doc[key]} but the image is {img.width}x{img.height}",
             )
     return doc, data, img
 
@@ -228,26 +239,45 @@ def check_endpoint(sagemaker: Any, endpoint_name: str) -> str:
         if code in ("ValidationException", "ValidationError") and (
             "could not find" in msg.lower() or "not found" in msg.lower()
         ):
-            raise SmokeTestError(EXIT_ENDPOINT_MISSING, f"endpoint {endpoint_name!r} not found: {_one_line(msg)}")
+            raise SmokeTestError(
+                EXIT_ENDPOINT_MISSING,
+                f"endpoint {endpoint_name!r} not found: {_one_line(msg)}",
+            )
         raise
     status = str(desc.get("EndpointStatus", "Unknown"))
     if status not in SERVING_STATUSES:
         reason = desc.get("FailureReason")
         extra = f" ({_one_line(reason)})" if reason else ""
-        raise SmokeTestError(EXIT_ENDPOINT_MISSING, f"endpoint {endpoint_name!r} is {status}, not serving{extra}")
+        raise SmokeTestError(
+            EXIT_ENDPOINT_MISSING,
+            f"endpoint {endpoint_name!r} is {status}, not serving{extra}",
+        )
     return status
 
 
 def _map_invoke_error(exc: Exception, endpoint_name: str) -> SmokeTestError | None:
     code, msg, resp = _client_error_parts(exc)
-    if code in ("ValidationException", "ValidationError") and "not found" in msg.lower():
-        return SmokeTestError(EXIT_ENDPOINT_MISSING, f"endpoint {endpoint_name!r} not found: {_one_line(msg)}")
+    if (
+        code in ("ValidationException", "ValidationError")
+        and "not found" in msg.lower()
+    ):
+        return SmokeTestError(
+            EXIT_ENDPOINT_MISSING,
+            f"endpoint {endpoint_name!r} not found: {_one_line(msg)}",
+        )
     if code == "ModelError":
         status = resp.get("OriginalStatusCode")
         original = resp.get("OriginalMessage") or msg
         where = f" HTTP {status}" if status else ""
-        return SmokeTestError(EXIT_ERROR_RESPONSE, f"ModelError{where}: {_describe_error_body(original)}")
-    if code in ("ModelNotReadyException", "ServiceUnavailable", "InternalFailure", "InternalDependencyException"):
+        return SmokeTestError(
+            EXIT_ERROR_RESPONSE, f"ModelError{where}: {_describe_error_body(original)}"
+        )
+    if code in (
+        "ModelNotReadyException",
+        "ServiceUnavailable",
+        "InternalFailure",
+        "InternalDependencyException",
+    ):
         return SmokeTestError(EXIT_ERROR_RESPONSE, f"{code}: {_one_line(msg)}")
     return None
 
@@ -263,7 +293,9 @@ def invoke_realtime(runtime: Any, endpoint_name: str, request: dict[str, Any]) -
             Body=json.dumps(request).encode("utf-8"),
         )
     except (ReadTimeoutError, ConnectTimeoutError) as exc:
-        raise SmokeTestError(EXIT_TIMEOUT, f"invoke_endpoint timed out: {_one_line(exc)}") from None
+        raise SmokeTestError(
+            EXIT_TIMEOUT, f"invoke_endpoint timed out: {_one_line(exc)}"
+        ) from None
     except ClientError as exc:
         mapped = _map_invoke_error(exc, endpoint_name)
         if mapped is not None:
@@ -304,7 +336,10 @@ def invoke_async(
     deadline = time.monotonic() + timeout_s
     try:
         s3.put_object(
-            Bucket=bucket, Key=key, Body=json.dumps(request).encode("utf-8"), ContentType="application/json"
+            Bucket=bucket,
+            Key=key,
+            Body=json.dumps(request).encode("utf-8"),
+            ContentType="application/json",
         )
         resp = runtime.invoke_endpoint_async(
             EndpointName=endpoint_name,
@@ -313,7 +348,9 @@ def invoke_async(
             InputLocation=input_location,
         )
     except (ReadTimeoutError, ConnectTimeoutError) as exc:
-        raise SmokeTestError(EXIT_TIMEOUT, f"async invocation timed out: {_one_line(exc)}") from None
+        raise SmokeTestError(
+            EXIT_TIMEOUT, f"async invocation timed out: {_one_line(exc)}"
+        ) from None
     except ClientError as exc:
         mapped = _map_invoke_error(exc, endpoint_name)
         if mapped is not None:
@@ -322,7 +359,9 @@ def invoke_async(
     output_location = resp.get("OutputLocation")
     failure_location = resp.get("FailureLocation")
     if not output_location:
-        raise SmokeTestError(EXIT_INVALID_RESPONSE, "InvokeEndpointAsync returned no OutputLocation")
+        raise SmokeTestError(
+            EXIT_INVALID_RESPONSE, "InvokeEndpointAsync returned no OutputLocation"
+        )
     while True:
         try:
             body = _get_if_exists(s3, output_location)
@@ -404,7 +443,11 @@ def make_clients(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     import boto3
     from botocore.config import Config
 
-    session = boto3.session.Session(region_name=args.region) if args.region else boto3.session.Session()
+    session = (
+        boto3.session.Session(region_name=args.region)
+        if args.region
+        else boto3.session.Session()
+    )
     # One attempt per call: the smoke test wants a clear verdict inside --timeout-s,
     # not silent retries that multiply it.
     runtime_cfg = Config(
@@ -429,7 +472,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Invoke a sd-turbo-serve SageMaker endpoint once and check a decodable image comes back.",
     )
     p.add_argument("--endpoint-name", required=True, help="SageMaker endpoint name")
-    p.add_argument("--region", default=None, help="AWS region (default: the boto3 default chain)")
+    p.add_argument(
+        "--region", default=None, help="AWS region (default: the boto3 default chain)"
+    )
     p.add_argument(
         "--async",
         dest="use_async",
@@ -447,14 +492,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--width", type=int, default=None)
     p.add_argument("--height", type=int, default=None)
     p.add_argument("--output-format", choices=["jpeg", "png", "webp"], default="jpeg")
-    p.add_argument("--out", default=None, help="where to write the image (default: smoke-test-output.<ext>)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="where to write the image (default: smoke-test-output.<ext>)",
+    )
     p.add_argument(
         "--timeout-s",
         type=float,
         default=120.0,
         help="real-time: socket read timeout of the invocation; async: total wait for the output (default 120)",
     )
-    p.add_argument("--poll-interval-s", type=float, default=5.0, help="async: seconds between S3 polls")
+    p.add_argument(
+        "--poll-interval-s",
+        type=float,
+        default=5.0,
+        help="async: seconds between S3 polls",
+    )
     p.add_argument(
         "--skip-describe",
         action="store_true",
@@ -471,13 +525,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _fail(code: int, message: str) -> int:
-    print(f"smoke-test: FAIL [{_REASONS.get(code, 'failed')}] {message}", file=sys.stderr)
+    print(
+        f"smoke-test: FAIL [{_REASONS.get(code, 'failed')}] {message}", file=sys.stderr
+    )
     return code
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        NoCredentialsError,
+        NoRegionError,
+    )
 
     try:
         runtime, sagemaker, s3 = make_clients(args)

@@ -41,7 +41,9 @@ def _image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48)) -> bytes:
     return buf.getvalue()
 
 
-def _contract_response(data: bytes, fmt: str = "jpeg", width: int = 64, height: int = 48) -> dict:
+def _contract_response(
+    data: bytes, fmt: str = "jpeg", width: int = 64, height: int = 48
+) -> dict:
     return {
         "image": base64.b64encode(data).decode("ascii"),
         "format": fmt,
@@ -72,12 +74,12 @@ def moto_url():
 class MotoAWS:
     def __init__(self, url: str) -> None:
         self.url = url
-        kw = dict(
-            endpoint_url=url,
-            region_name=REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        kw = {
+            "endpoint_url": url,
+            "region_name": REGION,
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+        }
         self.sagemaker = boto3.client("sagemaker", **kw)
         self.runtime = boto3.client("sagemaker-runtime", **kw)
         self.s3 = boto3.client("s3", **kw)
@@ -95,7 +97,9 @@ class MotoAWS:
     def reset(self) -> None:
         self._post("/moto-api/reset", {})
 
-    def realtime_results(self, *bodies: str, content_type: str = "application/json") -> None:
+    def realtime_results(
+        self, *bodies: str, content_type: str = "application/json"
+    ) -> None:
         self._post(
             "/moto-api/static/sagemaker/endpoint-results",
             {"results": [{"Body": b, "ContentType": content_type} for b in bodies]},
@@ -130,7 +134,9 @@ def aws(moto_url):
     aws.sagemaker.create_model(
         ModelName="sd-turbo-model",
         ExecutionRoleArn="arn:aws:iam::123456789012:role/sagemaker-exec",
-        PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd-turbo-serve:abc123"},
+        PrimaryContainer={
+            "Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd-turbo-serve:abc123"
+        },
     )
     aws.sagemaker.create_endpoint_config(
         EndpointConfigName="sd-turbo-config",
@@ -143,15 +149,20 @@ def aws(moto_url):
             }
         ],
     )
-    aws.sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="sd-turbo-config")
+    aws.sagemaker.create_endpoint(
+        EndpointName=ENDPOINT, EndpointConfigName="sd-turbo-config"
+    )
     aws.s3.create_bucket(Bucket=INPUT_BUCKET)
     yield aws
     aws.reset()
 
 
-def run_cli(aws: MotoAWS, cwd: Path, *args: str, env: dict | None = None, timeout: float = 60):
+def run_cli(
+    aws: MotoAWS, cwd: Path, *args: str, env: dict | None = None, timeout: float = 60
+):
     return subprocess.run(
         [sys.executable, "-m", "deployments.smoke_test", *args],
+        check=False,
         cwd=cwd,
         env=env or aws.env(),
         capture_output=True,
@@ -168,7 +179,16 @@ def test_realtime_success_writes_decodable_image(aws, tmp_path):
     aws.realtime_results(json.dumps(_contract_response(jpeg)))
     out = tmp_path / "img" / "out.jpg"
 
-    proc = run_cli(aws, tmp_path, "--endpoint-name", ENDPOINT, "--region", REGION, "--out", str(out))
+    proc = run_cli(
+        aws,
+        tmp_path,
+        "--endpoint-name",
+        ENDPOINT,
+        "--region",
+        REGION,
+        "--out",
+        str(out),
+    )
 
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -203,7 +223,11 @@ def test_missing_endpoint_exits_3(aws, tmp_path):
 
 def test_error_json_response_exits_4(aws, tmp_path):
     error = {
-        "error": {"type": "invalid_field", "message": "width must be a multiple of 8", "field": "width"},
+        "error": {
+            "type": "invalid_field",
+            "message": "width must be a multiple of 8",
+            "field": "width",
+        },
         "request_id": "r-2",
     }
     aws.realtime_results(json.dumps(error))
@@ -219,20 +243,40 @@ def test_error_json_response_exits_4(aws, tmp_path):
     [
         ("<html>502 Bad Gateway</html>", "not JSON"),
         (json.dumps({"format": "jpeg", "seed": 1}), "no 'image'"),
-        (json.dumps({"image": "***not base64***", "format": "jpeg"}), "not valid base64"),
         (
-            json.dumps({"image": base64.b64encode(b"definitely not an image").decode(), "format": "jpeg"}),
+            json.dumps({"image": "***not base64***", "format": "jpeg"}),
+            "not valid base64",
+        ),
+        (
+            json.dumps(
+                {
+                    "image": base64.b64encode(b"definitely not an image").decode(),
+                    "format": "jpeg",
+                }
+            ),
             "does not decode as an image",
         ),
         (json.dumps(_contract_response(_image_bytes("PNG"), fmt="jpeg")), "is PNG"),
-        (json.dumps(_contract_response(_image_bytes("JPEG"), width=512, height=512)), "width=512"),
+        (
+            json.dumps(_contract_response(_image_bytes("JPEG"), width=512, height=512)),
+            "width=512",
+        ),
     ],
-    ids=["html", "no-image", "bad-base64", "not-an-image", "format-mismatch", "size-mismatch"],
+    ids=[
+        "html",
+        "no-image",
+        "bad-base64",
+        "not-an-image",
+        "format-mismatch",
+        "size-mismatch",
+    ],
 )
 def test_invalid_response_exits_5(aws, tmp_path, body, expected):
     aws.realtime_results(body)
 
-    proc = run_cli(aws, tmp_path, "--endpoint-name", ENDPOINT, "--out", str(tmp_path / "x.jpg"))
+    proc = run_cli(
+        aws, tmp_path, "--endpoint-name", ENDPOINT, "--out", str(tmp_path / "x.jpg")
+    )
 
     assert proc.returncode == smoke_test.EXIT_INVALID_RESPONSE, proc.stderr
     assert expected in proc.stderr
@@ -260,7 +304,7 @@ def black_hole():
 
     t = threading.Thread(target=accept_loop, daemon=True)
     t.start()
-    yield "http://127.0.0.1:%d" % sock.getsockname()[1]
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     stop.set()
     t.join(timeout=5)
     for c in held:
@@ -272,7 +316,9 @@ def test_realtime_timeout_exits_6(aws, tmp_path, black_hole):
     # DescribeEndpoint goes to moto; only the runtime call goes to the silent server.
     env = aws.env(AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=black_hole)
 
-    proc = run_cli(aws, tmp_path, "--endpoint-name", ENDPOINT, "--timeout-s", "1", env=env)
+    proc = run_cli(
+        aws, tmp_path, "--endpoint-name", ENDPOINT, "--timeout-s", "1", env=env
+    )
 
     assert proc.returncode == smoke_test.EXIT_TIMEOUT, proc.stderr
     assert "timed out" in proc.stderr
@@ -305,12 +351,16 @@ def test_async_success_uploads_input_and_reads_output(aws, tmp_path):
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["mode"] == "async"
-    assert summary["output_location"].startswith("s3://") and summary["output_location"].endswith("response.json")
+    assert summary["output_location"].startswith("s3://") and summary[
+        "output_location"
+    ].endswith("response.json")
     assert out.read_bytes() == jpeg
     # the request really went through S3
     listed = aws.s3.list_objects_v2(Bucket=INPUT_BUCKET, Prefix="requests/")["Contents"]
     assert len(listed) == 1 and listed[0]["Key"].endswith(".json")
-    uploaded = json.loads(aws.s3.get_object(Bucket=INPUT_BUCKET, Key=listed[0]["Key"])["Body"].read())
+    uploaded = json.loads(
+        aws.s3.get_object(Bucket=INPUT_BUCKET, Key=listed[0]["Key"])["Body"].read()
+    )
     assert uploaded["prompt"] == "a lighthouse at dusk"
     assert uploaded["seed"] == 1234
 
@@ -331,7 +381,9 @@ def test_async_failure_location_exits_4(aws, tmp_path):
     )
 
     assert proc.returncode == smoke_test.EXIT_ERROR_RESPONSE, proc.stderr
-    assert "async inference failed" in proc.stderr and "CUDA out of memory" in proc.stderr
+    assert (
+        "async inference failed" in proc.stderr and "CUDA out of memory" in proc.stderr
+    )
 
 
 def test_async_invalid_output_exits_5(aws, tmp_path):
@@ -359,7 +411,9 @@ def test_async_timeout_when_no_output_appears_exits_6(aws, tmp_path):
     input_uri = f"s3://{INPUT_BUCKET}/fixed/request.json"
     aws.async_results((json.dumps(_contract_response(_image_bytes())), False))
     aws.s3.put_object(Bucket=INPUT_BUCKET, Key="fixed/request.json", Body=b"{}")
-    pre = aws.runtime.invoke_endpoint_async(EndpointName=ENDPOINT, InputLocation=input_uri)
+    pre = aws.runtime.invoke_endpoint_async(
+        EndpointName=ENDPOINT, InputLocation=input_uri
+    )
     for loc in (pre["OutputLocation"], pre["FailureLocation"]):
         bucket, key = smoke_test.parse_s3_uri(loc)
         aws.s3.delete_object(Bucket=bucket, Key=key)
@@ -399,14 +453,19 @@ def _args(*extra: str):
 
 def _stubbed(service: str):
     client = boto3.client(
-        service, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+        service,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
     )
     return client, Stubber(client)
 
 
 def test_model_error_maps_to_error_response(tmp_path):
     runtime, stub = _stubbed("sagemaker-runtime")
-    original = json.dumps({"error": {"type": "overloaded", "message": "queue full", "field": None}})
+    original = json.dumps(
+        {"error": {"type": "overloaded", "message": "queue full", "field": None}}
+    )
     stub.add_client_error(
         "invoke_endpoint",
         service_error_code="ModelError",
@@ -415,9 +474,17 @@ def test_model_error_maps_to_error_response(tmp_path):
         modeled_fields={"OriginalStatusCode": 503, "OriginalMessage": original},
     )
     with stub, pytest.raises(smoke_test.SmokeTestError) as exc:
-        smoke_test.run(_args("--skip-describe", "--out", str(tmp_path / "x.jpg")), runtime=runtime, sagemaker=None, s3=None)
+        smoke_test.run(
+            _args("--skip-describe", "--out", str(tmp_path / "x.jpg")),
+            runtime=runtime,
+            sagemaker=None,
+            s3=None,
+        )
     assert exc.value.code == smoke_test.EXIT_ERROR_RESPONSE
-    assert "ModelError" in exc.value.message and "overloaded: queue full" in exc.value.message
+    assert (
+        "ModelError" in exc.value.message
+        and "overloaded: queue full" in exc.value.message
+    )
 
 
 def test_invoke_not_found_maps_to_endpoint_missing(tmp_path):
@@ -429,7 +496,9 @@ def test_invoke_not_found_maps_to_endpoint_missing(tmp_path):
         http_status_code=400,
     )
     with stub, pytest.raises(smoke_test.SmokeTestError) as exc:
-        smoke_test.run(_args("--skip-describe"), runtime=runtime, sagemaker=None, s3=None)
+        smoke_test.run(
+            _args("--skip-describe"), runtime=runtime, sagemaker=None, s3=None
+        )
     assert exc.value.code == smoke_test.EXIT_ENDPOINT_MISSING
 
 
@@ -451,4 +520,7 @@ def test_failed_endpoint_is_not_serving():
     with stub, pytest.raises(smoke_test.SmokeTestError) as exc:
         smoke_test.check_endpoint(sagemaker, ENDPOINT)
     assert exc.value.code == smoke_test.EXIT_ENDPOINT_MISSING
-    assert "Failed" in exc.value.message and "CannotStartContainerError" in exc.value.message
+    assert (
+        "Failed" in exc.value.message
+        and "CannotStartContainerError" in exc.value.message
+    )
