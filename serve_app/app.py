@@ -38,6 +38,9 @@ def model_deployment_options(settings: Settings, gpu_count: int) -> dict[str, An
         "graceful_shutdown_wait_loop_s": 1,
         "health_check_period_s": 5,
         "health_check_timeout_s": 30,
+        # A replica that cannot load its model fails the deployment after a few tries
+        # (and the container exits) instead of retrying forever.
+        "max_constructor_retry_count": 3,
     }
 
 

@@ -20,7 +20,7 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 
 from serve_app.batching import GenerationResult, GenerationSpec
 from serve_app.encoding import encode_image
-from serve_app.errors import InsufficientMemory, ModelUnavailable, Overloaded, ServiceError
+from serve_app.errors import InsufficientMemory, ModelUnavailable, NotReady, Overloaded, ServiceError
 from serve_app.logs import configure_logging, log_event
 from serve_app.protocol import ModelInfo
 from serve_app.settings import Settings
@@ -130,6 +130,12 @@ class Ingress:
         )
         self._ready = False
         self._readiness_task: Optional[asyncio.Task] = None
+        self._draining = False
+        self._inflight = 0
+        try:
+            self._readiness_task = asyncio.get_running_loop().create_task(self._poll_readiness())
+        except RuntimeError:  # no loop yet: started by the first /ping instead
+            pass
 
     def __serve_build_asgi_app__(self):
         from serve_app.http import create_http_app
@@ -139,13 +145,27 @@ class Ingress:
             self._is_ready,
             max_body_bytes=self.settings.max_body_bytes,
             model_info=lambda: self.model_info,
+            admit=self._admit,
         )
+
+    # --- graceful shutdown -------------------------------------------------------------------
+    def _admit(self, request) -> None:
+        if self._draining:
+            raise NotReady("the server is shutting down; retry on another instance", retry_after_s=1)
+
+    async def drain(self) -> int:
+        """Stop taking new work (/ping turns 503); returns the requests still in flight."""
+        self._draining = True
+        return self._inflight
+
+    async def inflight(self) -> int:
+        return self._inflight
 
     # --- readiness -------------------------------------------------------------------------
     def _is_ready(self) -> bool:
         if self._readiness_task is None:
             self._readiness_task = asyncio.get_running_loop().create_task(self._poll_readiness())
-        return self._ready
+        return self._ready and not self._draining
 
     async def _poll_readiness(self) -> None:
         """Track whether the model deployment has a running replica, from the controller.
@@ -166,6 +186,15 @@ class Ingress:
 
     # --- the model call --------------------------------------------------------------------
     async def _call_model(
+        self, spec: GenerationSpec, output_format: str, quality: int, submitted_at: float
+    ) -> GenerationResult:
+        self._inflight += 1
+        try:
+            return await self._await_model(spec, output_format, quality, submitted_at)
+        finally:
+            self._inflight -= 1
+
+    async def _await_model(
         self, spec: GenerationSpec, output_format: str, quality: int, submitted_at: float
     ) -> GenerationResult:
         response = self.model.generate.remote(spec, output_format, quality, submitted_at)

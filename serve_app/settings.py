@@ -78,6 +78,13 @@ class Settings:
     host: str = _setting("127.0.0.1", "HTTP bind address (the container sets 0.0.0.0).")
     port: int = _setting(8000, "HTTP port (the container sets 8080).")
     app_name: str = _setting("sd-turbo", "Ray Serve application name.")
+    drain_timeout_s: float = _setting(
+        25.0, "On SIGTERM, how long in-flight requests may take to finish (SageMaker kills at 30 s)."
+    )
+    object_store_bytes: int = _setting(
+        512 * 1024 * 1024, "Ray object store size (entrypoint only); kept small for containers' /dev/shm."
+    )
+    ray_temp_dir: str = _setting("/tmp/ray", "Ray's session and log directory (entrypoint only).")
     # --- Request limits -----------------------------------------------------------------------
     max_body_bytes: int = _setting(64 * 1024, "Largest accepted request body (413 beyond).")
     default_output_format: str = _setting("jpeg", "Format when a request names none.")
