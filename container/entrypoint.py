@@ -127,11 +127,11 @@ def serve_forever() -> int:
 
     with StartingResponder(settings.host, settings.port):
         # 1. Build the app: resolves (downloads or builds) the model, or fails with the reason.
-        from serve_app.app import build_app
+        from serve_app.app import build_app_from_settings
         from serve_app.model import ModelLoadError, cuda_device_count
 
         try:
-            app = build_app(settings=settings)
+            app = build_app_from_settings(settings)
         except ModelLoadError as exc:
             log(f"model could not be loaded: {exc}")
             return EXIT_MODEL_LOAD_FAILED

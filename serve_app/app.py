@@ -44,11 +44,14 @@ def model_deployment_options(settings: Settings, gpu_count: int) -> dict[str, An
     }
 
 
-def build_app(args: Optional[Mapping[str, Any]] = None, settings: Optional[Settings] = None) -> Application:
-    """Build the application from ``args`` (serve run key=value pairs) over the environment."""
+def build_app(args: Optional[Mapping[str, Any]] = None) -> Application:
+    """The ``serve run`` builder: ``args`` are the key=value pairs, over the environment."""
+    return build_app_from_settings(Settings.load(args or {}))
+
+
+def build_app_from_settings(settings: Settings) -> Application:
     from serve_app.model import cuda_device_count, resolve_model, select_device, select_dtype
 
-    settings = settings or Settings.load(args or {})
     configure_logging(settings.log_level)
     device = select_device(settings.device)
     half = select_dtype(settings.dtype, device).itemsize == 2

@@ -132,6 +132,8 @@ class Ingress:
         self._readiness_task: Optional[asyncio.Task] = None
         self._draining = False
         self._inflight = 0
+        # `serve run` names the application "default"; the container names it from the settings.
+        self.app_name = serve.get_replica_context().app_name
         try:
             self._readiness_task = asyncio.get_running_loop().create_task(self._poll_readiness())
         except RuntimeError:  # no loop yet: started by the first /ping instead
@@ -176,7 +178,7 @@ class Ingress:
         while True:
             try:
                 status = await asyncio.to_thread(serve.status)
-                app = status.applications.get(self.settings.app_name)
+                app = status.applications.get(self.app_name)
                 deployment = app.deployments.get(MODEL_DEPLOYMENT) if app else None
                 self._ready = bool(deployment) and deployment.status == "HEALTHY"
             except Exception:  # noqa: BLE001 - a failed poll means "not known ready"

@@ -59,7 +59,7 @@ def error_response(exc: ServiceError, request_id: str) -> JSONResponse:
     body = ErrorResponse(
         error={"type": exc.error_type, "message": exc.message, "field": exc.field}, request_id=request_id
     )
-    headers = {"X-Request-Id": request_id}
+    headers = {}
     if exc.retry_after_s is not None:
         headers["Retry-After"] = str(exc.retry_after_s)
     return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=headers)
@@ -191,13 +191,13 @@ def create_http_app(
             )
             return error_response(exc, request_id)
         if image_format is None:
-            return JSONResponse(response_with_image(outcome), headers={"X-Request-Id": request_id})
+            return JSONResponse(response_with_image(outcome))
         meta = outcome.response
         return Response(
             content=outcome.image,
             media_type=IMAGE_MEDIA_TYPES[meta.format],
+            # (Ray Serve's proxy adds X-Request-Id, the same id as the JSON's request_id.)
             headers={
-                "X-Request-Id": request_id,
                 "X-Seed": str(meta.seed),
                 "X-Width": str(meta.width),
                 "X-Height": str(meta.height),
