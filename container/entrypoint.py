@@ -149,6 +149,8 @@ def serve_forever() -> int:
             object_store_memory=settings.object_store_bytes,
             include_dashboard=False,
             _temp_dir=settings.ray_temp_dir,
+            # Prometheus text format: Ray's own metrics and the app's sdturbo_* ones.
+            _metrics_export_port=settings.metrics_port,
         )
         # Ray installs its own handlers during init; ours must be the ones that run.
         drainer.install()

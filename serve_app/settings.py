@@ -87,10 +87,33 @@ class Settings:
         512 * 1024 * 1024, "Ray object store size (entrypoint only); kept small for containers' /dev/shm."
     )
     ray_temp_dir: str = _setting("/tmp/ray", "Ray's session and log directory (entrypoint only).")
+    metrics_port: int = _setting(9090, "Port of Ray's Prometheus metrics endpoint (entrypoint only).")
     # --- Request limits -----------------------------------------------------------------------
     max_body_bytes: int = _setting(64 * 1024, "Largest accepted request body (413 beyond).")
     default_output_format: str = _setting("jpeg", "Format when a request names none.")
     default_quality: int = _setting(90, "JPEG/WebP quality when a request names none.")
+    max_response_bytes: int = _setting(
+        6_000_000,
+        "Largest JSON response (SageMaker real-time caps payloads at 6 MB); beyond it the image "
+        "goes to S3 when s3_output_bucket is set, else the request gets 413.",
+    )
+    # --- Guardrails ---------------------------------------------------------------------------
+    prompt_blocklist: str = _setting(
+        "", "Comma-separated words/phrases; prompts containing one (case-insensitive) get 422."
+    )
+    rate_limit_per_minute: int = _setting(
+        0, "Requests per minute per client IP at the ingress; 0 disables (IAM fronts SageMaker)."
+    )
+    rate_limit_burst: int = _setting(0, "Burst allowance of the rate limiter; 0 means rate_limit_per_minute.")
+    # --- S3 outputs ---------------------------------------------------------------------------
+    s3_output_bucket: str = _setting("", "Bucket for `delivery: s3` and for oversized responses.")
+    s3_output_prefix: str = _setting("outputs/", "Key prefix of images written to S3.")
+    s3_presign_expiry_s: int = _setting(3600, "Lifetime of the presigned URL returned for S3 images.")
+    s3_endpoint_url: str = _setting("", "S3 endpoint override (e.g. a local emulator); empty: AWS.")
+    # --- Testing ------------------------------------------------------------------------------
+    fault_injection_oom_above: int = _setting(
+        0, "TESTING ONLY: pipeline calls of more images than this raise a simulated CUDA OOM. 0: off."
+    )
     # --- Cache and logs -----------------------------------------------------------------------
     cache_max_bytes: int = _setting(
         64 * 1024 * 1024, "Byte budget of the LRU cache of encoded images for seeded requests; 0 disables."

@@ -31,10 +31,15 @@ class GeneratedImage:
 class SDTurboGenerator:
     """Runs the pipeline for coalesced requests; owns no queue and no Ray state."""
 
-    def __init__(self, pipe: StableDiffusionPipeline, max_group_size: int | None = None):
+    def __init__(
+        self, pipe: StableDiffusionPipeline, max_group_size: int | None = None, simulate_oom_above: int = 0
+    ):
         self.pipe = pipe
         self.device = pipe.device
         self.max_group_size = max_group_size
+        # Testing only: lets the real service exercise its out-of-memory path without a GPU.
+        self.simulate_oom_above = simulate_oom_above
+        self.oom_splits = 0
 
     def generate(self, specs: Sequence[GenerationSpec]) -> list[GeneratedImage]:
         """Images for ``specs``, in the same order, each from its own seeded generator."""
@@ -57,10 +62,13 @@ class SDTurboGenerator:
                     f"a {specs[0].width}x{specs[0].height} image does not fit in device memory"
                 ) from exc
             half = len(specs) // 2
+            self.oom_splits += 1
             logger.warning("out of memory on a batch of %d; retrying as %d + %d", len(specs), half, len(specs) - half)
             return self._generate_splitting_on_oom(specs[:half]) + self._generate_splitting_on_oom(specs[half:])
 
     def _run_pipeline(self, specs: list[GenerationSpec]) -> list[GeneratedImage]:
+        if self.simulate_oom_above and len(specs) > self.simulate_oom_above:
+            raise torch.OutOfMemoryError(f"simulated CUDA out of memory for a batch of {len(specs)}")
         first = specs[0]
         # 1. One generator per request: a seeded request gets the same latents (and ancestral
         #    noise) whatever else shares its batch.

@@ -11,31 +11,16 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import free_port
+from tests.conftest import running_serve_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
 def base_url(cache_dir, tiny_model_dir):
-    import ray
-    from ray import serve
-
-    from serve_app.app import build_app
-
-    port = free_port()
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    app = build_app({"model": "tiny", "cache_dir": cache_dir, "max_batch_size": "4", "batch_wait_timeout_s": "0.2"})
-    serve.run(app, name="sd-turbo", route_prefix="/")
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while httpx.get(url + "/ping").status_code != 200:
-        assert time.monotonic() < deadline, "/ping never turned 200"
-        time.sleep(0.2)
-    yield url
-    serve.shutdown()
-    ray.shutdown()
+    overrides = {"max_batch_size": "4", "batch_wait_timeout_s": "0.2"}
+    with running_serve_app(overrides, cache_dir) as url:
+        yield url
 
 
 def decode(body):

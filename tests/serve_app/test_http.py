@@ -123,3 +123,56 @@ def test_openapi_documents_routes_and_error_responses(client):
     assert "prompt" in body_schema["required"]
     assert "/invocations" in schema["paths"] and "/ping" in schema["paths"]
     assert client.get("/docs").status_code == 200
+
+
+def make_client(admit=None, on_rejected=None, **settings_overrides):
+    async def generate(spec, fmt, quality, submitted_at):
+        return GenerationResult(jpeg_bytes(), fmt, 1, 1.0, 1.0, 1.0)
+
+    settings = Settings.load(settings_overrides, environ={})
+    info = ModelInfo(id="m", revision=None)
+    service = ImageService(settings, info, Counter(), generate)
+    app = create_http_app(
+        lambda: service, lambda: True, max_body_bytes=4096, model_info=lambda: info, admit=admit, on_rejected=on_rejected
+    )
+    return TestClient(app)
+
+
+def test_admission_errors_carry_retry_after_and_are_counted():
+    from serve_app.guardrails import RateLimiter
+
+    limiter = RateLimiter(per_minute=60, burst=1)
+    rejected = []
+    client = make_client(admit=lambda request: limiter.acquire(request.client.host), on_rejected=rejected.append)
+    assert client.post("/predict", json={"prompt": "a"}).status_code == 200
+    response = client.post("/predict", json={"prompt": "a"})
+    assert response.status_code == 429 and response.headers["retry-after"] == "1"
+    assert response.json()["error"]["type"] == "rate_limited"
+    assert rejected == ["rate_limited"]
+
+
+def test_blocked_prompts_are_refused_and_audited(caplog):
+    import logging
+
+    client = make_client(prompt_blocklist="forbidden")
+    with caplog.at_level(logging.INFO, logger="sd_turbo.audit"):
+        response = client.post("/predict", json={"prompt": "something Forbidden here"})
+        allowed = client.post("/predict", json={"prompt": "something fine"})
+    assert response.status_code == 422 and response.json()["error"]["type"] == "prompt_blocked"
+    assert allowed.status_code == 200
+    records = [r.fields for r in caplog.records if r.name == "sd_turbo.audit"]
+    assert [r["decision"] for r in records] == ["rejected", "allowed"]
+    assert all(len(r["prompt_sha256"]) == 16 for r in records)
+    assert "Forbidden" not in caplog.text  # the audit trail holds hashes, never prompt text
+
+
+def test_an_unexpected_bug_is_a_json_500_with_the_request_id():
+    async def broken(spec, fmt, quality, submitted_at):
+        raise RuntimeError("boom")
+
+    settings = Settings.load({}, environ={})
+    info = ModelInfo(id="m", revision=None)
+    service = ImageService(settings, info, Counter(), broken)
+    app = create_http_app(lambda: service, lambda: True, max_body_bytes=4096, model_info=lambda: info)
+    response = TestClient(app).post("/predict", json={"prompt": "a"})
+    assert response.status_code == 500 and response.json()["error"]["type"] == "internal_error"
