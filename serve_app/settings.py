@@ -196,7 +196,6 @@ def describe_settings() -> str:
     """A Markdown table of every setting (used to keep the README's table honest)."""
     rows = ["| setting | environment variable | default | meaning |", "| --- | --- | --- | --- |"]
     for f in dataclasses.fields(Settings):
-        rows.append(
-            f"| `{f.name}` | `{ENV_PREFIX}{f.name.upper()}` | `{f.default}` | {f.metadata['doc']} |"
-        )
+        default = str(f.default).replace(str(Path.home()), "~")
+        rows.append(f"| `{f.name}` | `{ENV_PREFIX}{f.name.upper()}` | `{default}` | {f.metadata['doc']} |")
     return "\n".join(rows)

@@ -37,3 +37,10 @@ def test_every_setting_is_documented():
     table = describe_settings()
     for name in Settings.__dataclass_fields__:
         assert f"`SDTURBO_{name.upper()}`" in table
+
+
+def test_readme_settings_table_is_current():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert describe_settings() in readme, "regenerate the README's settings table from describe_settings()"
