@@ -38,14 +38,20 @@ def model_deployment_options(settings: Settings, gpu_count: int) -> dict[str, An
         "graceful_shutdown_wait_loop_s": 1,
         "health_check_period_s": 5,
         "health_check_timeout_s": 30,
+        # A replica that cannot load its model fails the deployment after a few tries
+        # (and the container exits) instead of retrying forever.
+        "max_constructor_retry_count": 3,
     }
 
 
-def build_app(args: Optional[Mapping[str, Any]] = None, settings: Optional[Settings] = None) -> Application:
-    """Build the application from ``args`` (serve run key=value pairs) over the environment."""
+def build_app(args: Optional[Mapping[str, Any]] = None) -> Application:
+    """The ``serve run`` builder: ``args`` are the key=value pairs, over the environment."""
+    return build_app_from_settings(Settings.load(args or {}))
+
+
+def build_app_from_settings(settings: Settings) -> Application:
     from serve_app.model import cuda_device_count, resolve_model, select_device, select_dtype
 
-    settings = settings or Settings.load(args or {})
     configure_logging(settings.log_level)
     device = select_device(settings.device)
     half = select_dtype(settings.dtype, device).itemsize == 2

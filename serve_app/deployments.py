@@ -20,8 +20,10 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 
 from serve_app.batching import GenerationResult, GenerationSpec
 from serve_app.encoding import encode_image
-from serve_app.errors import InsufficientMemory, ModelUnavailable, Overloaded, ServiceError
+from serve_app.errors import InsufficientMemory, ModelUnavailable, NotReady, Overloaded, ServiceError
+from serve_app.guardrails import RateLimiter
 from serve_app.logs import configure_logging, log_event
+from serve_app.metrics import IngressMetrics, ModelMetrics
 from serve_app.protocol import ModelInfo
 from serve_app.settings import Settings
 
@@ -56,7 +58,13 @@ class SDTurboModel:
             vae_slicing=settings.vae_slicing,
             vae_tiling=settings.vae_tiling,
         )
-        self.generator = SDTurboGenerator(pipe, max_group_size=settings.max_batch_size)
+        self.generator = SDTurboGenerator(
+            pipe,
+            max_group_size=settings.max_batch_size,
+            simulate_oom_above=settings.fault_injection_oom_above,
+        )
+        self.metrics = ModelMetrics()
+        self._held = 0  # requests in this replica: waiting for a batch, in one, or encoding
         # 2. Size the batcher from the settings (the decorator's values are only defaults).
         self._generate_batch.set_max_batch_size(settings.max_batch_size)
         self._generate_batch.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
@@ -81,13 +89,19 @@ class SDTurboModel:
         self, spec: GenerationSpec, output_format: str, quality: int, submitted_at: float
     ) -> GenerationResult:
         """One request: wait for its batch, then encode its image."""
-        generated = await self._generate_batch(spec)
-        loop = asyncio.get_running_loop()
-        encode_started = time.perf_counter()
-        data = await loop.run_in_executor(
-            self._encode_pool, encode_image, generated.image, output_format, quality
-        )
-        return GenerationResult(
+        self._held += 1
+        self.metrics.queue_depth.set(self._held)
+        try:
+            generated = await self._generate_batch(spec)
+            loop = asyncio.get_running_loop()
+            encode_started = time.perf_counter()
+            data = await loop.run_in_executor(
+                self._encode_pool, encode_image, generated.image, output_format, quality
+            )
+        finally:
+            self._held -= 1
+            self.metrics.queue_depth.set(self._held)
+        result = GenerationResult(
             image=data,
             format=output_format,
             batch_size=generated.batch_size,
@@ -96,6 +110,9 @@ class SDTurboModel:
             inference_ms=generated.inference_ms,
             encode_ms=(time.perf_counter() - encode_started) * 1000.0,
         )
+        self.metrics.queue_ms.observe(result.queue_ms)
+        self.metrics.encode_ms.observe(result.encode_ms)
+        return result
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
     async def _generate_batch(self, specs: list[GenerationSpec]) -> list:
@@ -104,9 +121,41 @@ class SDTurboModel:
         from serve_app.model import GenerationOutOfMemory
 
         try:
-            return await asyncio.to_thread(self.generator.generate, specs)
+            images = await asyncio.to_thread(self.generator.generate, specs)
         except GenerationOutOfMemory as exc:
             raise InsufficientMemory(str(exc)) from None
+        # One observation per pipeline call (a batch may have been split into several).
+        seen_calls = set()
+        for g in images:
+            key = (g.started_at, g.batch_size)
+            if key not in seen_calls:
+                seen_calls.add(key)
+                self.metrics.batch_size.observe(g.batch_size)
+                self.metrics.inference_ms.observe(g.inference_ms)
+        self._record_gpu()
+        return images
+
+    def _record_gpu(self) -> None:
+        import torch
+
+        if self.generator.device.type != "cuda":
+            return
+        self.metrics.gpu_memory_bytes.set(torch.cuda.memory_allocated())
+        self.metrics.gpu_memory_peak_bytes.set(torch.cuda.max_memory_allocated())
+        try:
+            self.metrics.gpu_utilization.set(torch.cuda.utilization())
+        except Exception:  # noqa: BLE001 - NVML missing: memory figures still count
+            pass
+
+    async def stats(self) -> dict:
+        """Counters for operators and tests (reached through a deployment handle)."""
+        import ray
+
+        return {
+            "held": self._held,
+            "oom_splits": self.generator.oom_splits,
+            "actor_name": ray.get_runtime_context().get_actor_name(),
+        }
 
     def check_health(self) -> None:
         # Ray calls this periodically; raising marks the replica unhealthy and replaces it.
@@ -125,11 +174,40 @@ class Ingress:
         self.settings = settings
         self.model = model
         self.model_info = ModelInfo(**model_info)
+        self.metrics = IngressMetrics()
+        store = None
+        if settings.s3_output_bucket:
+            from serve_app.storage import S3ImageStore
+
+            store = S3ImageStore(
+                settings.s3_output_bucket,
+                settings.s3_output_prefix,
+                settings.s3_presign_expiry_s,
+                endpoint_url=settings.s3_endpoint_url or None,
+            )
         self.service = ImageService(
-            settings, self.model_info, PromptTokenCounter(local_dir), self._call_model
+            settings,
+            self.model_info,
+            PromptTokenCounter(local_dir),
+            self._call_model,
+            store=store,
+            metrics=self.metrics,
+        )
+        self.rate_limiter = (
+            RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+            if settings.rate_limit_per_minute
+            else None
         )
         self._ready = False
         self._readiness_task: Optional[asyncio.Task] = None
+        self._draining = False
+        self._inflight = 0
+        # `serve run` names the application "default"; the container names it from the settings.
+        self.app_name = serve.get_replica_context().app_name
+        try:
+            self._readiness_task = asyncio.get_running_loop().create_task(self._poll_readiness())
+        except RuntimeError:  # no loop yet: started by the first /ping instead
+            pass
 
     def __serve_build_asgi_app__(self):
         from serve_app.http import create_http_app
@@ -139,13 +217,30 @@ class Ingress:
             self._is_ready,
             max_body_bytes=self.settings.max_body_bytes,
             model_info=lambda: self.model_info,
+            admit=self._admit,
+            on_rejected=self.metrics.rejected,
         )
+
+    # --- graceful shutdown -------------------------------------------------------------------
+    def _admit(self, request) -> None:
+        if self._draining:
+            raise NotReady("the server is shutting down; retry on another instance", retry_after_s=1)
+        if self.rate_limiter is not None:
+            self.rate_limiter.acquire(request.client.host if request.client else "-")
+
+    async def drain(self) -> int:
+        """Stop taking new work (/ping turns 503); returns the requests still in flight."""
+        self._draining = True
+        return self._inflight
+
+    async def inflight(self) -> int:
+        return self._inflight
 
     # --- readiness -------------------------------------------------------------------------
     def _is_ready(self) -> bool:
         if self._readiness_task is None:
             self._readiness_task = asyncio.get_running_loop().create_task(self._poll_readiness())
-        return self._ready
+        return self._ready and not self._draining
 
     async def _poll_readiness(self) -> None:
         """Track whether the model deployment has a running replica, from the controller.
@@ -156,7 +251,7 @@ class Ingress:
         while True:
             try:
                 status = await asyncio.to_thread(serve.status)
-                app = status.applications.get(self.settings.app_name)
+                app = status.applications.get(self.app_name)
                 deployment = app.deployments.get(MODEL_DEPLOYMENT) if app else None
                 self._ready = bool(deployment) and deployment.status == "HEALTHY"
             except Exception:  # noqa: BLE001 - a failed poll means "not known ready"
@@ -166,6 +261,15 @@ class Ingress:
 
     # --- the model call --------------------------------------------------------------------
     async def _call_model(
+        self, spec: GenerationSpec, output_format: str, quality: int, submitted_at: float
+    ) -> GenerationResult:
+        self._inflight += 1
+        try:
+            return await self._await_model(spec, output_format, quality, submitted_at)
+        finally:
+            self._inflight -= 1
+
+    async def _await_model(
         self, spec: GenerationSpec, output_format: str, quality: int, submitted_at: float
     ) -> GenerationResult:
         response = self.model.generate.remote(spec, output_format, quality, submitted_at)

@@ -32,6 +32,10 @@ class InvalidField(ServiceError):
     status_code, error_type = 422, "validation_error"
 
 
+class PromptRejected(InvalidField):
+    error_type = "prompt_blocked"
+
+
 class TooManyRequests(ServiceError):
     status_code, error_type = 429, "rate_limited"
 

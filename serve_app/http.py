@@ -21,7 +21,7 @@ from serve_app.errors import (
     ServiceError,
     UnsupportedMediaType,
 )
-from serve_app.logs import ACCESS_LOGGER, log_event
+from serve_app.logs import ACCESS_LOGGER, AUDIT_LOGGER, log_event, prompt_hash
 from serve_app.protocol import (
     IMAGE_MEDIA_TYPES,
     ErrorResponse,
@@ -32,12 +32,16 @@ from serve_app.protocol import (
 from serve_app.serving import ImageService, new_request_id, response_with_image
 
 logger = logging.getLogger(ACCESS_LOGGER)
+audit_logger = logging.getLogger(AUDIT_LOGGER)
 
 _ERROR_DOCS = {
     400: "Malformed JSON, or a body that is not a JSON object.",
-    413: "Request body larger than the configured limit.",
+    413: "Request body larger than the configured limit, or an answer larger than the response "
+    "limit (SageMaker: 6 MB) with no S3 bucket to route it to.",
     415: "Content-Type is not application/json.",
-    422: "A field is missing, out of range, unknown, or the prompt is too long; `error.field` names it.",
+    422: "A field is missing, out of range or unknown, the prompt is too long or blocked by the "
+    "content policy, or S3 delivery is not configured; `error.field` names the field.",
+    500: "An unexpected server error (a bug); the body's request_id finds it in the logs.",
     429: "This client exceeded its rate limit; see Retry-After.",
     503: "Not ready, overloaded (bounded queue full) or the model replica failed; see Retry-After.",
     504: "No image within the request timeout; the request was cancelled.",
@@ -59,7 +63,7 @@ def error_response(exc: ServiceError, request_id: str) -> JSONResponse:
     body = ErrorResponse(
         error={"type": exc.error_type, "message": exc.message, "field": exc.field}, request_id=request_id
     )
-    headers = {"X-Request-Id": request_id}
+    headers = {}
     if exc.retry_after_s is not None:
         headers["Retry-After"] = str(exc.retry_after_s)
     return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=headers)
@@ -143,8 +147,10 @@ def create_http_app(
     max_body_bytes: int,
     model_info: Callable[[], Any],
     admit: Optional[Callable[[Request], None]] = None,
+    on_rejected: Optional[Callable[[str], None]] = None,
 ) -> FastAPI:
-    """The FastAPI app. ``admit`` may raise a ServiceError (rate limits) before any work."""
+    """The FastAPI app. ``admit`` may raise a ServiceError (rate limits) before any work;
+    ``on_rejected`` is told the error type of every refused request (metrics)."""
     app = FastAPI(
         title="SD-Turbo image generation",
         version="0.1.0",
@@ -167,37 +173,47 @@ def create_http_app(
     async def handle_generate(request: Request) -> Response:
         request_id = new_request_id(request.headers.get("x-request-id"))
         client = request.client.host if request.client else "-"
+        audit = {"request_id": request_id, "client": client, "route": request.url.path, "prompt_sha256": None}
         try:
             if admit is not None:
                 admit(request)
             payload = await read_json_body(request, max_body_bytes)
+            if isinstance(payload.get("prompt"), str):
+                audit["prompt_sha256"] = prompt_hash(payload["prompt"])
             generate_request = parse_generate_request(payload)
             image_format = negotiate_image_format(request.headers.get("accept"))
             if image_format is not None:
                 # The Accept header decides the format of a raw-bytes answer.
                 generate_request = generate_request.model_copy(update={"output_format": image_format})
-            outcome = await get_service().generate(generate_request, request_id, client)
+            raw = image_format is not None and generate_request.delivery == "inline"
+            outcome = await get_service().generate(generate_request, request_id, client, raw=raw)
         except ServiceError as exc:
+            if on_rejected is not None:
+                on_rejected(exc.error_type)
             log_event(
-                logger,
-                "rejected",
+                audit_logger,
+                "audit",
                 level=logging.WARNING if exc.status_code < 500 else logging.ERROR,
-                request_id=request_id,
-                client=client,
-                route=request.url.path,
+                decision="rejected",
                 status=exc.status_code,
                 error_type=exc.error_type,
                 message=exc.message,
+                **audit,
             )
             return error_response(exc, request_id)
-        if image_format is None:
-            return JSONResponse(response_with_image(outcome), headers={"X-Request-Id": request_id})
+        except Exception:  # noqa: BLE001 - a bug still gets a JSON answer, and a log with the trace
+            logger.exception("unexpected error handling %s", request_id)
+            log_event(audit_logger, "audit", level=logging.ERROR, decision="failed", status=500, **audit)
+            return error_response(ServiceError("internal error; see the server log for this request id"), request_id)
+        log_event(audit_logger, "audit", decision="allowed", status=200, cached=outcome.response.cached, **audit)
+        if not raw or outcome.response.image_url is not None:
+            return JSONResponse(response_with_image(outcome))
         meta = outcome.response
         return Response(
             content=outcome.image,
             media_type=IMAGE_MEDIA_TYPES[meta.format],
+            # (Ray Serve's proxy adds X-Request-Id, the same id as the JSON's request_id.)
             headers={
-                "X-Request-Id": request_id,
                 "X-Seed": str(meta.seed),
                 "X-Width": str(meta.width),
                 "X-Height": str(meta.height),

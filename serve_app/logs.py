@@ -10,6 +10,8 @@ import time
 from typing import Any
 
 ACCESS_LOGGER = "sd_turbo.access"
+# One line per request with its decision (allowed / rejected and why): the audit trail.
+AUDIT_LOGGER = "sd_turbo.audit"
 
 
 class JsonFormatter(logging.Formatter):

@@ -69,6 +69,11 @@ class GenerateRequest(BaseModel):
     quality: Optional[int] = Field(
         default=None, ge=1, le=100, description="JPEG/WebP quality; ignored for PNG."
     )
+    delivery: Literal["inline", "s3"] = Field(
+        default="inline",
+        description="'inline': the image in the response (base64). 's3': written to the server's "
+        "S3 bucket; the response carries a presigned URL instead.",
+    )
 
     @field_validator("prompt")
     @classmethod
@@ -96,7 +101,9 @@ class Timings(BaseModel):
 
 
 class GenerateResponse(BaseModel):
-    image: str = Field(description="The encoded image, base64.")
+    image: Optional[str] = Field(description="The encoded image, base64; null when delivered to S3.")
+    image_url: Optional[str] = Field(default=None, description="Presigned URL of the image in S3.")
+    s3_uri: Optional[str] = Field(default=None, description="Where the image was written in S3.")
     format: OutputFormat
     seed: int
     width: int

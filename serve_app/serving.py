@@ -16,10 +16,19 @@ from typing import Awaitable, Callable, Optional, Protocol
 
 from serve_app.batching import GenerationResult, GenerationSpec
 from serve_app.cache import ByteBudgetLRUCache
-from serve_app.errors import InvalidField, RequestTimeout
+from serve_app.errors import InvalidField, RequestTimeout, ResponseTooLarge
+from serve_app.guardrails import PromptBlocklist
 from serve_app.logs import ACCESS_LOGGER, log_event, prompt_hash
-from serve_app.protocol import MAX_SEED, GenerateRequest, GenerateResponse, ModelInfo, Timings
+from serve_app.protocol import (
+    IMAGE_MEDIA_TYPES,
+    MAX_SEED,
+    GenerateRequest,
+    GenerateResponse,
+    ModelInfo,
+    Timings,
+)
 from serve_app.settings import Settings
+from serve_app.storage import S3ImageStore
 
 logger = logging.getLogger(ACCESS_LOGGER)
 
@@ -33,9 +42,31 @@ class TokenCounter(Protocol):
     def count(self, text: str) -> int: ...
 
 
+class ServiceMetrics(Protocol):
+    def cache_hit(self) -> None: ...
+
+    def cache_miss(self) -> None: ...
+
+
+class NoMetrics:
+    def cache_hit(self) -> None:
+        pass
+
+    def cache_miss(self) -> None:
+        pass
+
+
+# JSON field names, numbers and quotes around the base64 image.
+_JSON_OVERHEAD_BYTES = 2048
+
+
 @dataclass
 class ImageOutcome:
-    """What the transport needs to answer: the image bytes and the JSON metadata."""
+    """What the transport needs to answer: the image bytes and the JSON metadata.
+
+    ``response.image`` is left empty here; ``response_with_image`` fills it (or not, when the
+    image went to S3 and ``response.image_url`` says where).
+    """
 
     image: bytes
     response: GenerateResponse
@@ -48,12 +79,28 @@ class ImageService:
         model_info: ModelInfo,
         token_counter: TokenCounter,
         generate: GenerateFn,
+        store: Optional[S3ImageStore] = None,
+        metrics: Optional[ServiceMetrics] = None,
     ):
         self.settings = settings
         self.model_info = model_info
         self.token_counter = token_counter
         self._generate = generate
+        self.store = store
+        self.metrics = metrics or NoMetrics()
+        self.blocklist = PromptBlocklist.from_setting(settings.prompt_blocklist)
         self.cache: ByteBudgetLRUCache[GenerationResult] = ByteBudgetLRUCache(settings.cache_max_bytes)
+
+    def check_request(self, request: GenerateRequest) -> None:
+        """Model- and server-dependent validation (the schema already checked the rest)."""
+        self.check_prompt_length(request)
+        self.blocklist.check("prompt", request.prompt)
+        self.blocklist.check("negative_prompt", request.negative_prompt)
+        if request.delivery == "s3" and self.store is None:
+            raise InvalidField(
+                "delivery 's3' is not configured on this server (SDTURBO_S3_OUTPUT_BUCKET is unset)",
+                field="delivery",
+            )
 
     def check_prompt_length(self, request: GenerateRequest) -> None:
         limit = self.token_counter.max_prompt_tokens
@@ -69,10 +116,13 @@ class ImageService:
                     field=field,
                 )
 
-    async def generate(self, request: GenerateRequest, request_id: str, client: str = "-") -> ImageOutcome:
+    async def generate(
+        self, request: GenerateRequest, request_id: str, client: str = "-", raw: bool = False
+    ) -> ImageOutcome:
+        """``raw``: the caller will send the bytes themselves, not JSON with base64."""
         started = time.perf_counter()
-        # 1. Model-dependent validation (the schema already checked everything else).
-        self.check_prompt_length(request)
+        # 1. Model- and server-dependent validation.
+        self.check_request(request)
         # 2. Fill in defaults: the seed is drawn here so the response can report it.
         seeded = request.seed is not None
         spec = GenerationSpec(
@@ -90,6 +140,7 @@ class ImageService:
         cache_key = (spec, output_format, quality)
         result = self.cache.get(cache_key) if seeded and self.settings.cache_max_bytes else None
         cached = result is not None
+        (self.metrics.cache_hit if cached else self.metrics.cache_miss)()
         # 4. Otherwise ask the model, within the request's time budget.
         if result is None:
             try:
@@ -104,8 +155,20 @@ class ImageService:
                 ) from None
             if seeded and self.settings.cache_max_bytes:
                 self.cache.put(cache_key, result, len(result.image))
+        # 5. Delivery: S3 when asked for, or when the answer would not fit a SageMaker response.
+        stored = None
+        answer_bytes = len(result.image) if raw else 4 * ((len(result.image) + 2) // 3) + _JSON_OVERHEAD_BYTES
+        too_large = answer_bytes > self.settings.max_response_bytes
+        if request.delivery == "s3" or (too_large and self.store is not None):
+            stored = await self.store.put(request_id, result.image, IMAGE_MEDIA_TYPES[output_format], output_format)
+        elif too_large:
+            raise ResponseTooLarge(
+                f"the {output_format} image makes a {answer_bytes}-byte response, over the "
+                f"{self.settings.max_response_bytes}-byte limit; ask for jpeg/webp, a lower quality "
+                "or a smaller size, or use delivery 's3' on a server with an S3 bucket configured"
+            )
         total_ms = (time.perf_counter() - started) * 1000.0
-        # 5. Cached answers report no queue/inference/encode time of their own.
+        # 6. Cached answers report no queue/inference/encode time of their own.
         timings = Timings(
             queue=0.0 if cached else round(result.queue_ms, 2),
             inference=0.0 if cached else round(result.inference_ms, 2),
@@ -113,7 +176,9 @@ class ImageService:
             total=round(total_ms, 2),
         )
         response = GenerateResponse(
-            image="",
+            image=None,
+            image_url=stored.url if stored else None,
+            s3_uri=stored.s3_uri if stored else None,
             format=output_format,
             seed=spec.seed,
             width=spec.width,
@@ -139,6 +204,7 @@ class ImageService:
             batch_size=result.batch_size,
             cached=cached,
             bytes=len(result.image),
+            delivery="s3" if stored else "inline",
             timings_ms=timings.model_dump(),
         )
         return ImageOutcome(image=result.image, response=response)
@@ -147,7 +213,8 @@ class ImageService:
 def response_with_image(outcome: ImageOutcome) -> dict:
     """The JSON body: metadata plus the image as base64."""
     body = outcome.response.model_dump()
-    body["image"] = base64.b64encode(outcome.image).decode("ascii")
+    if outcome.response.image_url is None:
+        body["image"] = base64.b64encode(outcome.image).decode("ascii")
     return body
 
 

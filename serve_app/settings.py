@@ -53,7 +53,9 @@ class Settings:
     dtype: str = _setting(
         "auto", "'auto' (float16 on cuda, float32 on cpu), 'float16', 'bfloat16' or 'float32'."
     )
-    channels_last: bool = _setting(True, "Use channels-last memory format for UNet and VAE on CUDA.")
+    channels_last: bool = _setting(
+        False, "Channels-last memory format for UNet and VAE on CUDA (measured slower on H100: off)."
+    )
     compile: bool = _setting(False, "torch.compile the UNet (slower start, faster steady state).")
     attention_slicing: bool = _setting(False, "Slice attention to save memory (slower).")
     vae_slicing: bool = _setting(False, "Decode a batch one image at a time to save memory.")
@@ -78,10 +80,40 @@ class Settings:
     host: str = _setting("127.0.0.1", "HTTP bind address (the container sets 0.0.0.0).")
     port: int = _setting(8000, "HTTP port (the container sets 8080).")
     app_name: str = _setting("sd-turbo", "Ray Serve application name.")
+    drain_timeout_s: float = _setting(
+        25.0, "On SIGTERM, how long in-flight requests may take to finish (SageMaker kills at 30 s)."
+    )
+    object_store_bytes: int = _setting(
+        512 * 1024 * 1024, "Ray object store size (entrypoint only); kept small for containers' /dev/shm."
+    )
+    ray_temp_dir: str = _setting("/tmp/ray", "Ray's session and log directory (entrypoint only).")
+    metrics_port: int = _setting(9090, "Port of Ray's Prometheus metrics endpoint (entrypoint only).")
     # --- Request limits -----------------------------------------------------------------------
     max_body_bytes: int = _setting(64 * 1024, "Largest accepted request body (413 beyond).")
     default_output_format: str = _setting("jpeg", "Format when a request names none.")
     default_quality: int = _setting(90, "JPEG/WebP quality when a request names none.")
+    max_response_bytes: int = _setting(
+        6_000_000,
+        "Largest JSON response (SageMaker real-time caps payloads at 6 MB); beyond it the image "
+        "goes to S3 when s3_output_bucket is set, else the request gets 413.",
+    )
+    # --- Guardrails ---------------------------------------------------------------------------
+    prompt_blocklist: str = _setting(
+        "", "Comma-separated words/phrases; prompts containing one (case-insensitive) get 422."
+    )
+    rate_limit_per_minute: int = _setting(
+        0, "Requests per minute per client IP at the ingress; 0 disables (IAM fronts SageMaker)."
+    )
+    rate_limit_burst: int = _setting(0, "Burst allowance of the rate limiter; 0 means rate_limit_per_minute.")
+    # --- S3 outputs ---------------------------------------------------------------------------
+    s3_output_bucket: str = _setting("", "Bucket for `delivery: s3` and for oversized responses.")
+    s3_output_prefix: str = _setting("outputs/", "Key prefix of images written to S3.")
+    s3_presign_expiry_s: int = _setting(3600, "Lifetime of the presigned URL returned for S3 images.")
+    s3_endpoint_url: str = _setting("", "S3 endpoint override (e.g. a local emulator); empty: AWS.")
+    # --- Testing ------------------------------------------------------------------------------
+    fault_injection_oom_above: int = _setting(
+        0, "TESTING ONLY: pipeline calls of more images than this raise a simulated CUDA OOM. 0: off."
+    )
     # --- Cache and logs -----------------------------------------------------------------------
     cache_max_bytes: int = _setting(
         64 * 1024 * 1024, "Byte budget of the LRU cache of encoded images for seeded requests; 0 disables."
@@ -164,7 +196,6 @@ def describe_settings() -> str:
     """A Markdown table of every setting (used to keep the README's table honest)."""
     rows = ["| setting | environment variable | default | meaning |", "| --- | --- | --- | --- |"]
     for f in dataclasses.fields(Settings):
-        rows.append(
-            f"| `{f.name}` | `{ENV_PREFIX}{f.name.upper()}` | `{f.default}` | {f.metadata['doc']} |"
-        )
+        default = str(f.default).replace(str(Path.home()), "~")
+        rows.append(f"| `{f.name}` | `{ENV_PREFIX}{f.name.upper()}` | `{default}` | {f.metadata['doc']} |")
     return "\n".join(rows)

@@ -1,0 +1,62 @@
+"""Shared fixtures: a tiny preset built once per test session, and a Ray Serve app on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+# Tests never reach the Hugging Face Hub; a test that means to try it says so.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("sdturbo-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(cache_dir) -> Path:
+    from serve_app.model import ensure_preset
+
+    return ensure_preset("tiny", cache_dir)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_serve_app(overrides: dict, cache_dir: str, metrics_port: int | None = None):
+    """Start Ray, Serve on a free loopback port and the app with ``overrides``; yield its URL."""
+    import httpx
+    import ray
+    from ray import serve
+
+    from serve_app.app import build_app
+
+    port = free_port()
+    init_options = {"num_cpus": 4, "include_dashboard": False, "log_to_driver": False}
+    if metrics_port:
+        init_options["_metrics_export_port"] = metrics_port
+    ray.init(**init_options)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app({"model": "tiny", "cache_dir": cache_dir, **overrides}), name="sd-turbo", route_prefix="/")
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while httpx.get(url + "/ping").status_code != 200:
+            assert time.monotonic() < deadline, "/ping never turned 200"
+            time.sleep(0.2)
+        yield url
+    finally:
+        serve.shutdown()
+        ray.shutdown()

@@ -1,0 +1,139 @@
+"""The container's entrypoint, run on the host exactly as SageMaker would run it (`serve`)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+ENTRYPOINT = REPO / "container" / "entrypoint.py"
+
+pytestmark = [pytest.mark.integration]
+
+
+def start(env_overrides: dict, tmp_path: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SDTURBO_")}
+    env.update(
+        {
+            "SDTURBO_HOST": "127.0.0.1",
+            # Short: Ray's socket paths must stay under 108 bytes.
+            "SDTURBO_RAY_TEMP_DIR": tempfile.mkdtemp(prefix="ray-", dir="/tmp"),
+            "SDTURBO_OBJECT_STORE_BYTES": str(100 * 1024 * 1024),
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(env_overrides)
+    log = open(tmp_path / "entrypoint.log", "w")
+    return subprocess.Popen(
+        [sys.executable, str(ENTRYPOINT), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
+    )
+
+
+def read_log(tmp_path: Path) -> str:
+    return (tmp_path / "entrypoint.log").read_text()
+
+
+@pytest.mark.timeout(240)
+def test_serve_answers_ping_and_invocations_then_drains_on_sigterm(tmp_path, cache_dir, tiny_model_dir):
+    port = free_port()
+    process = start({"SDTURBO_MODEL": "tiny", "SDTURBO_PORT": str(port), "SDTURBO_CACHE_DIR": cache_dir}, tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        # 1. /ping: unreachable or 503 while loading, then 200.
+        deadline = time.monotonic() + 150
+        statuses = []
+        while True:
+            assert process.poll() is None, read_log(tmp_path)
+            try:
+                statuses.append(httpx.get(url + "/ping", timeout=2).status_code)
+            except httpx.TransportError:
+                statuses.append("down")
+            if statuses[-1] == 200:
+                break
+            assert time.monotonic() < deadline, f"/ping never turned 200: {statuses[-5:]}\n{read_log(tmp_path)}"
+            time.sleep(0.25)
+        # 503 "loading" from the start; Ray's proxy says 404 for the moment between binding the
+        # port and the app's routes appearing. Never a 200 before the model is warm, never a 500.
+        assert 503 in statuses and set(statuses) <= {"down", 503, 404, 200}, statuses
+
+        # 2. The SageMaker data path.
+        response = httpx.post(url + "/invocations", json={"prompt": "a harbour", "width": 128, "height": 128}, timeout=60)
+        assert response.status_code == 200 and response.json()["image"]
+
+        # 3. SIGTERM with a (slow: 1024x1024, 4 steps) request in flight: it completes, then exit 0.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(
+                httpx.post,
+                url + "/invocations",
+                json={"prompt": "a slow one", "width": 1024, "height": 1024, "num_inference_steps": 4},
+                timeout=60,
+            )
+            time.sleep(1.0)
+            assert not slow.done()
+            process.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            assert slow.result().status_code == 200
+        process.wait(timeout=30)
+        assert time.monotonic() - signalled < 30
+        assert process.returncode == 0, read_log(tmp_path)
+        assert "draining" in read_log(tmp_path)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.timeout(120)
+def test_unloadable_model_fails_fast_with_the_reason(tmp_path):
+    missing = tmp_path / "no-such-model"
+    process = start({"SDTURBO_MODEL": str(missing), "SDTURBO_PORT": str(free_port())}, tmp_path)
+    assert process.wait(timeout=90) == 2
+    log = read_log(tmp_path)
+    assert "model could not be loaded" in log and str(missing) in log and "SDTURBO_MODEL=tiny" in log
+
+
+@pytest.mark.timeout(120)
+def test_unreachable_hub_model_fails_fast(tmp_path):
+    env = {"SDTURBO_MODEL": "stabilityai/sd-turbo", "SDTURBO_PORT": str(free_port()), "HF_HOME": str(tmp_path / "hf")}
+    process = start(env, tmp_path)
+    assert process.wait(timeout=90) == 2
+    assert "Could not fetch model 'stabilityai/sd-turbo'" in read_log(tmp_path)
+
+
+def test_other_arguments_run_as_a_command(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ENTRYPOINT), sys.executable, "-c", "print('hello from the image')"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0 and "hello from the image" in result.stdout
+
+
+def test_sagemaker_environment_mapping(tmp_path):
+    sys.path.insert(0, str(ENTRYPOINT.parent))
+    try:
+        from entrypoint import sagemaker_environment
+    finally:
+        sys.path.pop(0)
+    (tmp_path / "model_index.json").write_text("{}")
+    implied = sagemaker_environment({"SDTURBO_OFFLINE": "1"}, model_dir=tmp_path)
+    assert implied == {
+        "SDTURBO_HOST": "0.0.0.0",
+        "SDTURBO_PORT": "8080",
+        "SDTURBO_MODEL": str(tmp_path),
+        "HF_HUB_OFFLINE": "1",
+    }
+    explicit = sagemaker_environment({"SDTURBO_MODEL": "tiny", "SAGEMAKER_BIND_TO_PORT": "9000"}, model_dir=tmp_path)
+    assert explicit == {"SDTURBO_HOST": "0.0.0.0", "SDTURBO_PORT": "9000"}
+    assert "SDTURBO_MODEL" not in sagemaker_environment({}, model_dir=tmp_path / "empty")

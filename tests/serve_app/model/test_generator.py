@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+import torch
+
+from serve_app.batching import GenerationSpec
+from serve_app.model import GenerationOutOfMemory, SDTurboGenerator, load_pipeline, resolve_model
+
+
+@pytest.fixture(scope="module")
+def generator(tiny_model_dir, cache_dir):
+    pipe = load_pipeline(resolved=resolve_model("tiny", None, cache_dir), device="cpu", dtype="float32")
+    return SDTurboGenerator(pipe, max_group_size=8)
+
+
+def pixels(image):
+    return np.asarray(image, dtype=np.float64) / 255.0
+
+
+def test_seeded_request_alone_is_byte_identical_across_runs(generator):
+    spec = GenerationSpec(prompt="a red bicycle", seed=1234, width=128, height=128)
+    first = generator.generate([spec])[0]
+    second = generator.generate([spec])[0]
+    assert first.image.tobytes() == second.image.tobytes()
+    assert first.image.size == (128, 128) and first.batch_size == 1
+
+
+def test_seeded_request_is_the_same_image_whatever_it_is_batched_with(generator):
+    target = GenerationSpec(prompt="a red bicycle", seed=99, width=128, height=128)
+    alone = generator.generate([target])[0]
+    companions = [GenerationSpec(prompt=f"other {i}", seed=i, width=128, height=128) for i in range(3)]
+    batched = generator.generate([companions[0], target, *companions[1:]])
+    assert [g.batch_size for g in batched] == [4, 4, 4, 4]
+    assert np.abs(pixels(alone.image) - pixels(batched[1].image)).mean() <= 2 / 255
+    # Different seeds really give different images (the comparison above can fail).
+    assert np.abs(pixels(batched[0].image) - pixels(batched[1].image)).mean() > 2 / 255
+
+
+def test_mixed_sizes_and_steps_come_back_in_order(generator):
+    specs = [
+        GenerationSpec(prompt="a", seed=1, width=64, height=128),
+        GenerationSpec(prompt="b", seed=2, width=128, height=64, num_inference_steps=2),
+        GenerationSpec(prompt="c", seed=3, width=64, height=128),
+        GenerationSpec(prompt="d", seed=4, width=96, height=96, guidance_scale=2.0, negative_prompt="blur"),
+    ]
+    results = generator.generate(specs)
+    assert [r.image.size for r in results] == [(64, 128), (128, 64), (64, 128), (96, 96)]
+    assert [r.batch_size for r in results] == [2, 1, 2, 1]
+
+
+def test_out_of_memory_splits_the_batch_and_retries(generator, monkeypatch):
+    real_run = generator._run_pipeline
+    sizes = []
+
+    def run_with_memory_for_two(specs):
+        sizes.append(len(specs))
+        if len(specs) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return real_run(specs)
+
+    monkeypatch.setattr(generator, "_run_pipeline", run_with_memory_for_two)
+    specs = [GenerationSpec(prompt=str(i), seed=i, width=64, height=64) for i in range(5)]
+    results = generator.generate(specs)
+    assert sizes == [5, 2, 3, 1, 2]
+    assert [r.batch_size for r in results] == [2, 2, 1, 2, 2]
+
+
+def test_a_single_image_that_does_not_fit_is_a_clear_error(generator, monkeypatch):
+    def always_oom(specs):
+        raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+
+    monkeypatch.setattr(generator, "_run_pipeline", always_oom)
+    with pytest.raises(GenerationOutOfMemory, match="64x64"):
+        generator.generate([GenerationSpec(prompt="x", seed=1, width=64, height=64)])

@@ -1,0 +1,96 @@
+"""The real Ray Serve application, tiny model, real HTTP on loopback."""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import io
+import time
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.conftest import running_serve_app
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module")
+def base_url(cache_dir, tiny_model_dir):
+    overrides = {"max_batch_size": "4", "batch_wait_timeout_s": "0.2"}
+    with running_serve_app(overrides, cache_dir) as url:
+        yield url
+
+
+def decode(body):
+    return Image.open(io.BytesIO(base64.b64decode(body["image"])))
+
+
+@pytest.mark.parametrize("route", ["/predict", "/invocations"])
+def test_generates_an_image(base_url, route):
+    response = httpx.post(base_url + route, json={"prompt": f"a lighthouse at {route}", "width": 256, "height": 192}, timeout=60)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    image = decode(body)
+    assert image.format == "JPEG" and image.size == (256, 192)
+    assert body["model"] == {"id": "preset:tiny", "revision": None}
+    assert body["timings_ms"]["inference"] > 0
+
+
+def test_seeded_repeat_is_cached_and_identical(base_url):
+    payload = {"prompt": "a cached lighthouse", "seed": 5, "width": 128, "height": 128, "output_format": "png"}
+    first = httpx.post(base_url + "/predict", json=payload, timeout=60).json()
+    second = httpx.post(base_url + "/predict", json=payload, timeout=60).json()
+    assert not first["cached"] and second["cached"]
+    assert first["image"] == second["image"]
+
+
+def test_accept_header_returns_raw_image_bytes(base_url):
+    response = httpx.post(
+        base_url + "/predict", json={"prompt": "raw", "width": 128, "height": 128}, headers={"Accept": "image/webp"}, timeout=60
+    )
+    assert response.status_code == 200 and response.headers["content-type"] == "image/webp"
+    assert Image.open(io.BytesIO(response.content)).format == "WEBP"
+    assert int(response.headers["x-batch-size"]) >= 1
+
+
+def test_concurrent_mixed_size_requests_are_batched_and_ping_stays_fast(base_url):
+    sizes = [(128, 128), (128, 128), (192, 128), (128, 128), (192, 128), (128, 128), (128, 128), (192, 128)]
+
+    def one(i):
+        width, height = sizes[i]
+        payload = {"prompt": f"burst {i}", "seed": 100 + i, "width": width, "height": height}
+        return httpx.post(base_url + "/predict", json=payload, timeout=120)
+
+    ping_statuses = []
+    with concurrent.futures.ThreadPoolExecutor(len(sizes)) as pool:
+        futures = [pool.submit(one, i) for i in range(len(sizes))]
+        while not all(f.done() for f in futures):
+            # The SageMaker contract: /ping answers within 2 s even while the model is busy.
+            ping_statuses.append(httpx.get(base_url + "/ping", timeout=2).status_code)
+            time.sleep(0.05)
+        responses = [f.result() for f in futures]
+    assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
+    bodies = [r.json() for r in responses]
+    assert [decode(b).size for b in bodies] == sizes
+    assert [b["seed"] for b in bodies] == [100 + i for i in range(len(sizes))]
+    assert max(b["batch_size"] for b in bodies) > 1
+    assert ping_statuses and set(ping_statuses) == {200}
+
+
+@pytest.mark.parametrize(
+    "kwargs, status, field",
+    [
+        ({"content": b"{oops", "headers": {"Content-Type": "application/json"}}, 400, None),
+        ({"content": b"prompt=x", "headers": {"Content-Type": "text/plain"}}, 415, None),
+        ({"content": b'{"prompt": "' + b"x" * 70000 + b'"}', "headers": {"Content-Type": "application/json"}}, 413, None),
+        ({"json": {"prompt": "x", "height": 4096}}, 422, "height"),
+        ({"json": {"prompt": "x", "output_format": "tiff"}}, 422, "output_format"),
+        ({"json": {"prompt": "a very long prompt " * 30}}, 422, "prompt"),
+    ],
+)
+def test_bad_input_over_real_http(base_url, kwargs, status, field):
+    response = httpx.post(base_url + "/predict", timeout=30, **kwargs)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["field"] == field

@@ -1,0 +1,178 @@
+"""The HTTP transport on its own (no Ray): routes, negotiation and every bad-input case."""
+
+import base64
+import io
+import json
+
+import pytest
+from PIL import Image
+from starlette.testclient import TestClient
+
+from serve_app.batching import GenerationResult
+from serve_app.http import create_http_app, negotiate_image_format
+from serve_app.protocol import ModelInfo
+from serve_app.serving import ImageService
+from serve_app.settings import Settings
+
+
+def jpeg_bytes():
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+class Counter:
+    max_prompt_tokens = 75
+
+    def count(self, text):
+        return len(text.split())
+
+
+@pytest.fixture
+def state():
+    return {"ready": True, "calls": 0}
+
+
+@pytest.fixture
+def client(state):
+    async def generate(spec, fmt, quality, submitted_at):
+        state["calls"] += 1
+        return GenerationResult(jpeg_bytes(), fmt, 2, 1.0, 2.0, 3.0)
+
+    settings = Settings.load({"max_body_bytes": "2048"}, environ={})
+    info = ModelInfo(id="preset:tiny", revision=None)
+    service = ImageService(settings, info, Counter(), generate)
+    app = create_http_app(lambda: service, lambda: state["ready"], max_body_bytes=2048, model_info=lambda: info)
+    return TestClient(app)
+
+
+@pytest.mark.parametrize("route", ["/predict", "/invocations"])
+def test_generate_returns_json_with_base64_image(client, route):
+    response = client.post(route, json={"prompt": "a cat", "seed": 3}, headers={"X-Request-Id": "r-1"})
+    assert response.status_code == 200
+    body = response.json()
+    assert Image.open(io.BytesIO(base64.b64decode(body["image"]))).format == "JPEG"
+    assert body["seed"] == 3 and body["batch_size"] == 2 and body["request_id"] == "r-1"
+    assert body["model"] == {"id": "preset:tiny", "revision": None}
+    assert set(body["timings_ms"]) == {"queue", "inference", "encode", "total"}
+
+
+def test_accept_image_returns_raw_bytes_with_metadata_headers(client):
+    response = client.post("/predict", json={"prompt": "a cat", "seed": 5}, headers={"Accept": "image/png"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    assert response.headers["x-seed"] == "5" and response.headers["x-batch-size"] == "2"
+    assert json.loads(response.headers["x-timings-ms"])["inference"] == 2.0
+
+
+@pytest.mark.parametrize(
+    "accept, expected",
+    [
+        (None, None),
+        ("*/*", None),
+        ("application/json", None),
+        ("image/webp", "webp"),
+        ("application/json;q=0.5, image/jpeg", "jpeg"),
+        ("image/png;q=0.1, application/json", None),
+        ("text/html", None),
+    ],
+)
+def test_accept_negotiation(accept, expected):
+    assert negotiate_image_format(accept) == expected
+
+
+def test_ping_reflects_readiness(client, state):
+    state["ready"] = False
+    assert client.get("/ping").status_code == 503
+    state["ready"] = True
+    response = client.get("/ping")
+    assert response.status_code == 200 and response.json()["status"] == "ready"
+
+
+@pytest.mark.parametrize(
+    "kwargs, status, error_type, field",
+    [
+        ({"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 400, "malformed_request", None),
+        ({"content": b"[1, 2]", "headers": {"Content-Type": "application/json"}}, 400, "malformed_request", None),
+        ({"content": b"prompt=cat", "headers": {"Content-Type": "application/x-www-form-urlencoded"}}, 415, "unsupported_media_type", None),
+        ({"content": b'{"prompt": "cat"}'}, 415, "unsupported_media_type", None),
+        ({"json": {"prompt": "x" * 1990, "negative_prompt": "y" * 100}}, 413, "payload_too_large", None),
+        ({"json": {}}, 422, "validation_error", "prompt"),
+        ({"json": {"prompt": "cat", "width": 100}}, 422, "validation_error", "width"),
+        ({"json": {"prompt": "cat", "num_inference_steps": 9}}, 422, "validation_error", "num_inference_steps"),
+        ({"json": {"prompt": "cat", "output_format": "bmp"}}, 422, "validation_error", "output_format"),
+        ({"json": {"prompt": "cat", "seed": "abc"}}, 422, "validation_error", "seed"),
+        ({"json": {"prompt": "cat", "steps": 2}}, 422, "validation_error", "steps"),
+        ({"json": {"prompt": "word " * 80}}, 422, "validation_error", "prompt"),
+    ],
+)
+def test_bad_input_gets_a_clear_4xx(client, state, kwargs, status, error_type, field):
+    response = client.post("/predict", **kwargs)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["type"] == error_type and error["field"] == field and error["message"]
+    assert response.json()["request_id"]
+    assert state["calls"] == 0
+
+
+def test_openapi_documents_routes_and_error_responses(client):
+    schema = client.get("/openapi.json").json()
+    predict = schema["paths"]["/predict"]["post"]
+    assert {"400", "413", "415", "422", "503", "504"} <= set(predict["responses"])
+    body_schema = predict["requestBody"]["content"]["application/json"]["schema"]
+    assert "prompt" in body_schema["required"]
+    assert "/invocations" in schema["paths"] and "/ping" in schema["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+def make_client(admit=None, on_rejected=None, **settings_overrides):
+    async def generate(spec, fmt, quality, submitted_at):
+        return GenerationResult(jpeg_bytes(), fmt, 1, 1.0, 1.0, 1.0)
+
+    settings = Settings.load(settings_overrides, environ={})
+    info = ModelInfo(id="m", revision=None)
+    service = ImageService(settings, info, Counter(), generate)
+    app = create_http_app(
+        lambda: service, lambda: True, max_body_bytes=4096, model_info=lambda: info, admit=admit, on_rejected=on_rejected
+    )
+    return TestClient(app)
+
+
+def test_admission_errors_carry_retry_after_and_are_counted():
+    from serve_app.guardrails import RateLimiter
+
+    limiter = RateLimiter(per_minute=60, burst=1)
+    rejected = []
+    client = make_client(admit=lambda request: limiter.acquire(request.client.host), on_rejected=rejected.append)
+    assert client.post("/predict", json={"prompt": "a"}).status_code == 200
+    response = client.post("/predict", json={"prompt": "a"})
+    assert response.status_code == 429 and response.headers["retry-after"] == "1"
+    assert response.json()["error"]["type"] == "rate_limited"
+    assert rejected == ["rate_limited"]
+
+
+def test_blocked_prompts_are_refused_and_audited(caplog):
+    import logging
+
+    client = make_client(prompt_blocklist="forbidden")
+    with caplog.at_level(logging.INFO, logger="sd_turbo.audit"):
+        response = client.post("/predict", json={"prompt": "something Forbidden here"})
+        allowed = client.post("/predict", json={"prompt": "something fine"})
+    assert response.status_code == 422 and response.json()["error"]["type"] == "prompt_blocked"
+    assert allowed.status_code == 200
+    records = [r.fields for r in caplog.records if r.name == "sd_turbo.audit"]
+    assert [r["decision"] for r in records] == ["rejected", "allowed"]
+    assert all(len(r["prompt_sha256"]) == 16 for r in records)
+    assert "Forbidden" not in caplog.text  # the audit trail holds hashes, never prompt text
+
+
+def test_an_unexpected_bug_is_a_json_500_with_the_request_id():
+    async def broken(spec, fmt, quality, submitted_at):
+        raise RuntimeError("boom")
+
+    settings = Settings.load({}, environ={})
+    info = ModelInfo(id="m", revision=None)
+    service = ImageService(settings, info, Counter(), broken)
+    app = create_http_app(lambda: service, lambda: True, max_body_bytes=4096, model_info=lambda: info)
+    response = TestClient(app).post("/predict", json={"prompt": "a"})
+    assert response.status_code == 500 and response.json()["error"]["type"] == "internal_error"

@@ -1,0 +1,97 @@
+import asyncio
+
+import pytest
+
+from serve_app.batching import GenerationResult
+from serve_app.errors import InvalidField, RequestTimeout
+from serve_app.protocol import GenerateRequest, ModelInfo
+from serve_app.serving import ImageService, new_request_id, response_with_image
+from serve_app.settings import Settings
+
+
+class WordCounter:
+    max_prompt_tokens = 5
+
+    def count(self, text):
+        return len(text.split())
+
+
+class FakeModel:
+    def __init__(self, delay=0.0):
+        self.calls = []
+        self.delay = delay
+
+    async def __call__(self, spec, output_format, quality, submitted_at):
+        self.calls.append((spec, output_format, quality))
+        await asyncio.sleep(self.delay)
+        return GenerationResult(b"img-%d" % spec.seed, output_format, 3, 1.0, 2.0, 0.5)
+
+
+def make_service(model, **overrides):
+    settings = Settings.load(overrides, environ={})
+    return ImageService(settings, ModelInfo(id="preset:tiny", revision=None), WordCounter(), model)
+
+
+async def test_fills_defaults_and_reports_metadata():
+    model = FakeModel()
+    outcome = await make_service(model).generate(GenerateRequest(prompt="a cat", seed=7), "rid")
+    spec, fmt, quality = model.calls[0]
+    assert (spec.seed, fmt, quality) == (7, "jpeg", 90)
+    response = outcome.response
+    assert (response.seed, response.batch_size, response.cached, response.request_id) == (7, 3, False, "rid")
+    assert response.timings_ms.inference == 2.0
+    body = response_with_image(outcome)
+    assert body["image"] == "aW1nLTc="  # base64 of b"img-7"
+
+
+async def test_unseeded_requests_get_a_reported_random_seed_and_are_not_cached():
+    model = FakeModel()
+    service = make_service(model)
+    first = await service.generate(GenerateRequest(prompt="a cat"), "1")
+    second = await service.generate(GenerateRequest(prompt="a cat"), "2")
+    assert len(model.calls) == 2 and not second.response.cached
+    assert 0 <= first.response.seed < 2**32
+
+
+async def test_seeded_repeat_is_served_from_cache_but_other_format_is_not():
+    model = FakeModel()
+    service = make_service(model)
+    await service.generate(GenerateRequest(prompt="a cat", seed=1), "1")
+    again = await service.generate(GenerateRequest(prompt="a cat", seed=1), "2")
+    assert again.response.cached and again.image == b"img-1" and len(model.calls) == 1
+    assert again.response.timings_ms.inference == 0.0
+    await service.generate(GenerateRequest(prompt="a cat", seed=1, output_format="png"), "3")
+    assert len(model.calls) == 2
+
+
+async def test_cache_can_be_disabled():
+    model = FakeModel()
+    service = make_service(model, cache_max_bytes="0")
+    for _ in range(2):
+        await service.generate(GenerateRequest(prompt="a cat", seed=1), "x")
+    assert len(model.calls) == 2
+
+
+async def test_too_long_prompts_are_rejected_not_truncated():
+    model = FakeModel()
+    with pytest.raises(InvalidField, match="6 tokens") as info:
+        await make_service(model).generate(GenerateRequest(prompt="one two three four five six"), "x")
+    assert info.value.field == "prompt" and not model.calls
+    with pytest.raises(InvalidField) as info:
+        await make_service(model).generate(
+            GenerateRequest(prompt="ok", negative_prompt="a b c d e f g", guidance_scale=2), "x"
+        )
+    assert info.value.field == "negative_prompt"
+
+
+async def test_slow_generation_times_out_and_is_cancelled():
+    model = FakeModel(delay=5)
+    with pytest.raises(RequestTimeout):
+        await make_service(model, request_timeout_s="0.1").generate(GenerateRequest(prompt="a"), "x")
+
+
+def test_request_ids_honour_sane_client_ids_only():
+    assert new_request_id("abc-123") == "abc-123"
+    assert new_request_id("bad id") != "bad id"
+    assert len(new_request_id(None)) == 32
+    assert new_request_id("x" * 200) != "x" * 200

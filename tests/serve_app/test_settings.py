@@ -1,0 +1,46 @@
+import pytest
+
+from serve_app.settings import DEFAULT_MODEL, DEFAULT_MODEL_REVISION, Settings, describe_settings
+
+
+def test_defaults_point_at_pinned_sd_turbo():
+    settings = Settings.load(environ={})
+    assert settings.model == DEFAULT_MODEL == "stabilityai/sd-turbo"
+    assert len(DEFAULT_MODEL_REVISION) == 40
+    assert settings.effective_max_ongoing_requests == 2 * settings.max_batch_size
+
+
+def test_environment_then_overrides_take_priority():
+    env = {"SDTURBO_MAX_BATCH_SIZE": "4", "SDTURBO_COMPILE": "true", "SDTURBO_MODEL": "tiny"}
+    settings = Settings.load({"max_batch_size": "6"}, environ=env)
+    assert settings.max_batch_size == 6
+    assert settings.compile is True
+    assert settings.model == "tiny"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"max_batch_size": "0"}, "max_batch_size"),
+        ({"device": "tpu"}, "device"),
+        ({"num_replicas": "two"}, "num_replicas"),
+        ({"compile": "maybe"}, "compile"),
+        ({"max_batch_sise": "4"}, "Unknown setting"),
+    ],
+)
+def test_bad_values_are_refused_with_the_setting_named(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        Settings.load(overrides, environ={})
+
+
+def test_every_setting_is_documented():
+    table = describe_settings()
+    for name in Settings.__dataclass_fields__:
+        assert f"`SDTURBO_{name.upper()}`" in table
+
+
+def test_readme_settings_table_is_current():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert describe_settings() in readme, "regenerate the README's settings table from describe_settings()"
