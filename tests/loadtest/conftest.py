@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from loadtest_helpers import run_tool
+from tests.loadtest.loadtest_helpers import run_tool
 
 
 @pytest.fixture
@@ -14,6 +14,6 @@ def tool():
 
 
 @pytest.fixture(scope="session")
-def model_cache(tmp_path_factory) -> str:
-    """Preset cache for the servers these tests start: the caller's, or a fresh one."""
-    return os.environ.get("SDTURBO_CACHE_DIR") or str(tmp_path_factory.mktemp("sdturbo-cache"))
+def model_cache(cache_dir) -> str:
+    """Preset cache for the servers these tests start: the caller's, or the session's (tests/conftest.py)."""
+    return os.environ.get("SDTURBO_CACHE_DIR") or cache_dir

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from loadtest_helpers import REPO_ROOT, free_port, run_tool, subprocess_env, wait_http_ok
+from tests.loadtest.loadtest_helpers import REPO_ROOT, free_port, run_tool, subprocess_env, wait_http_ok
 
 
 def _post(port: int, body: bytes, ctype: str = "application/json", accept: str = "application/json"):
