@@ -81,6 +81,11 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
+    try:  # which code was measured
+        info["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                                            text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        info["git_commit"] = None
     for mod in ("torch", "diffusers", "ray", "locust"):
         try:
             from importlib.metadata import version
@@ -377,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _machine_line(m: dict[str, Any]) -> str:
-    return (f"{m['cpus']} CPUs ({m['cpu']}), {m['mem_gib']} GiB, GPU: {m['gpu']}; {m['date_utc']}; "
+    return (f"{m['cpus']} CPUs ({m['cpu']}), {m['mem_gib']} GiB, GPU: {m['gpu']}; {m['date_utc']}; commit {m.get('git_commit')}; "
             f"torch {m['torch']}, diffusers {m['diffusers']}, ray {m['ray']}, locust {m['locust']}; "
             f"load average (1/5/15 min) before {m.get('loadavg_1_5_15')}, after {m.get('loadavg_1_5_15_end')}")
 
