@@ -188,6 +188,9 @@ resource "aws_ecr_lifecycle_policy" "this" {
 ################################################################################
 
 resource "aws_s3_bucket" "this" {
+  #checkov:skip=CKV_AWS_18:Holds transient async payloads that expire after days; server access logs would need a second bucket per stack. Use CloudTrail S3 data events (account-level choice) for auditing.
+  #checkov:skip=CKV_AWS_144:Cross-region replication of short-lived async requests/responses doubles storage cost and has no recovery value (clients resubmit).
+  #checkov:skip=CKV2_AWS_62:SageMaker already publishes per-request SNS success/error notifications for async results; S3 event notifications would duplicate them.
   count = local.create_bucket ? 1 : 0
 
   bucket        = coalesce(var.bucket_name, "${var.name}-${local.account_id}-${local.region}")
@@ -338,6 +341,7 @@ resource "aws_sns_topic" "async_error" {
 ################################################################################
 
 resource "aws_cloudwatch_log_group" "endpoint" {
+  #checkov:skip=CKV_AWS_338:Retention is a variable (log_retention_in_days, default 30 to keep cost down); set 365 or more where compliance requires it.
   count = local.create_endpoint ? 1 : 0
 
   name              = "/aws/sagemaker/Endpoints/${local.endpoint_name}"
@@ -351,6 +355,7 @@ resource "aws_cloudwatch_log_group" "endpoint" {
 ################################################################################
 
 resource "aws_sagemaker_model" "this" {
+  #checkov:skip=CKV_AWS_370:Isolation is a variable (enable_network_isolation). Off by default because without model_data_url the container downloads the weights from the Hugging Face Hub at start-up; turn it on together with model_data_url.
   count = local.create_endpoint ? 1 : 0
 
   name                     = "${var.name}-${local.model_hash}"
