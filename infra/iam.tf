@@ -34,11 +34,11 @@ data "aws_iam_policy_document" "execution" {
   }
 
   dynamic "statement" {
-    for_each = var.create_ecr_repository ? [1] : []
+    for_each = length(local.pull_repository_arns) > 0 ? [1] : []
     content {
       sid       = "EcrPull"
       actions   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
-      resources = [local.ecr_repository_arn]
+      resources = local.pull_repository_arns
     }
   }
 

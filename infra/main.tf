@@ -27,6 +27,13 @@ locals {
     null
   )
 
+  # An image_uri in another ECR repository (e.g. a shared registry) must be pullable too.
+  external_image_ecr = var.image_uri == null ? [] : regexall("^([0-9]{12})\\.dkr\\.ecr\\.([a-z0-9-]+)\\.amazonaws\\.com(?:\\.cn)?/([^:@]+)", var.image_uri)
+  pull_repository_arns = compact(concat(
+    [local.ecr_repository_arn],
+    [for m in local.external_image_ecr : "arn:${local.partition}:ecr:${m[1]}:${m[0]}:repository/${m[2]}"],
+  ))
+
   bucket_name = local.create_bucket ? aws_s3_bucket.this[0].id : null
   bucket_arn  = local.create_bucket ? aws_s3_bucket.this[0].arn : null
 

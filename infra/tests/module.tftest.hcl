@@ -382,3 +382,23 @@ run "github_oidc_existing_provider" {
     error_message = "without an environment only the branch is trusted"
   }
 }
+
+run "external_ecr_image_is_pullable" {
+  command = plan
+
+  variables {
+    image_tag = null
+    image_uri = "210987654321.dkr.ecr.eu-west-1.amazonaws.com/shared/sd-turbo:v1"
+  }
+
+  assert {
+    condition     = aws_sagemaker_model.this[0].primary_container[0].image == "210987654321.dkr.ecr.eu-west-1.amazonaws.com/shared/sd-turbo:v1"
+    error_message = "image_uri must override image_tag"
+  }
+  assert {
+    condition = contains(flatten([
+      for s in data.aws_iam_policy_document.execution.statement : s.resources if s.sid == "EcrPull"
+    ]), "arn:aws:ecr:eu-west-1:210987654321:repository/shared/sd-turbo")
+    error_message = "the execution role must be able to pull an image_uri from another ECR repository"
+  }
+}
