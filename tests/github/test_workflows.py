@@ -273,7 +273,7 @@ def test_image_is_built_from_container_dockerfile_and_tagged_with_commit_sha(rel
 
 def test_plan_uses_the_new_image_tag(release):
     plan = release["jobs"]["plan"]
-    assert plan["defaults"]["run"]["working-directory"] == "infra"
+    assert plan["defaults"]["run"]["working-directory"] == "infra/examples/realtime"
     text = _run_text(plan)
     assert '-var "image_tag=${{ github.sha }}"' in text
     assert "-out=tfplan" in text

@@ -1,0 +1,362 @@
+"""terraform apply / destroy of the examples against a moto server on loopback.
+
+Both configurations (examples/realtime, examples/async) are applied for real through the AWS
+provider, read back with boto3, then destroyed; the test asserts nothing is left and that the
+server never answered 5xx / NotImplemented (see moto_scaffolding.py for the one gap we fill).
+
+Test-only settings (not production defaults):
+* instance_type = ml.g4dn.xlarge: moto 5.2 validates instance types against a list without g5;
+  the module default stays ml.g5.xlarge.
+* force_destroy = true: lets destroy remove the bucket and the ECR repository.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .tfhelpers import Terraform
+
+boto3 = pytest.importorskip("boto3")
+pytest.importorskip("moto.server")
+
+from .moto_scaffolding import MotoServer  # noqa: E402
+
+REGION = "us-east-1"
+NAME = "sdt-moto"
+IMAGE_TAG = "0123456789abcdef"
+SERVICES = [
+    "applicationautoscaling",
+    "cloudwatch",
+    "cloudwatchlogs",
+    "ecr",
+    "iam",
+    "kms",
+    "s3",
+    "sagemaker",
+    "sns",
+    "sts",
+]
+
+
+def _provider_override(url: str) -> str:
+    endpoints = "\n".join(f'    {svc} = "{url}"' for svc in SERVICES)
+    return f"""# Written by tests/infra/test_terraform_moto.py: point the provider at moto on loopback.
+provider "aws" {{
+  region                      = "{REGION}"
+  access_key                  = "testing"
+  secret_key                  = "testing"
+  skip_credentials_validation = true
+  skip_metadata_api_check     = true
+  skip_region_validation      = true
+  s3_use_path_style           = true
+  max_retries                 = 2
+  endpoints {{
+{endpoints}
+  }}
+}}
+"""
+
+
+def _client(server: MotoServer, service: str):
+    return boto3.client(
+        service,
+        region_name=REGION,
+        endpoint_url=server.url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def _tf_vars(extra: dict[str, str]) -> list[str]:
+    base = {
+        "region": REGION,
+        "name": NAME,
+        "image_tag": IMAGE_TAG,
+        "instance_type": "ml.g4dn.xlarge",  # test-only: moto has no ml.g5.* (see module docstring)
+        "force_destroy": "true",
+        "max_capacity": "3",
+    }
+    base.update(extra)
+    out: list[str] = []
+    for key, value in base.items():
+        out += ["-var", f"{key}={value}"]
+    return out
+
+
+def _apply_read_destroy(tmp_path, mode: str, extra_vars: dict[str, str], check, rollout: bool = False) -> None:
+    sub = f"examples/{mode}"
+    with MotoServer() as server:
+        tf = Terraform(tmp_path)
+        (tf.dir(sub) / "moto_override.tf").write_text(_provider_override(server.url))
+        tf.init(sub)
+        args = _tf_vars(extra_vars)
+        try:
+            tf.run("apply", "-auto-approve", "-input=false", *args, sub=sub, timeout=420)
+            outputs = json.loads(tf.run("output", "-json", sub=sub).stdout)
+            state = json.loads(tf.run("show", "-json", sub=sub).stdout)
+            # A second plan must be empty: what was applied reads back identically.
+            plan = tf.run("plan", "-input=false", "-detailed-exitcode", *args, sub=sub, check=False, timeout=300)
+            assert plan.returncode == 0, f"plan after apply is not empty:\n{plan.stdout[-4000:]}\n{plan.stderr[-2000:]}"
+            check(server, {k: v["value"] for k, v in outputs.items()}, state)
+            if rollout:
+                _check_rollout(server, tf, sub, extra_vars)
+        finally:
+            tf.run("destroy", "-auto-approve", "-input=false", *args, sub=sub, timeout=420)
+        _assert_nothing_left(server)
+        assert server.errors() == [], "moto answered 5xx / NotImplemented:\n" + "\n".join(server.errors())
+
+
+def _check_rollout(server: MotoServer, tf: Terraform, sub: str, extra_vars: dict[str, str]) -> None:
+    """A new image tag (what the deploy workflow passes) updates the endpoint in place.
+
+    New model and endpoint configuration are created first (create_before_destroy), the endpoint
+    is *updated* to the new configuration (UpdateEndpoint with the blue/green canary
+    DeploymentConfig), then the old configuration and model are deleted. The endpoint is never
+    replaced (a replacement would mean downtime and no canary).
+    """
+    sm = _client(server, "sagemaker")
+    before = sm.describe_endpoint(EndpointName=NAME)
+    new_tag = "fedcba9876543210"
+    args = _tf_vars({**extra_vars, "image_tag": new_tag})
+    tf.run("plan", "-input=false", "-out=rollout.tfplan", *args, sub=sub, timeout=300)
+    plan = json.loads(tf.run("show", "-json", "rollout.tfplan", sub=sub).stdout)
+    actions = {rc["address"]: rc["change"]["actions"] for rc in plan["resource_changes"] if rc["change"]["actions"] != ["no-op"]}
+    assert actions == {
+        "module.sd_turbo.aws_sagemaker_model.this[0]": ["create", "delete"],
+        "module.sd_turbo.aws_sagemaker_endpoint_configuration.this[0]": ["create", "delete"],
+        "module.sd_turbo.aws_sagemaker_endpoint.this[0]": ["update"],
+    }, actions
+    tf.run("apply", "-auto-approve", "-input=false", "rollout.tfplan", sub=sub, timeout=420)
+    after = sm.describe_endpoint(EndpointName=NAME)
+    assert after["EndpointArn"] == before["EndpointArn"]
+    assert after["EndpointConfigName"] != before["EndpointConfigName"]
+    assert after["EndpointStatus"] == "InService"
+    assert after["LastDeploymentConfig"]["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "CANARY"
+    configs = [c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]]
+    assert configs == [after["EndpointConfigName"]]
+    [model] = sm.list_models()["Models"]
+    image = sm.describe_model(ModelName=model["ModelName"])["PrimaryContainer"]["Image"]
+    assert image.endswith(f":{new_tag}")
+
+
+def _resources(state: dict) -> dict[str, dict]:
+    found: dict[str, dict] = {}
+
+    def walk(module: dict) -> None:
+        for res in module.get("resources", []):
+            found[res["address"]] = res["values"]
+        for child in module.get("child_modules", []):
+            walk(child)
+
+    walk(state["values"]["root_module"])
+    return found
+
+
+def _assert_nothing_left(server: MotoServer) -> None:
+    sm = _client(server, "sagemaker")
+    assert sm.list_endpoints()["Endpoints"] == []
+    assert sm.list_endpoint_configs()["EndpointConfigs"] == []
+    assert sm.list_models()["Models"] == []
+    aas = _client(server, "application-autoscaling")
+    assert aas.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
+    assert aas.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"] == []
+    assert _client(server, "cloudwatch").describe_alarms()["MetricAlarms"] == []
+    assert _client(server, "sns").list_topics()["Topics"] == []
+    assert _client(server, "ecr").describe_repositories()["repositories"] == []
+    assert _client(server, "s3").list_buckets()["Buckets"] == []
+    roles = [r["RoleName"] for r in _client(server, "iam").list_roles()["Roles"] if r["RoleName"].startswith(NAME)]
+    assert roles == []
+    assert _client(server, "iam").list_open_id_connect_providers()["OpenIDConnectProviderList"] == []
+    assert _client(server, "logs").describe_log_groups()["logGroups"] == []
+    keys = _client(server, "kms").list_keys()["Keys"]
+    states = [_client(server, "kms").describe_key(KeyId=k["KeyId"])["KeyMetadata"]["KeyState"] for k in keys]
+    assert all(s == "PendingDeletion" for s in states), states
+
+
+def _alarms(server: MotoServer) -> dict[str, dict]:
+    return {a["AlarmName"]: a for a in _client(server, "cloudwatch").describe_alarms()["MetricAlarms"]}
+
+
+def _dims(alarm: dict) -> dict[str, str]:
+    return {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+
+
+def _check_common(server: MotoServer, outputs: dict, state: dict, mode: str) -> dict:
+    sm = _client(server, "sagemaker")
+    endpoint = sm.describe_endpoint(EndpointName=NAME)
+    assert endpoint["EndpointStatus"] == "InService"
+    assert outputs["endpoint_name"] == NAME
+    assert outputs["endpoint_type"] == mode
+
+    config = sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    [variant] = config["ProductionVariants"]
+    assert variant["VariantName"] == "AllTraffic"
+    assert variant["InstanceType"] == "ml.g4dn.xlarge"
+    assert variant["InitialInstanceCount"] == 1
+    assert variant["ContainerStartupHealthCheckTimeoutInSeconds"] == 900
+    # g4dn has local NVMe storage: SageMaker rejects a volume KMS key there, so none is set.
+    assert not config.get("KmsKeyId")
+
+    model = sm.describe_model(ModelName=variant["ModelName"])
+    repo = _client(server, "ecr").describe_repositories(repositoryNames=[NAME])["repositories"][0]
+    assert model["PrimaryContainer"]["Image"] == f"{repo['repositoryUri']}:{IMAGE_TAG}"
+    assert outputs["ecr_repository_url"] == repo["repositoryUri"]
+    env = model["PrimaryContainer"]["Environment"]
+    assert env["SDTURBO_MODEL"] == "stabilityai/sd-turbo"
+    assert env["SDTURBO_MAX_BATCH_SIZE"] == "4"
+    assert env["SDTURBO_PORT"] == "8080"
+    role = _client(server, "iam").get_role(RoleName=f"{NAME}-sagemaker-execution")["Role"]
+    assert model["ExecutionRoleArn"] == role["Arn"]
+
+    assert repo["imageTagMutability"] == "IMMUTABLE"
+    assert repo["imageScanningConfiguration"]["scanOnPush"] is True
+    assert repo["encryptionConfiguration"]["encryptionType"] == "KMS"
+    lifecycle = json.loads(_client(server, "ecr").get_lifecycle_policy(repositoryName=NAME)["lifecyclePolicyText"])
+    assert [r["action"]["type"] for r in lifecycle["rules"]] == ["expire", "expire"]
+
+    # Execution role policy: least privilege, never "*" for actions and resources together.
+    policy = _client(server, "iam").get_role_policy(RoleName=role["RoleName"], PolicyName=f"{NAME}-sagemaker-execution")
+    doc = policy["PolicyDocument"]
+    doc = json.loads(doc) if isinstance(doc, str) else doc
+    for stmt in doc["Statement"]:
+        actions = stmt["Action"] if isinstance(stmt["Action"], list) else [stmt["Action"]]
+        resources = stmt["Resource"] if isinstance(stmt["Resource"], list) else [stmt["Resource"]]
+        assert not any("*" in a for a in actions) or "*" not in resources, stmt
+        assert "*" not in actions
+
+    # Blue/green canary with automatic rollback, as applied (moto does not echo DeploymentConfig).
+    resources = _resources(state)
+    ep_state = resources["module.sd_turbo.aws_sagemaker_endpoint.this[0]"]
+    [deployment] = ep_state["deployment_config"]
+    [bg] = deployment["blue_green_update_policy"]
+    [routing] = bg["traffic_routing_configuration"]
+    assert routing["type"] == "CANARY"
+    assert routing["canary_size"] == [{"type": "CAPACITY_PERCENT", "value": 25}]
+    rollback = {a["alarm_name"] for a in deployment["auto_rollback_configuration"][0]["alarms"]}
+    assert rollback == {f"{NAME}-invocation-5xx-errors", f"{NAME}-model-errors", f"{NAME}-model-latency-p90"}
+
+    alarms = _alarms(server)
+    assert rollback <= set(alarms)
+    gpu = alarms[f"{NAME}-gpu-utilization"]
+    assert (gpu["Namespace"], gpu["MetricName"], gpu["Threshold"]) == ("/aws/sagemaker/Endpoints", "GPUUtilization", 90.0)
+    assert _dims(gpu) == {"EndpointName": NAME, "VariantName": "AllTraffic"}
+    mem = alarms[f"{NAME}-gpu-memory-utilization"]
+    assert (mem["Namespace"], mem["MetricName"], mem["Threshold"]) == ("/aws/sagemaker/Endpoints", "GPUMemoryUtilization", 90.0)
+    err = alarms[f"{NAME}-invocation-5xx-errors"]
+    assert (err["Namespace"], err["MetricName"], err["Statistic"], err["Threshold"]) == ("AWS/SageMaker", "Invocation5XXErrors", "Sum", 5.0)
+    lat = alarms[f"{NAME}-model-latency-p90"]
+    assert (lat["MetricName"], lat["ExtendedStatistic"], lat["Threshold"]) == ("ModelLatency", "p90", 3_000_000.0)
+    topic = outputs["alarm_topic_arn"]
+    for name in (f"{NAME}-gpu-utilization", f"{NAME}-invocation-5xx-errors"):
+        assert alarms[name]["AlarmActions"] == [topic]
+    attrs = _client(server, "sns").get_topic_attributes(TopicArn=topic)["Attributes"]
+    assert attrs.get("KmsMasterKeyId")
+
+    log_groups = _client(server, "logs").describe_log_groups(logGroupNamePrefix=f"/aws/sagemaker/Endpoints/{NAME}")["logGroups"]
+    assert [g["retentionInDays"] for g in log_groups] == [30]
+
+    aas = _client(server, "application-autoscaling")
+    [target] = aas.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert target["ResourceId"] == f"endpoint/{NAME}/variant/AllTraffic"
+    assert target["ScalableDimension"] == "sagemaker:variant:DesiredInstanceCount"
+    assert target["MaxCapacity"] == 3
+    policies = {p["PolicyName"]: p for p in aas.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]}
+    assert "aws sagemaker-runtime invoke-endpoint" in outputs["invoke_endpoint_command"]
+    return {"target": target, "policies": policies, "alarms": alarms, "config": config}
+
+
+@pytest.mark.timeout(600)
+def test_realtime_apply_readback_destroy(tmp_path):
+    def check(server, outputs, state):
+        got = _check_common(server, outputs, state, "realtime")
+        assert got["target"]["MinCapacity"] == 1
+        assert "AsyncInferenceConfig" not in got["config"]
+        [policy] = got["policies"].values()
+        assert policy["PolicyType"] == "TargetTrackingScaling"
+        cfg = policy["TargetTrackingScalingPolicyConfiguration"]
+        assert cfg["PredefinedMetricSpecification"]["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
+        assert cfg["TargetValue"] == 60.0
+        assert outputs.get("bucket_name") is None  # null outputs are omitted
+        cmd = outputs["invoke_endpoint_command"]
+        assert cmd.startswith(f"aws sagemaker-runtime invoke-endpoint --region {REGION} --endpoint-name {NAME} ")
+        assert "--content-type application/json" in cmd and cmd.endswith("response.json")
+        json.loads(cmd.split("--body '", 1)[1].rsplit("'", 1)[0])  # the body is valid JSON
+
+        # GitHub OIDC deploy role: trust pinned to repo + branch + environment.
+        iam = _client(server, "iam")
+        role = iam.get_role(RoleName=f"{NAME}-github-actions-deploy")["Role"]
+        assert outputs["github_actions_role_arn"] == role["Arn"]
+        trust = role["AssumeRolePolicyDocument"]
+        trust = json.loads(trust) if isinstance(trust, str) else trust
+        [stmt] = trust["Statement"]
+        assert stmt["Action"] == "sts:AssumeRoleWithWebIdentity"
+        assert stmt["Principal"]["Federated"].endswith(":oidc-provider/token.actions.githubusercontent.com")
+        subs = stmt["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"]
+        assert sorted(subs) == ["repo:acme/sd-turbo-serve:environment:production", "repo:acme/sd-turbo-serve:ref:refs/heads/main"]
+        assert stmt["Condition"]["StringEquals"]["token.actions.githubusercontent.com:aud"] == "sts.amazonaws.com"
+        [provider] = iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]
+        assert provider["Arn"] == stmt["Principal"]["Federated"]
+
+    _apply_read_destroy(
+        tmp_path,
+        "realtime",
+        {"create_github_oidc_role": "true", "github_repository": "acme/sd-turbo-serve"},
+        check,
+        rollout=True,
+    )
+
+
+@pytest.mark.timeout(600)
+def test_async_apply_readback_destroy(tmp_path):
+    def check(server, outputs, state):
+        got = _check_common(server, outputs, state, "async")
+        assert got["target"]["MinCapacity"] == 0  # scale to zero
+
+        bucket = outputs["bucket_name"]
+        async_cfg = got["config"]["AsyncInferenceConfig"]
+        out = async_cfg["OutputConfig"]
+        assert out["S3OutputPath"] == f"s3://{bucket}/async-outputs/"
+        assert out["S3FailurePath"] == f"s3://{bucket}/async-failures/"
+        assert out["KmsKeyId"]
+        notif = out["NotificationConfig"]
+        assert notif["SuccessTopic"].endswith(f":{NAME}-async-success")
+        assert notif["ErrorTopic"].endswith(f":{NAME}-async-error")
+        assert async_cfg["ClientConfig"]["MaxConcurrentInvocationsPerInstance"] == 4
+
+        policies = got["policies"]
+        backlog = policies[f"{NAME}-backlog-target-tracking"]
+        metric = backlog["TargetTrackingScalingPolicyConfiguration"]["CustomizedMetricSpecification"]
+        assert metric["MetricName"] == "ApproximateBacklogSizePerInstance"
+        assert metric["Namespace"] == "AWS/SageMaker"
+        assert metric["Dimensions"] == [{"Name": "EndpointName", "Value": NAME}]
+        step = policies[f"{NAME}-has-backlog-without-capacity"]
+        assert step["PolicyType"] == "StepScaling"
+        step_cfg = step["StepScalingPolicyConfiguration"]
+        assert step_cfg["AdjustmentType"] == "ChangeInCapacity"
+        assert [a["ScalingAdjustment"] for a in step_cfg["StepAdjustments"]] == [1]
+
+        alarms = got["alarms"]
+        trigger = alarms[f"{NAME}-has-backlog-without-capacity"]
+        assert trigger["MetricName"] == "HasBacklogWithoutCapacity"
+        assert trigger["ComparisonOperator"] == "GreaterThanOrEqualToThreshold" and trigger["Threshold"] == 1.0
+        assert trigger["AlarmActions"] == [step["PolicyARN"]]
+        age = alarms[f"{NAME}-async-backlog-age"]
+        assert (age["MetricName"], age["Threshold"]) == ("ApproximateAgeOfOldestRequest", 900.0)
+        assert _dims(age) == {"EndpointName": NAME}
+
+        s3 = _client(server, "s3")
+        pab = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+        assert all(pab.values()) and len(pab) == 4
+        [rule] = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+        assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+        lifecycle = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+        expiring = {r["Filter"].get("Prefix"): r["Expiration"]["Days"] for r in lifecycle if "Expiration" in r}
+        assert expiring == {"async-inputs/": 7, "async-outputs/": 7, "async-failures/": 7}
+        cmd = outputs["invoke_endpoint_command"]
+        assert f"aws sagemaker-runtime invoke-endpoint-async --region {REGION} --endpoint-name {NAME}" in cmd
+        assert f"--input-location s3://{bucket}/async-inputs/request.json" in cmd
+        assert outputs.get("github_actions_role_arn") is None
+
+    _apply_read_destroy(tmp_path, "async", {}, check)
