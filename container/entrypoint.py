@@ -27,8 +27,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
-from typing import MutableMapping
 
 SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
 
@@ -91,7 +91,7 @@ class StartingResponder:
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "StartingResponder":
+    def __enter__(self) -> StartingResponder:
         self._thread.start()
         return self
 

@@ -242,7 +242,7 @@ def check_endpoint(sagemaker: Any, endpoint_name: str) -> str:
             raise SmokeTestError(
                 EXIT_ENDPOINT_MISSING,
                 f"endpoint {endpoint_name!r} not found: {_one_line(msg)}",
-            )
+            ) from None
         raise
     status = str(desc.get("EndpointStatus", "Unknown"))
     if status not in SERVING_STATUSES:
@@ -254,6 +254,17 @@ def check_endpoint(sagemaker: Any, endpoint_name: str) -> str:
         )
     return status
 
+
+
+def _invoke_failure(exc: Exception, endpoint_name: str, what: str) -> Exception:
+    """The smoke-test error for a failed (async) invocation, or ``exc`` itself if unmapped."""
+    from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
+
+    if isinstance(exc, (ReadTimeoutError, ConnectTimeoutError)):
+        return SmokeTestError(EXIT_TIMEOUT, f"{what} timed out: {_one_line(exc)}")
+    if isinstance(exc, ClientError):
+        return _map_invoke_error(exc, endpoint_name) or exc
+    return exc
 
 def _map_invoke_error(exc: Exception, endpoint_name: str) -> SmokeTestError | None:
     code, msg, resp = _client_error_parts(exc)
@@ -283,7 +294,6 @@ def _map_invoke_error(exc: Exception, endpoint_name: str) -> SmokeTestError | No
 
 
 def invoke_realtime(runtime: Any, endpoint_name: str, request: dict[str, Any]) -> bytes:
-    from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
 
     try:
         resp = runtime.invoke_endpoint(
@@ -292,15 +302,8 @@ def invoke_realtime(runtime: Any, endpoint_name: str, request: dict[str, Any]) -
             Accept="application/json",
             Body=json.dumps(request).encode("utf-8"),
         )
-    except (ReadTimeoutError, ConnectTimeoutError) as exc:
-        raise SmokeTestError(
-            EXIT_TIMEOUT, f"invoke_endpoint timed out: {_one_line(exc)}"
-        ) from None
-    except ClientError as exc:
-        mapped = _map_invoke_error(exc, endpoint_name)
-        if mapped is not None:
-            raise mapped from None
-        raise
+    except Exception as exc:  # noqa: BLE001 - mapped to a smoke-test error, or re-raised
+        raise _invoke_failure(exc, endpoint_name, "invoke_endpoint") from None
     return resp["Body"].read()
 
 
@@ -327,7 +330,7 @@ def invoke_async(
     timeout_s: float,
     poll_interval_s: float,
 ) -> tuple[bytes, str]:
-    from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
+    from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 
     bucket, key = parse_s3_uri(input_s3_uri)
     if not key or key.endswith("/"):
@@ -347,15 +350,8 @@ def invoke_async(
             Accept="application/json",
             InputLocation=input_location,
         )
-    except (ReadTimeoutError, ConnectTimeoutError) as exc:
-        raise SmokeTestError(
-            EXIT_TIMEOUT, f"async invocation timed out: {_one_line(exc)}"
-        ) from None
-    except ClientError as exc:
-        mapped = _map_invoke_error(exc, endpoint_name)
-        if mapped is not None:
-            raise mapped from None
-        raise
+    except Exception as exc:  # noqa: BLE001 - mapped to a smoke-test error, or re-raised
+        raise _invoke_failure(exc, endpoint_name, "async invocation") from None
     output_location = resp.get("OutputLocation")
     failure_location = resp.get("FailureLocation")
     if not output_location:

@@ -13,8 +13,9 @@ import platform
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from loadtest.workload import load_prompts, parse_int_list, parse_sizes
 

@@ -22,7 +22,6 @@ import logging
 import threading
 import time
 import uuid
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -82,6 +81,7 @@ class BaselineModel:
 
     def __init__(self, model: str, device: str = "cpu", revision: str | None = None, cache_dir: str | None = None):
         import torch
+
         from serve_app.model import load_pipeline
 
         kwargs: dict[str, Any] = dict(model=model, revision=revision, device=device, dtype="float32")
@@ -126,7 +126,7 @@ class BaselineModel:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the load tool reuses connections
     disable_nagle_algorithm = True  # headers and body are separate writes: avoid the 40 ms delayed-ACK stall
-    server: "BaselineHTTPServer"
+    server: BaselineHTTPServer
 
     def log_message(self, fmt: str, *args: Any) -> None:  # quiet by default
         log.debug("%s " + fmt, self.address_string(), *args)

@@ -58,7 +58,6 @@ from loadtest import report
 from loadtest.stats import LevelSummary, percentile, summarise
 from loadtest.workload import DEFAULT_PROMPTS, parse_int_list, parse_sizes
 
-
 BASELINE_NAME = "baseline (fp32, PNG, no batching)"
 
 
@@ -192,7 +191,7 @@ def batch_sweep(m: Model, batch_sizes: list[int], iters: int, warmup: int, width
                 m.generate(prompts, list(range(i * bs, (i + 1) * bs)), width, height)
             warm_s = time.perf_counter() - t0
             lat = []
-            for i in range(iters):
+            for _ in range(iters):
                 t = time.perf_counter()
                 m.generate(prompts, [rng.randrange(2**32) for _ in range(bs)], width, height)
                 lat.append((time.perf_counter() - t) * 1000)
@@ -261,7 +260,7 @@ async def serve_level(m: Model, concurrency: int, duration_s: float, max_batch: 
                 continue
             for b, img in zip(batch, images[:n]):
                 fut = loop.run_in_executor(encode_pool, encode, img, fmt)
-                fut.add_done_callback(lambda f, b=b: b[2].set_result((n, f)))
+                fut.add_done_callback(lambda f, b=b, n=n: b[2].set_result((n, f)))
 
     async def client() -> None:
         while not stop.is_set():

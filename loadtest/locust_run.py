@@ -12,18 +12,18 @@ but only requests that finished inside the measured window count for throughput.
 """
 from __future__ import annotations
 
-import locust  # noqa: F401  (first: gevent monkeypatching before boto3/urllib3/ssl)
-
 import json
 import logging
 import math
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import gevent
+import locust  # noqa: F401  (first: gevent monkeypatching before boto3/urllib3/ssl)
 from locust import User, constant, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment

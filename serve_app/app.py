@@ -8,7 +8,8 @@ replica), sizes the model deployment to the machine's GPUs, and wires ingress to
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from ray.serve import Application
 
@@ -44,7 +45,7 @@ def model_deployment_options(settings: Settings, gpu_count: int) -> dict[str, An
     }
 
 
-def build_app(args: Optional[Mapping[str, Any]] = None) -> Application:
+def build_app(args: Mapping[str, Any] | None = None) -> Application:
     """The ``serve run`` builder: ``args`` are the key=value pairs, over the environment."""
     return build_app_from_settings(Settings.load(args or {}))
 

@@ -7,8 +7,8 @@ torch, so it is tested directly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class GenerationSpec:
     guidance_scale: float = 0.0
     width: int = 512
     height: int = 512
-    negative_prompt: Optional[str] = None
+    negative_prompt: str | None = None
 
     @property
     def uses_guidance(self) -> bool:

@@ -7,7 +7,8 @@ is answered without touching the GPU. Unseeded requests draw a fresh seed and ar
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Generic, Hashable, Optional, TypeVar
+from collections.abc import Hashable
+from typing import Generic, TypeVar
 
 V = TypeVar("V")
 
@@ -15,7 +16,7 @@ V = TypeVar("V")
 class ByteBudgetLRUCache(Generic[V]):
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
-        self._entries: "OrderedDict[Hashable, tuple[V, int]]" = OrderedDict()
+        self._entries: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
         self.current_bytes = 0
         self.hits = 0
         self.misses = 0
@@ -23,7 +24,7 @@ class ByteBudgetLRUCache(Generic[V]):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: Hashable) -> Optional[V]:
+    def get(self, key: Hashable) -> V | None:
         entry = self._entries.get(key)
         if entry is None:
             self.misses += 1

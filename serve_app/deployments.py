@@ -12,7 +12,6 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional
 
 from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
@@ -199,7 +198,7 @@ class Ingress:
             else None
         )
         self._ready = False
-        self._readiness_task: Optional[asyncio.Task] = None
+        self._readiness_task: asyncio.Task | None = None
         self._draining = False
         self._inflight = 0
         # `serve run` names the application "default"; the container names it from the settings.

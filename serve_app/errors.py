@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 
 class ServiceError(Exception):
     status_code = 500
     error_type = "internal_error"
 
-    def __init__(self, message: str, field: Optional[str] = None, retry_after_s: Optional[int] = None):
+    def __init__(self, message: str, field: str | None = None, retry_after_s: int | None = None):
         super().__init__(message)
         self.message = message
         self.field = field

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
 
 from serve_app.errors import PromptRejected, TooManyRequests
 
@@ -14,17 +14,17 @@ class PromptBlocklist:
 
     def __init__(self, terms: Iterable[str]):
         cleaned = sorted({t.strip().lower() for t in terms if t.strip()})
-        self._pattern: Optional[re.Pattern[str]] = (
+        self._pattern: re.Pattern[str] | None = (
             re.compile(r"\b(?:" + "|".join(re.escape(t) for t in cleaned) + r")\b", re.IGNORECASE)
             if cleaned
             else None
         )
 
     @classmethod
-    def from_setting(cls, value: str) -> "PromptBlocklist":
+    def from_setting(cls, value: str) -> PromptBlocklist:
         return cls(value.split(","))
 
-    def check(self, field: str, text: Optional[str]) -> None:
+    def check(self, field: str, text: str | None) -> None:
         if self._pattern is None or text is None:
             return
         if self._pattern.search(text):

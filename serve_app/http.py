@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -69,7 +70,7 @@ def error_response(exc: ServiceError, request_id: str) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=headers)
 
 
-def negotiate_image_format(accept: Optional[str]) -> Optional[str]:
+def negotiate_image_format(accept: str | None) -> str | None:
     """The image format the Accept header asks for, or None for the JSON response.
 
     Media types are taken in order of q-value (ties keep header order); JSON wins when it or a
@@ -146,8 +147,8 @@ def create_http_app(
     *,
     max_body_bytes: int,
     model_info: Callable[[], Any],
-    admit: Optional[Callable[[Request], None]] = None,
-    on_rejected: Optional[Callable[[str], None]] = None,
+    admit: Callable[[Request], None] | None = None,
+    on_rejected: Callable[[str], None] | None = None,
 ) -> FastAPI:
     """The FastAPI app. ``admit`` may raise a ServiceError (rate limits) before any work;
     ``on_rejected`` is told the error type of every refused request (metrics)."""

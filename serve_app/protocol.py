@@ -8,7 +8,7 @@ are checked by the serving layer.
 from __future__ import annotations
 
 import unicodedata
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -45,12 +45,12 @@ class GenerateRequest(BaseModel):
         description="What to draw. At most the text encoder's token limit (75 tokens for SD-Turbo); "
         "longer prompts are rejected, never truncated.",
     )
-    negative_prompt: Optional[str] = Field(
+    negative_prompt: str | None = Field(
         default=None,
         max_length=MAX_PROMPT_CHARS,
         description="What to avoid. Used only when guidance_scale > 1.",
     )
-    seed: Optional[int] = Field(
+    seed: int | None = Field(
         default=None, ge=0, le=MAX_SEED, description="Random seed; drawn at random when absent."
     )
     num_inference_steps: int = Field(default=1, ge=1, le=MAX_STEPS)
@@ -63,10 +63,10 @@ class GenerateRequest(BaseModel):
     )
     width: int = Field(default=DEFAULT_SIDE, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=8)
     height: int = Field(default=DEFAULT_SIDE, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=8)
-    output_format: Optional[OutputFormat] = Field(
+    output_format: OutputFormat | None = Field(
         default=None, description="Image format; the server's default (jpeg) when absent."
     )
-    quality: Optional[int] = Field(
+    quality: int | None = Field(
         default=None, ge=1, le=100, description="JPEG/WebP quality; ignored for PNG."
     )
     delivery: Literal["inline", "s3"] = Field(
@@ -84,13 +84,13 @@ class GenerateRequest(BaseModel):
 
     @field_validator("negative_prompt")
     @classmethod
-    def _negative_prompt_text(cls, value: Optional[str]) -> Optional[str]:
+    def _negative_prompt_text(cls, value: str | None) -> str | None:
         return None if value is None else _check_text(value)
 
 
 class ModelInfo(BaseModel):
     id: str
-    revision: Optional[str]
+    revision: str | None
 
 
 class Timings(BaseModel):
@@ -101,9 +101,9 @@ class Timings(BaseModel):
 
 
 class GenerateResponse(BaseModel):
-    image: Optional[str] = Field(description="The encoded image, base64; null when delivered to S3.")
-    image_url: Optional[str] = Field(default=None, description="Presigned URL of the image in S3.")
-    s3_uri: Optional[str] = Field(default=None, description="Where the image was written in S3.")
+    image: str | None = Field(description="The encoded image, base64; null when delivered to S3.")
+    image_url: str | None = Field(default=None, description="Presigned URL of the image in S3.")
+    s3_uri: str | None = Field(default=None, description="Where the image was written in S3.")
     format: OutputFormat
     seed: int
     width: int
@@ -120,7 +120,7 @@ class GenerateResponse(BaseModel):
 class ErrorDetail(BaseModel):
     type: str = Field(description="Machine-readable error kind, e.g. 'validation_error'.")
     message: str
-    field: Optional[str] = Field(default=None, description="The offending request field, if any.")
+    field: str | None = Field(default=None, description="The offending request field, if any.")
 
 
 class ErrorResponse(BaseModel):

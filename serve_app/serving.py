@@ -11,8 +11,9 @@ import base64
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Optional, Protocol
+from typing import Protocol
 
 from serve_app.batching import GenerationResult, GenerationSpec
 from serve_app.cache import ByteBudgetLRUCache
@@ -79,8 +80,8 @@ class ImageService:
         model_info: ModelInfo,
         token_counter: TokenCounter,
         generate: GenerateFn,
-        store: Optional[S3ImageStore] = None,
-        metrics: Optional[ServiceMetrics] = None,
+        store: S3ImageStore | None = None,
+        metrics: ServiceMetrics | None = None,
     ):
         self.settings = settings
         self.model_info = model_info
@@ -218,7 +219,7 @@ def response_with_image(outcome: ImageOutcome) -> dict:
     return body
 
 
-def new_request_id(supplied: Optional[str]) -> str:
+def new_request_id(supplied: str | None) -> str:
     """Use the caller's id when it is a sane token, else a fresh one."""
     if supplied and len(supplied) <= 128 and supplied.isascii() and supplied.isprintable() and " " not in supplied:
         return supplied

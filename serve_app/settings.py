@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, get_type_hints
+from typing import Any, get_type_hints
 
 ENV_PREFIX = "SDTURBO_"
 
@@ -124,7 +125,7 @@ class Settings:
     @classmethod
     def load(
         cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
-    ) -> "Settings":
+    ) -> Settings:
         """Defaults, then ``SDTURBO_*`` environment variables, then ``overrides``."""
         environ = os.environ if environ is None else environ
         types = get_type_hints(cls)

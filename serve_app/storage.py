@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Optional
 
 
 @dataclass(frozen=True)
@@ -14,7 +13,7 @@ class StoredImage:
 
 
 class S3ImageStore:
-    def __init__(self, bucket: str, prefix: str, expiry_s: int, endpoint_url: Optional[str] = None, client=None):
+    def __init__(self, bucket: str, prefix: str, expiry_s: int, endpoint_url: str | None = None, client=None):
         import boto3
 
         self.bucket = bucket

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from diffusers import StableDiffusionPipeline
@@ -45,7 +45,7 @@ class SDTurboGenerator:
         """Images for ``specs``, in the same order, each from its own seeded generator."""
         results: list[GeneratedImage | None] = [None] * len(specs)
         for group in group_compatible(specs, self.max_group_size):
-            for index, generated in zip(group, self._generate_splitting_on_oom([specs[i] for i in group])):
+            for index, generated in zip(group, self._generate_splitting_on_oom([specs[i] for i in group]), strict=True):
                 results[index] = generated
         return results  # type: ignore[return-value]
 

@@ -12,7 +12,6 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import torch
 from diffusers import StableDiffusionPipeline
@@ -35,11 +34,11 @@ class ResolvedModel:
 
     local_dir: str
     model_id: str  # what users asked for: hub id, path, or "preset:<name>"
-    revision: Optional[str]
+    revision: str | None
     is_random: bool  # True for presets: never report their images as the real model's
 
     @property
-    def variant(self) -> Optional[str]:
+    def variant(self) -> str | None:
         """'fp16' when the directory only holds half-precision weight files."""
         unet = Path(self.local_dir) / "unet"
         if any(unet.glob("*.fp16.safetensors")) and not any(
@@ -57,7 +56,7 @@ _OFFLINE_HINT = (
 )
 
 
-def resolve_model(model: str, revision: Optional[str], cache_dir: str, half_precision: bool = False) -> ResolvedModel:
+def resolve_model(model: str, revision: str | None, cache_dir: str, half_precision: bool = False) -> ResolvedModel:
     """Turn the ``model`` setting into a local directory, downloading or building as needed.
 
     Never substitutes random weights for real ones: any failure raises ModelLoadError.
@@ -119,11 +118,11 @@ def cuda_device_count() -> int:
 
 def load_pipeline(
     model: str = "tiny",
-    revision: Optional[str] = None,
+    revision: str | None = None,
     device: str = "cpu",
     dtype: str = "float32",
-    cache_dir: Optional[str] = None,
-    resolved: Optional[ResolvedModel] = None,
+    cache_dir: str | None = None,
+    resolved: ResolvedModel | None = None,
 ) -> StableDiffusionPipeline:
     """Load a pipeline onto ``device`` in ``dtype``, with nothing else configured.
 

@@ -242,7 +242,7 @@ class MotoServer:
         self._capture = _Capture()
         self._logger = logging.getLogger("werkzeug")
 
-    def __enter__(self) -> "MotoServer":
+    def __enter__(self) -> MotoServer:
         self._logger.addHandler(self._capture)
         self._old_level = self._logger.level
         self._logger.setLevel(logging.INFO)
