@@ -135,16 +135,12 @@ class SDTurboModel:
         return images
 
     def _record_gpu(self) -> None:
-        import torch
-
-        if self.generator.device.type != "cuda":
-            return
-        self.metrics.gpu_memory_bytes.set(torch.cuda.memory_allocated())
-        self.metrics.gpu_memory_peak_bytes.set(torch.cuda.max_memory_allocated())
-        try:
-            self.metrics.gpu_utilization.set(torch.cuda.utilization())
-        except Exception:  # noqa: BLE001 - NVML missing: memory figures still count
-            pass
+        stats = self.generator.device_stats()
+        if "memory_allocated_bytes" in stats:
+            self.metrics.gpu_memory_bytes.set(stats["memory_allocated_bytes"])
+            self.metrics.gpu_memory_peak_bytes.set(stats["memory_peak_bytes"])
+        if "utilization_percent" in stats:
+            self.metrics.gpu_utilization.set(stats["utilization_percent"])
 
     async def stats(self) -> dict:
         """Counters for operators and tests (reached through a deployment handle)."""

@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 import sys
-import time
 from typing import Any
 
 ACCESS_LOGGER = "sd_turbo.access"
@@ -49,7 +48,3 @@ def prompt_hash(prompt: str) -> str:
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
     logger.log(level, event, extra={"fields": {"event": event, **fields}})
-
-
-def now_ms() -> float:
-    return time.perf_counter() * 1000.0

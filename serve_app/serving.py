@@ -11,6 +11,7 @@ import base64
 import logging
 import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -223,6 +224,4 @@ def new_request_id(supplied: str | None) -> str:
     """Use the caller's id when it is a sane token, else a fresh one."""
     if supplied and len(supplied) <= 128 and supplied.isascii() and supplied.isprintable() and " " not in supplied:
         return supplied
-    import uuid
-
     return uuid.uuid4().hex

@@ -95,6 +95,20 @@ class SDTurboGenerator:
         images = [Image.fromarray(array) for array in pixels]
         return [GeneratedImage(image, len(specs), elapsed_ms, started_at) for image in images]
 
+    def device_stats(self) -> dict[str, float]:
+        """GPU memory (and utilisation where NVML is available); empty on CPU."""
+        if self.device.type != "cuda":
+            return {}
+        stats: dict[str, float] = {
+            "memory_allocated_bytes": torch.cuda.memory_allocated(self.device),
+            "memory_peak_bytes": torch.cuda.max_memory_allocated(self.device),
+        }
+        try:
+            stats["utilization_percent"] = torch.cuda.utilization(self.device)
+        except Exception:  # noqa: BLE001 - NVML missing: the memory figures still count
+            pass
+        return stats
+
     def warmup(self, batch_sizes: Sequence[int] = (1,), width: int = 512, height: int = 512) -> float:
         """Run throw-away generations (allocator, cuDNN autotune, torch.compile); returns ms."""
         started = time.perf_counter()

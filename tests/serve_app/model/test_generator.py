@@ -71,3 +71,7 @@ def test_a_single_image_that_does_not_fit_is_a_clear_error(generator, monkeypatc
     monkeypatch.setattr(generator, "_run_pipeline", always_oom)
     with pytest.raises(GenerationOutOfMemory, match="64x64"):
         generator.generate([GenerationSpec(prompt="x", seed=1, width=64, height=64)])
+
+
+def test_device_stats_are_empty_on_cpu(generator):
+    assert generator.device_stats() == {}
