@@ -32,6 +32,8 @@ MODEL_DEPLOYMENT = "SDTurboModel"
 INGRESS_DEPLOYMENT = "Ingress"
 # How often the ingress refreshes its view of the model deployment's health.
 READINESS_POLL_S = 0.5
+# Retry-After for a full queue: a batch completes in well under a second on a GPU.
+OVERLOAD_RETRY_AFTER_S = 1
 
 
 @serve.deployment(name=MODEL_DEPLOYMENT)
@@ -278,7 +280,7 @@ class Ingress:
             raise
         except BackPressureError:
             raise Overloaded(
-                "the model queue is full; retry shortly", retry_after_s=self._retry_after_s()
+                "the model queue is full; retry shortly", retry_after_s=OVERLOAD_RETRY_AFTER_S
             ) from None
         except RayTaskError as exc:
             cause = exc.cause if hasattr(exc, "cause") else None
@@ -294,7 +296,3 @@ class Ingress:
             raise ModelUnavailable(
                 "the model replica holding this request stopped; it was not completed", retry_after_s=2
             ) from None
-
-    def _retry_after_s(self) -> int:
-        # Roughly one batch's worth of waiting; at least a second.
-        return max(1, int(round(self.settings.batch_wait_timeout_s + 1)))

@@ -6,13 +6,9 @@ import json
 
 import pytest
 from PIL import Image
-from starlette.testclient import TestClient
 
-from serve_app.batching import GenerationResult
-from serve_app.http import create_http_app, negotiate_image_format
-from serve_app.protocol import ModelInfo
-from serve_app.serving import ImageService
-from serve_app.settings import Settings
+from serve_app.http import negotiate_image_format
+from tests.serve_app.fakes import fixed_image_model, make_http_client, make_service
 
 
 def jpeg_bytes():
@@ -21,29 +17,17 @@ def jpeg_bytes():
     return buffer.getvalue()
 
 
-class Counter:
-    max_prompt_tokens = 75
-
-    def count(self, text):
-        return len(text.split())
-
-
 @pytest.fixture
 def state():
-    return {"ready": True, "calls": 0}
+    return {"ready": True, "calls": []}
 
 
 @pytest.fixture
 def client(state):
-    async def generate(spec, fmt, quality, submitted_at):
-        state["calls"] += 1
-        return GenerationResult(jpeg_bytes(), fmt, 2, 1.0, 2.0, 3.0)
-
-    settings = Settings.load({"max_body_bytes": "2048"}, environ={})
-    info = ModelInfo(id="preset:tiny", revision=None)
-    service = ImageService(settings, info, Counter(), generate)
-    app = create_http_app(lambda: service, lambda: state["ready"], max_body_bytes=2048, model_info=lambda: info)
-    return TestClient(app)
+    calls = state["calls"] = []
+    model = fixed_image_model(jpeg_bytes(), batch_size=2, timings=(1.0, 2.0, 3.0), calls=calls)
+    service = make_service(model, {"max_body_bytes": "2048"}, model_id="preset:tiny")
+    return make_http_client(service, lambda: state["ready"], max_body_bytes=2048)
 
 
 @pytest.mark.parametrize("route", ["/predict", "/invocations"])
@@ -112,7 +96,7 @@ def test_bad_input_gets_a_clear_4xx(client, state, kwargs, status, error_type, f
     error = response.json()["error"]
     assert error["type"] == error_type and error["field"] == field and error["message"]
     assert response.json()["request_id"]
-    assert state["calls"] == 0
+    assert state["calls"] == []
 
 
 def test_openapi_documents_routes_and_error_responses(client):
@@ -126,16 +110,8 @@ def test_openapi_documents_routes_and_error_responses(client):
 
 
 def make_client(admit=None, on_rejected=None, **settings_overrides):
-    async def generate(spec, fmt, quality, submitted_at):
-        return GenerationResult(jpeg_bytes(), fmt, 1, 1.0, 1.0, 1.0)
-
-    settings = Settings.load(settings_overrides, environ={})
-    info = ModelInfo(id="m", revision=None)
-    service = ImageService(settings, info, Counter(), generate)
-    app = create_http_app(
-        lambda: service, lambda: True, max_body_bytes=4096, model_info=lambda: info, admit=admit, on_rejected=on_rejected
-    )
-    return TestClient(app)
+    service = make_service(fixed_image_model(jpeg_bytes()), settings_overrides)
+    return make_http_client(service, admit=admit, on_rejected=on_rejected)
 
 
 def test_admission_errors_carry_retry_after_and_are_counted():
@@ -170,9 +146,5 @@ def test_an_unexpected_bug_is_a_json_500_with_the_request_id():
     async def broken(spec, fmt, quality, submitted_at):
         raise RuntimeError("boom")
 
-    settings = Settings.load({}, environ={})
-    info = ModelInfo(id="m", revision=None)
-    service = ImageService(settings, info, Counter(), broken)
-    app = create_http_app(lambda: service, lambda: True, max_body_bytes=4096, model_info=lambda: info)
-    response = TestClient(app).post("/predict", json={"prompt": "a"})
+    response = make_http_client(make_service(broken)).post("/predict", json={"prompt": "a"})
     assert response.status_code == 500 and response.json()["error"]["type"] == "internal_error"

@@ -6,13 +6,9 @@ import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from starlette.testclient import TestClient
 
-from serve_app.batching import GenerationResult
-from serve_app.http import create_http_app
-from serve_app.protocol import GenerateRequest, ModelInfo
-from serve_app.serving import ImageService
-from serve_app.settings import Settings
+from serve_app.protocol import GenerateRequest
+from tests.serve_app.fakes import fixed_image_model, make_http_client, make_service
 
 FIELDS = list(GenerateRequest.model_fields) + ["extra", ""]
 json_values = st.recursive(
@@ -23,23 +19,7 @@ json_values = st.recursive(
 payloads = st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=6) | json_values
 
 
-class Counter:
-    max_prompt_tokens = 75
-
-    def count(self, text):
-        return len(text.split())
-
-
-def make_client():
-    async def generate(spec, fmt, quality, submitted_at):
-        return GenerationResult(b"img", fmt, 1, 1.0, 1.0, 1.0)
-
-    info = ModelInfo(id="m", revision=None)
-    service = ImageService(Settings.load({}, environ={}), info, Counter(), generate)
-    return TestClient(create_http_app(lambda: service, lambda: True, max_body_bytes=65536, model_info=lambda: info))
-
-
-CLIENT = make_client()
+CLIENT = make_http_client(make_service(fixed_image_model(b"img")), max_body_bytes=65536)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

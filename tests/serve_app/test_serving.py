@@ -4,16 +4,9 @@ import pytest
 
 from serve_app.batching import GenerationResult
 from serve_app.errors import InvalidField, RequestTimeout
-from serve_app.protocol import GenerateRequest, ModelInfo
-from serve_app.serving import ImageService, new_request_id, response_with_image
-from serve_app.settings import Settings
-
-
-class WordCounter:
-    max_prompt_tokens = 5
-
-    def count(self, text):
-        return len(text.split())
+from serve_app.protocol import GenerateRequest
+from serve_app.serving import new_request_id, response_with_image
+from tests.serve_app.fakes import make_service
 
 
 class FakeModel:
@@ -27,14 +20,13 @@ class FakeModel:
         return GenerationResult(b"img-%d" % spec.seed, output_format, 3, 1.0, 2.0, 0.5)
 
 
-def make_service(model, **overrides):
-    settings = Settings.load(overrides, environ={})
-    return ImageService(settings, ModelInfo(id="preset:tiny", revision=None), WordCounter(), model)
+def service_for(model, **overrides):
+    return make_service(model, overrides, token_limit=5, model_id="preset:tiny")
 
 
 async def test_fills_defaults_and_reports_metadata():
     model = FakeModel()
-    outcome = await make_service(model).generate(GenerateRequest(prompt="a cat", seed=7), "rid")
+    outcome = await service_for(model).generate(GenerateRequest(prompt="a cat", seed=7), "rid")
     spec, fmt, quality = model.calls[0]
     assert (spec.seed, fmt, quality) == (7, "jpeg", 90)
     response = outcome.response
@@ -46,7 +38,7 @@ async def test_fills_defaults_and_reports_metadata():
 
 async def test_unseeded_requests_get_a_reported_random_seed_and_are_not_cached():
     model = FakeModel()
-    service = make_service(model)
+    service = service_for(model)
     first = await service.generate(GenerateRequest(prompt="a cat"), "1")
     second = await service.generate(GenerateRequest(prompt="a cat"), "2")
     assert len(model.calls) == 2 and not second.response.cached
@@ -55,7 +47,7 @@ async def test_unseeded_requests_get_a_reported_random_seed_and_are_not_cached()
 
 async def test_seeded_repeat_is_served_from_cache_but_other_format_is_not():
     model = FakeModel()
-    service = make_service(model)
+    service = service_for(model)
     await service.generate(GenerateRequest(prompt="a cat", seed=1), "1")
     again = await service.generate(GenerateRequest(prompt="a cat", seed=1), "2")
     assert again.response.cached and again.image == b"img-1" and len(model.calls) == 1
@@ -66,7 +58,7 @@ async def test_seeded_repeat_is_served_from_cache_but_other_format_is_not():
 
 async def test_cache_can_be_disabled():
     model = FakeModel()
-    service = make_service(model, cache_max_bytes="0")
+    service = service_for(model, cache_max_bytes="0")
     for _ in range(2):
         await service.generate(GenerateRequest(prompt="a cat", seed=1), "x")
     assert len(model.calls) == 2
@@ -75,10 +67,10 @@ async def test_cache_can_be_disabled():
 async def test_too_long_prompts_are_rejected_not_truncated():
     model = FakeModel()
     with pytest.raises(InvalidField, match="6 tokens") as info:
-        await make_service(model).generate(GenerateRequest(prompt="one two three four five six"), "x")
+        await service_for(model).generate(GenerateRequest(prompt="one two three four five six"), "x")
     assert info.value.field == "prompt" and not model.calls
     with pytest.raises(InvalidField) as info:
-        await make_service(model).generate(
+        await service_for(model).generate(
             GenerateRequest(prompt="ok", negative_prompt="a b c d e f g", guidance_scale=2), "x"
         )
     assert info.value.field == "negative_prompt"
@@ -87,7 +79,7 @@ async def test_too_long_prompts_are_rejected_not_truncated():
 async def test_slow_generation_times_out_and_is_cancelled():
     model = FakeModel(delay=5)
     with pytest.raises(RequestTimeout):
-        await make_service(model, request_timeout_s="0.1").generate(GenerateRequest(prompt="a"), "x")
+        await service_for(model, request_timeout_s="0.1").generate(GenerateRequest(prompt="a"), "x")
 
 
 def test_request_ids_honour_sane_client_ids_only():

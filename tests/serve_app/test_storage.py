@@ -8,13 +8,12 @@ import boto3
 import httpx
 import pytest
 
-from serve_app.batching import GenerationResult
 from serve_app.errors import InvalidField, ResponseTooLarge
-from serve_app.protocol import GenerateRequest, ModelInfo
-from serve_app.serving import ImageService, response_with_image
-from serve_app.settings import Settings
+from serve_app.protocol import GenerateRequest
+from serve_app.serving import response_with_image
 from serve_app.storage import S3ImageStore
 from tests.conftest import free_port
+from tests.serve_app.fakes import fixed_image_model, make_service
 
 BUCKET = "sd-turbo-outputs"
 
@@ -39,19 +38,8 @@ def s3_client(s3_endpoint, monkeypatch):
     return client
 
 
-class Counter:
-    max_prompt_tokens = 75
-
-    def count(self, text):
-        return 1
-
-
 def service(settings_overrides, image: bytes, store=None):
-    async def generate(spec, fmt, quality, submitted_at):
-        return GenerationResult(image, fmt, 1, 1.0, 1.0, 1.0)
-
-    settings = Settings.load(settings_overrides, environ={})
-    return ImageService(settings, ModelInfo(id="m", revision=None), Counter(), generate, store=store)
+    return make_service(fixed_image_model(image), settings_overrides, store=store)
 
 
 def test_s3_delivery_writes_the_object_and_the_presigned_url_fetches_it(s3_client, s3_endpoint):
