@@ -21,6 +21,7 @@ from serve_app.batching import GenerationResult, GenerationSpec
 from serve_app.encoding import encode_image
 from serve_app.errors import InsufficientMemory, ModelUnavailable, NotReady, Overloaded, ServiceError
 from serve_app.guardrails import RateLimiter
+from serve_app.inflight import CountOpenRequests, InflightRequests
 from serve_app.logs import configure_logging, log_event
 from serve_app.metrics import IngressMetrics, ModelMetrics
 from serve_app.protocol import ModelInfo
@@ -197,8 +198,8 @@ class Ingress:
         )
         self._ready = False
         self._readiness_task: asyncio.Task | None = None
-        self._draining = False
-        self._inflight = 0
+        # Requests waiting on the model: drained on SIGTERM, aborted at the stop deadline (issue 10).
+        self.inflight_requests = InflightRequests()
         # `serve run` names the application "default"; the container names it from the settings.
         self.app_name = serve.get_replica_context().app_name
         try:
@@ -209,7 +210,7 @@ class Ingress:
     def __serve_build_asgi_app__(self):
         from serve_app.http import create_http_app
 
-        return create_http_app(
+        app = create_http_app(
             lambda: self.service,
             self._is_ready,
             max_body_bytes=self.settings.max_body_bytes,
@@ -217,27 +218,32 @@ class Ingress:
             admit=self._admit,
             on_rejected=self.metrics.rejected,
         )
+        app.add_middleware(CountOpenRequests, inflight=self.inflight_requests)
+        return app
 
     # --- graceful shutdown -------------------------------------------------------------------
     def _admit(self, request) -> None:
-        if self._draining:
+        if self.inflight_requests.draining:
             raise NotReady("the server is shutting down; retry on another instance", retry_after_s=1)
         if self.rate_limiter is not None:
             self.rate_limiter.acquire(request.client.host if request.client else "-")
 
     async def drain(self) -> int:
         """Stop taking new work (/ping turns 503); returns the requests still in flight."""
-        self._draining = True
-        return self._inflight
+        return self.inflight_requests.drain()
 
     async def inflight(self) -> int:
-        return self._inflight
+        return self.inflight_requests.open
+
+    async def abort_inflight(self, reason: str) -> int:
+        """Answer every request still in flight with a 503 ``shutting_down`` error, now."""
+        return self.inflight_requests.abort(reason)
 
     # --- readiness -------------------------------------------------------------------------
     def _is_ready(self) -> bool:
         if self._readiness_task is None:
             self._readiness_task = asyncio.get_running_loop().create_task(self._poll_readiness())
-        return self._ready and not self._draining
+        return self._ready and not self.inflight_requests.draining
 
     async def _poll_readiness(self) -> None:
         """Track whether the model deployment has a running replica, from the controller.
@@ -260,11 +266,7 @@ class Ingress:
     async def _call_model(
         self, spec: GenerationSpec, output_format: str, quality: int, submitted_at: float
     ) -> GenerationResult:
-        self._inflight += 1
-        try:
-            return await self._await_model(spec, output_format, quality, submitted_at)
-        finally:
-            self._inflight -= 1
+        return await self.inflight_requests.run(self._await_model(spec, output_format, quality, submitted_at))
 
     async def _await_model(
         self, spec: GenerationSpec, output_format: str, quality: int, submitted_at: float

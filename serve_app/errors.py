@@ -64,3 +64,9 @@ class RequestTimeout(ServiceError):
 
 class ResponseTooLarge(ServiceError):
     status_code, error_type = 413, "response_too_large"
+
+
+class ShuttingDown(ServiceError):
+    """The instance had to stop before this request finished; it was not completed: retry it."""
+
+    status_code, error_type = 503, "shutting_down"
