@@ -46,15 +46,16 @@ EXIT_DEPLOY_FAILED = 3
 # Stop timing. SageMaker sends SIGKILL 30 s after SIGTERM (as `docker stop -t 30` does), so the
 # drain, answering what could not finish, and Ray's shutdown must all fit in that.
 STOP_GRACE_S = 30.0
+# Scheduling slack, and the safety net: a shutdown still running then exits before the SIGKILL.
+STOP_MARGIN_S = 1.0
+HARD_EXIT_AFTER_S = STOP_GRACE_S - STOP_MARGIN_S
 # Ray's shutdown after the drain (ray.shutdown; Serve's own graceful teardown is skipped: every
 # request has been answered by then). Measured in the image on the 2-core development machine
-# (2026-11-25, tests/container/test_image.py logs it): see docs/container.md; reserved with margin.
+# (tests/container/test_image.py prints it; figures in docs/container.md), reserved with margin.
 SHUTDOWN_RESERVE_S = 4.0
 # Answering the requests aborted at the deadline (milliseconds) and Ray's proxy relaying them.
 ABORT_RESERVE_S = 1.5
 RESPONSE_RELAY_S = 0.5
-# Safety net: still here this long after SIGTERM (a stuck shutdown), exit before the SIGKILL.
-HARD_EXIT_AFTER_S = STOP_GRACE_S - 1.0
 
 
 def log(message: str) -> None:
@@ -219,7 +220,7 @@ def serve_forever() -> int:
 def drain_deadline_s(drain_timeout_s: float) -> float:
     """Seconds after SIGTERM that in-flight requests may take: what is left of SageMaker's 30 s
     once answering the unfinished ones and Ray's shutdown are reserved, or less if configured."""
-    return max(0.0, min(drain_timeout_s, STOP_GRACE_S - ABORT_RESERVE_S - SHUTDOWN_RESERVE_S))
+    return max(0.0, min(drain_timeout_s, HARD_EXIT_AFTER_S - STOP_MARGIN_S - ABORT_RESERVE_S - SHUTDOWN_RESERVE_S))
 
 
 def stop_within_grace(serve, ray, settings, signalled_at: float) -> None:
@@ -279,7 +280,12 @@ def apply_cuda_forward_compat(argv: list[str]) -> None:
 def main(argv: list[str]) -> int:
     apply_cuda_forward_compat(argv)
     if len(argv) > 1 and argv[1] == "serve":
-        return serve_forever()
+        code = serve_forever()
+        # Leave now: the interpreter's teardown after Ray's shutdown (Ray's and Serve's background
+        # threads) took 3 s more in the image, time SageMaker's 30 s stop budget does not have.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     if len(argv) > 1:
         # Any other argument is a command (e.g. `docker run IMAGE python -m loadtest ...`).
         os.execvp(argv[1], argv[1:])

@@ -34,9 +34,10 @@ NETAUDIT = Path(__file__).resolve().with_name("netaudit")
 IMAGE = "sd-turbo-serve:image-test"
 PING_LIMIT_S = 2.0  # SageMaker's limit for one /ping
 STOP_GRACE_S = 30  # SageMaker's SIGTERM -> SIGKILL
-# Long requests for the stop test: 8 of them one at a time (max_batch_size=1) take longer than
-# the drain deadline, so some finish (200) and the rest must be answered with shutting_down.
-SLOW_REQUEST = {"prompt": "a slow harbour", "width": 512, "height": 512, "num_inference_steps": 4}
+# Long requests for the stop test (about 10 s each on the 2-core development machine): 8 of them
+# one at a time (max_batch_size=1) take longer than the drain deadline, so some finish (200) and
+# the rest must be answered with shutting_down.
+SLOW_REQUEST = {"prompt": "a slow harbour", "width": 1024, "height": 1024, "num_inference_steps": 4}
 SLOW_REQUESTS = 8
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(3000)]
