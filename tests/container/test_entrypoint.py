@@ -30,6 +30,8 @@ def start(env_overrides: dict, tmp_path: Path) -> subprocess.Popen:
             # Short: Ray's socket paths must stay under 108 bytes.
             "SDTURBO_RAY_TEMP_DIR": tempfile.mkdtemp(prefix="ray-", dir="/tmp"),
             "SDTURBO_OBJECT_STORE_BYTES": str(100 * 1024 * 1024),
+            # Not the fixed 9090: another Ray on the machine may hold it (the agent then dies).
+            "SDTURBO_METRICS_PORT": str(free_port()),
             "HF_HUB_OFFLINE": "1",
             "PYTHONUNBUFFERED": "1",
         }
@@ -69,7 +71,6 @@ def test_serve_answers_ping_and_invocations_then_drains_on_sigterm(tmp_path, cac
         # refused or held connection ("down"), no 404 from a proxy without routes, no 500.
         first_answer = next(i for i, status in enumerate(statuses) if status != "down")
         assert statuses[first_answer] == 503 and set(statuses[first_answer:]) <= {503, 200}, statuses
-        assert "port hand-over: Ray's proxy answers /ping" in read_log(tmp_path)
 
         # 2. The SageMaker data path.
         response = httpx.post(url + "/invocations", json={"prompt": "a harbour", "width": 128, "height": 128}, timeout=60)
@@ -94,6 +95,7 @@ def test_serve_answers_ping_and_invocations_then_drains_on_sigterm(tmp_path, cac
         assert time.monotonic() - signalled < 30
         assert process.returncode == 0, read_log(tmp_path)
         assert "draining" in read_log(tmp_path)
+        assert "port hand-over: Ray's proxy answers /ping" in read_log(tmp_path)
     finally:
         if process.poll() is None:
             process.kill()
