@@ -13,8 +13,8 @@ from typing import Any
 
 from ray.serve import Application
 
-from serve_app.deployments import Ingress, SDTurboModel
 from serve_app.logs import configure_logging, log_event
+from serve_app.replicas import Ingress, SDTurboModel
 from serve_app.settings import Settings
 
 logger = logging.getLogger("sd_turbo.app")
@@ -57,13 +57,21 @@ def build_app_from_settings(settings: Settings) -> Application:
     device = select_device(settings.device)
     half = select_dtype(settings.dtype, device).itemsize == 2
     resolved = resolve_model(settings.model, settings.model_revision, settings.cache_dir, half)
-    model_info = {"id": resolved.model_id, "revision": resolved.revision}
     options = model_deployment_options(settings, cuda_device_count())
-    log_event(logger, "app_built", model=model_info, local_dir=resolved.local_dir, deployment=options)
-    model = SDTurboModel.options(**options).bind(settings, resolved.local_dir, resolved.model_id)
+    log_event(
+        logger,
+        "app_built",
+        model=resolved.model_id,
+        revision=resolved.revision,
+        random_weights=resolved.is_random,
+        local_dir=resolved.local_dir,
+        deployment=options,
+    )
+    # One object crosses the Ray seam: both replicas get the model as it was resolved here.
+    model = SDTurboModel.options(**options).bind(settings, resolved)
     return Ingress.options(
         num_replicas=settings.ingress_replicas,
         # The ingress only parses, validates and awaits: it holds many requests cheaply.
         max_ongoing_requests=1000,
         ray_actor_options={"num_cpus": 0.5},
-    ).bind(model, settings, resolved.local_dir, model_info)
+    ).bind(model, settings, resolved)

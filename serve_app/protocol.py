@@ -89,8 +89,14 @@ class GenerateRequest(BaseModel):
 
 
 class ModelInfo(BaseModel):
+    """Which model made the image."""
+
     id: str
     revision: str | None
+    random_weights: bool = Field(
+        description="True for the offline presets: the weights are random and the images noise, "
+        "never the real model's output.",
+    )
 
 
 class Timings(BaseModel):
