@@ -64,3 +64,11 @@ class RequestTimeout(ServiceError):
 
 class ResponseTooLarge(ServiceError):
     status_code, error_type = 413, "response_too_large"
+
+
+class HTTPError(ServiceError):
+    """An error HTTP routing itself raises (no such route: 404, wrong method: 405, ...)."""
+
+    def __init__(self, status_code: int, error_type: str, message: str):
+        super().__init__(message)
+        self.status_code, self.error_type = status_code, error_type
