@@ -58,15 +58,7 @@ def build_app_from_settings(settings: Settings) -> Application:
     half = select_dtype(settings.dtype, device).itemsize == 2
     resolved = resolve_model(settings.model, settings.model_revision, settings.cache_dir, half)
     options = model_deployment_options(settings, cuda_device_count())
-    log_event(
-        logger,
-        "app_built",
-        model=resolved.model_id,
-        revision=resolved.revision,
-        random_weights=resolved.is_random,
-        local_dir=resolved.local_dir,
-        deployment=options,
-    )
+    log_event(logger, "app_built", **resolved.log_fields(), local_dir=resolved.local_dir, deployment=options)
     # One object crosses the Ray seam: both replicas get the model as it was resolved here.
     model = SDTurboModel.options(**options).bind(settings, resolved)
     return Ingress.options(

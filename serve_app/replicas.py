@@ -88,9 +88,7 @@ class SDTurboModel:
         log_event(
             logger,
             "model_ready",
-            model=resolved.model_id,
-            revision=resolved.revision,
-            random_weights=resolved.is_random,
+            **resolved.log_fields(),
             device=str(pipe.device),
             dtype=str(pipe.unet.dtype),
             load_ms=round((time.perf_counter() - started) * 1000.0 - warmup_ms, 1),

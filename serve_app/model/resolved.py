@@ -19,6 +19,10 @@ class ResolvedModel:
     revision: str | None
     is_random: bool  # True for presets: never report their images as the real model's
 
+    def log_fields(self) -> dict[str, object]:
+        """What log lines say about the model: random weights are never logged as the real model."""
+        return {"model": self.model_id, "revision": self.revision, "random_weights": self.is_random}
+
     @property
     def variant(self) -> str | None:
         """'fp16' when the directory only holds half-precision weight files."""
