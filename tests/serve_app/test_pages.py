@@ -89,7 +89,7 @@ def test_form_controls_are_request_fields_each_with_a_label_and_an_error_slot():
         assert re.search(rf'<label for="{name}"', html), f"{name} has no label"
 
 
-def test_playground_off_leaves_docs_and_the_api(client):
+def test_playground_off_leaves_docs_and_the_api():
     service = make_service(fixed_image_model(b"img"))
     off = make_http_client(service, playground=False)
     assert off.get("/").status_code == 404
