@@ -31,6 +31,10 @@ if not CHROMIUM.exists():
     )
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
 expect = sync_api.expect
+# Swagger UI parses 1.5 MB of JavaScript and the model shares two CPU cores with everything else:
+# wait up to 30 s for what the page shows (Playwright's default is 5 s).
+BROWSER_TIMEOUT_MS = 30_000
+expect.set_options(timeout=BROWSER_TIMEOUT_MS)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -84,6 +88,7 @@ def _origin(url: str) -> str:
 
 def _open_session(browser, origin: str) -> BrowserSession:
     context = browser.new_context(viewport={"width": 1200, "height": 900}, service_workers="block")
+    context.set_default_timeout(BROWSER_TIMEOUT_MS)
     session = BrowserSession(context.new_page(), origin)
     context.on("request", lambda request: session.requests.append(request.url))
 
