@@ -5,7 +5,8 @@ requests to /predict, /invocations and /ping with every check it has (``--checks
 Bounded and reproducible: a fixed seed, a fixed number of fuzzed examples per operation (plus
 schemathesis' deterministic coverage cases), and small images for the schema-valid requests
 (tests/serve_app/schemathesis_hooks.py says why). Measured on the shared 2-core development box
-at a load average of 15-18 (2026-11-25): 310 cases in 92 s, 164 s with the app's start.
+(2026-11-25): 310 cases in 55 s, 87 s with the app's start, at a load average of 3; 92 s and
+164 s at a load average of 15-18.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ def test_the_live_api_holds_its_published_contract(base_url, tmp_path):
         "--mode", "all", "--phases", "examples,coverage,fuzzing",
         "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED),
         "--workers", "1", "--request-timeout", "60",
+        # Hypothesis' timing heuristic for data generation, not a property of the API: the long
+        # character classes of the prompt patterns trip it on a busy shared box.
+        "--suppress-health-check", "too_slow",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
     report = result.stdout + result.stderr
