@@ -121,6 +121,11 @@ class Settings:
     fault_injection_oom_above: int = _setting(
         0, "TESTING ONLY: pipeline calls of more images than this raise a simulated CUDA OOM. 0: off."
     )
+    fault_injection_load_stall_s: float = _setting(
+        0.0,
+        "TESTING ONLY: the model replica stalls this long before loading (as on a hung model mount), "
+        "to exercise the start-up deadline. 0: off.",
+    )
     # --- Cache and logs -----------------------------------------------------------------------
     cache_max_bytes: int = _setting(
         64 * 1024 * 1024, "Byte budget of the LRU cache of encoded images for seeded requests; 0 disables."

@@ -1,24 +1,23 @@
 """Waiting for the application to run, with a deadline, and saying why it does not.
 
 A replica that cannot be scheduled, or whose constructor never returns, leaves Serve waiting
-forever; SageMaker would only see a failed health check. ``wait_until_running`` polls
-``serve.status()`` until the application is RUNNING, has failed, or the start-up deadline has
-passed, and ``explain`` turns Serve's status (application and deployment states, replica
-states, Ray's messages such as "taken more than 30s to be scheduled ... Resources required")
-into one line for the log.
+forever; SageMaker would only see a failed health check. ``explain`` turns Serve's status
+(application and deployment states, replica states, Ray's messages such as "taken more than 30s
+to be scheduled ... Resources required for each replica") into one message for the log.
 
-Used by the container entrypoint (which then exits non-zero) and by the ``serve run`` builder's
-watchdog (which logs the same line and stops ``serve run`` the way Ctrl+C does).
+Two users, one reason:
+  * the container entrypoint: ``wait_until_running`` polls ``serve.status()`` until the app is
+    RUNNING, has failed, or the start-up deadline has passed; the entrypoint then exits non-zero;
+  * every other way of running the app (``serve run``, a Serve config): the ingress replica,
+    which polls the same status for readiness anyway, feeds it to a ``StartupWatch`` that logs
+    the reason once (event ``startup_deadline_passed``) when the deadline passes.
 """
 
 from __future__ import annotations
 
-import _thread
 import enum
 import logging
 import math
-import os
-import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -68,19 +67,8 @@ def ray_slow_startup_env(deadline_s: float, environ: Collection[str] = ()) -> di
     return {name: seconds for name in RAY_SLOW_STARTUP_ENV if name not in environ}
 
 
-def find_application(status: Any, app_name: str | None, deployments: Collection[str] = ()) -> tuple[str, Any]:
-    """(name, ApplicationStatusOverview or None) of ``app_name``, or, when no name is known (as
-    under ``serve run --name``), of the application holding all of ``deployments``."""
-    if app_name is not None:
-        return app_name, status.applications.get(app_name)
-    for name, app in status.applications.items():
-        if set(deployments) <= set(app.deployments):
-            return name, app
-    return "(not deployed yet)", None
-
-
 def explain(app_name: str, app: Any) -> str:
-    """One line: the application's state and each unhealthy deployment's state and message."""
+    """The application's state, then each unhealthy deployment's state, replicas and Ray's message."""
     if app is None:
         return f"application {app_name!r} has not been deployed yet (Serve has not registered it)"
     parts = [f"application {app_name!r} is {_name(app.status)}" + (f": {app.message}" if app.message else "")]
@@ -101,8 +89,7 @@ def explain(app_name: str, app: Any) -> str:
 
 def wait_until_running(
     deadline: float,
-    app_name: str | None,
-    deployments: Collection[str] = (),
+    app_name: str,
     *,
     status: Callable[[], Any] | None = None,
     clock: Callable[[], float] = time.monotonic,
@@ -115,58 +102,43 @@ def wait_until_running(
 
         status = serve.status
     while True:
-        name, app = find_application(status(), app_name, deployments)
+        app = status().applications.get(app_name)
         state = _name(app.status) if app is not None else None
         if state == "RUNNING":
             return StartupResult(Outcome.RUNNING, "")
         if state == "DEPLOY_FAILED":
-            return StartupResult(Outcome.FAILED, explain(name, app))
+            return StartupResult(Outcome.FAILED, explain(app_name, app))
         if clock() >= deadline:
-            return StartupResult(Outcome.DEADLINE, explain(name, app))
+            return StartupResult(Outcome.DEADLINE, explain(app_name, app))
         sleep(min(poll_s, deadline - clock()) if deadline != math.inf else poll_s)
 
 
-def start_serve_run_watchdog(deadline_s: float, deployments: Collection[str]) -> threading.Thread | None:
-    """For ``serve run``: report, and stop, an application that is not running by the deadline.
+class StartupWatch:
+    """Logs once, at the deadline, why the application is not running (for the ingress replica)."""
 
-    ``serve run`` calls the builder before it starts Ray, then blocks until the application is
-    RUNNING, forever if a replica never starts. This daemon thread waits for Ray to be up, then
-    watches the application holding ``deployments``. At the deadline it logs the same reason the
-    container entrypoint gives and interrupts the main thread, which ``serve run`` handles as
-    Ctrl+C: it shuts Serve down and exits. A DEPLOY_FAILED application needs no help: ``serve
-    run`` prints Serve's error and exits by itself.
-    """
-    if deadline_s <= 0:
-        return None
-    deadline = deadline_after(deadline_s)
-    os.environ.update(ray_slow_startup_env(deadline_s, os.environ))
+    def __init__(self, app_name: str, deadline_s: float, clock: Callable[[], float] = time.monotonic):
+        self.app_name = app_name
+        self.deadline_s = deadline_s
+        self._deadline = deadline_after(deadline_s, now=clock())
+        self._clock = clock
+        self._settled = False  # running once, or reported: nothing more to say
 
-    def watch() -> None:
-        import ray
-
-        while not ray.is_initialized():
-            if time.monotonic() >= deadline:
-                return  # Ray never started here (e.g. `serve build` only imports the app)
-            time.sleep(0.2)
-        try:
-            result = wait_until_running(deadline, None, deployments)
-        except Exception:  # noqa: BLE001 - Serve shut down under us (Ctrl+C): nothing to report
-            logger.debug("start-up watchdog stopped", exc_info=True)
-            return
-        if result.outcome is Outcome.DEADLINE:
-            log_event(
-                logger,
-                "startup_deadline_passed",
-                logging.ERROR,
-                startup_deadline_s=deadline_s,
-                reason=result.reason,
-                action="stopping serve run",
-            )
-            _thread.interrupt_main()
-
-    thread = threading.Thread(target=watch, name="startup-watchdog", daemon=True)
-    thread.start()
-    return thread
+    def observe(self, app: Any) -> str | None:
+        """Feed the app's latest status; returns (and logs) the reason the first time it is
+        past the deadline and not RUNNING, else None."""
+        if self._settled:
+            return None
+        if app is not None and _name(app.status) == "RUNNING":
+            self._settled = True
+            return None
+        if self._clock() < self._deadline:
+            return None
+        self._settled = True
+        reason = explain(self.app_name, app)
+        log_event(
+            logger, "startup_deadline_passed", logging.ERROR, startup_deadline_s=self.deadline_s, reason=reason
+        )
+        return reason
 
 
 def _name(value: Any) -> str:

@@ -8,9 +8,9 @@ from ray.serve.schema import ApplicationStatusOverview, DeploymentStatusOverview
 
 from serve_app.startup import (
     Outcome,
+    StartupWatch,
     deadline_after,
     explain,
-    find_application,
     ray_slow_startup_env,
     wait_until_running,
 )
@@ -53,7 +53,7 @@ class FakeClock:
         self.now += seconds
 
 
-def wait(statuses, deadline, app_name="sd-turbo", deployments=()):
+def wait(statuses, deadline, app_name="sd-turbo"):
     clock = FakeClock()
     sequence = iter(statuses)
     last = []
@@ -62,9 +62,7 @@ def wait(statuses, deadline, app_name="sd-turbo", deployments=()):
         last[:] = [next(sequence, last[0] if last else None)]
         return last[0]
 
-    result = wait_until_running(
-        deadline, app_name, deployments, status=status, clock=clock, sleep=clock.sleep, poll_s=1.0
-    )
+    result = wait_until_running(deadline, app_name, status=status, clock=clock, sleep=clock.sleep, poll_s=1.0)
     return result, clock.now
 
 
@@ -112,12 +110,35 @@ def test_a_starting_replica_without_a_message_yet_says_what_it_may_be_waiting_fo
     assert "SDTurboModel is UPDATING (replicas: 2 STARTING): no message from Ray yet" in reason
 
 
-def test_without_a_name_the_app_holding_our_deployments_is_watched():
-    # `serve run --name anything`: the builder does not know the name.
-    status = serve_status("DEPLOYING", deployment("UPDATING", STARTING=1), name="whatever")
-    name, app = find_application(status, None, ("SDTurboModel", "Ingress"))
-    assert name == "whatever" and app is status.applications["whatever"]
-    assert find_application(status, None, ("SomethingElse",))[1] is None
+def test_the_ingress_watch_logs_the_reason_once_at_the_deadline(caplog):
+    clock = FakeClock()
+    watch = StartupWatch("sd-turbo", deadline_s=10, clock=clock)
+    stuck = serve_status("DEPLOYING", deployment("UPDATING", UNSCHEDULABLE, STARTING=1)).applications["sd-turbo"]
+    clock.now = 9.5
+    assert watch.observe(stuck) is None  # not yet
+    clock.now = 10.0
+    with caplog.at_level("ERROR", logger="sd_turbo.startup"):
+        reason = watch.observe(stuck)
+    assert reason and "taken more than 30s to be scheduled" in reason
+    assert [r.fields["event"] for r in caplog.records] == ["startup_deadline_passed"]
+    assert caplog.records[0].fields["reason"] == reason
+    clock.now = 20.0
+    assert watch.observe(stuck) is None  # said once, not every poll
+
+
+def test_the_ingress_watch_stays_quiet_once_the_app_ran():
+    clock = FakeClock()
+    watch = StartupWatch("sd-turbo", deadline_s=10, clock=clock)
+    assert watch.observe(serve_status("RUNNING", deployment("HEALTHY", RUNNING=1)).applications["sd-turbo"]) is None
+    clock.now = 60.0  # later trouble is not a start-up problem
+    assert watch.observe(serve_status("DEPLOYING", deployment("UPDATING", STARTING=1)).applications["sd-turbo"]) is None
+
+
+def test_the_ingress_watch_with_no_deadline_never_fires():
+    clock = FakeClock()
+    watch = StartupWatch("sd-turbo", deadline_s=0, clock=clock)
+    clock.now = 1e9
+    assert watch.observe(None) is None
 
 
 def test_deadline_zero_means_none():
