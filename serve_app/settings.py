@@ -93,7 +93,7 @@ class Settings:
     startup_deadline_s: float = _setting(
         840.0,
         "If the app is not running this long after start, the container exits non-zero with Ray's "
-        "reason (and `serve run` stops with it); below SageMaker's 900 s start-up health check. 0: none.",
+        "reason (under `serve run` the ingress logs it); below SageMaker's 900 s start-up health check. 0: none.",
     )
     # --- Request limits -----------------------------------------------------------------------
     max_body_bytes: int = _setting(64 * 1024, "Largest accepted request body (413 beyond).")
