@@ -126,6 +126,10 @@ class Settings:
         "TESTING ONLY: the model replica stalls this long before loading (as on a hung model mount), "
         "to exercise the start-up deadline. 0: off.",
     )
+    # --- Browser pages ------------------------------------------------------------------------
+    playground: bool = _setting(
+        True, "Serve the browser playground at / (it calls /predict like any client); /docs is served either way."
+    )
     # --- Cache and logs -----------------------------------------------------------------------
     cache_max_bytes: int = _setting(
         64 * 1024 * 1024, "Byte budget of the LRU cache of encoded images for seeded requests; 0 disables."
