@@ -238,6 +238,7 @@ class Ingress:
             model_info=lambda: self.model_info,
             admit=self._admit,
             on_rejected=self.metrics.rejected,
+            playground=self.settings.playground,
         )
 
     # --- graceful shutdown -------------------------------------------------------------------

@@ -124,6 +124,10 @@ class Settings:
     fault_injection_oom_above: int = _setting(
         0, "TESTING ONLY: pipeline calls of more images than this raise a simulated CUDA OOM. 0: off."
     )
+    # --- Browser pages ------------------------------------------------------------------------
+    playground: bool = _setting(
+        True, "Serve the browser playground at / (it calls /predict like any client); /docs is served either way."
+    )
     # --- Cache and logs -----------------------------------------------------------------------
     cache_max_bytes: int = _setting(
         64 * 1024 * 1024, "Byte budget of the LRU cache of encoded images for seeded requests; 0 disables."
