@@ -18,7 +18,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, RequestCancelledError
 
 from serve_app.batching import GenerationResult, GenerationSpec
-from serve_app.device_loop import DeviceLoop, DeviceRequest
+from serve_app.device_loop import CallRecord, DeviceLoop, DeviceRequest
 from serve_app.encoding import encode_image
 from serve_app.errors import InsufficientMemory, ModelUnavailable, NotReady, Overloaded, ServiceError
 from serve_app.guardrails import RateLimiter
@@ -151,7 +151,7 @@ class SDTurboModel:
         except GenerationOutOfMemory as exc:
             raise InsufficientMemory(str(exc)) from None
 
-    def _call_ended(self, record) -> None:
+    def _call_ended(self, record: CallRecord) -> None:
         self.metrics.pipeline_call(record)
         self._record_gpu()
 

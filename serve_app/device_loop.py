@@ -143,7 +143,7 @@ class DeviceLoop(Generic[T]):
         #    loop: their done-callbacks that set ``abandoned`` may not have run yet.)
         live = [r for r in self._waiting if not r.future.done()]
         if len(live) < len(self._waiting):
-            self._on_abandoned("queued", len(self._waiting) - len(live))
+            _notify(self._on_abandoned, "queued", len(self._waiting) - len(live))
         if not live:
             self._waiting.clear()
             return []
@@ -168,7 +168,7 @@ class DeviceLoop(Generic[T]):
             results = await loop.run_in_executor(self._device, self._run, [r.spec for r in call], should_stop)
         except PipelineCallCancelled:
             outcome = "cancelled"
-            self._on_abandoned("running", len(call))
+            _notify(self._on_abandoned, "running", len(call))
             _fail_remaining(call, asyncio.CancelledError())
         except asyncio.CancelledError:  # the loop itself is being shut down
             _fail_remaining(call, asyncio.CancelledError())
@@ -183,10 +183,14 @@ class DeviceLoop(Generic[T]):
         finally:
             self.busy = False
         duration_ms = (time.perf_counter() - started) * 1000.0
-        try:
-            self._on_call(CallRecord(len(call), outcome, duration_ms, waits_ms, tuple(results)))
-        except Exception:  # noqa: BLE001 - a metrics hook must never stop the device loop
-            logger.exception("on_call hook failed")
+        _notify(self._on_call, CallRecord(len(call), outcome, duration_ms, waits_ms, tuple(results)))
+
+
+def _notify(hook: Callable, *args) -> None:
+    try:
+        hook(*args)
+    except Exception:  # noqa: BLE001 - a metrics hook must never stop the device loop
+        logger.exception("device loop hook %r failed", hook)
 
 
 def _mark_abandoned(request: DeviceRequest, future: asyncio.Future) -> None:

@@ -218,3 +218,15 @@ async def test_waits_are_reported_per_request():
 def test_max_batch_size_must_be_positive():
     with pytest.raises(ValueError):
         DeviceLoop(GatedGenerator(), 0)
+
+
+async def test_a_failing_metrics_hook_never_stops_the_loop():
+    def broken(*_):
+        raise RuntimeError("metrics backend down")
+
+    loop = DeviceLoop(GatedGenerator(gated=False), 8, on_call=broken, on_abandoned=broken)
+    cancelled = loop.submit(spec(0))
+    cancelled.cancel()
+    assert await asyncio.wait_for(loop.submit(spec(1)), PATIENCE_S) == "image-1"
+    assert await asyncio.wait_for(loop.submit(spec(2)), PATIENCE_S) == "image-2"
+    loop.close()
