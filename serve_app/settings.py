@@ -79,9 +79,23 @@ class Settings(BaseSettings):
     num_replicas: Literal["auto"] | PositiveInt = _setting(
         "auto", "Model replicas: 'auto' (one per GPU, 1 on CPU) or an integer."
     )
-    max_batch_size: int = _setting(8, "Most requests coalesced into one pipeline call.", ge=1, le=256)
+    # Batching follows the device (serve_app/device_loop.py): a request on an idle replica
+    # starts at once; requests arriving while a call runs join the next call. One value per
+    # knob project-wide: the Serve YAML, the GPU benchmark and Terraform's defaults follow
+    # these (tests/deployments/test_batching_knobs.py).
+    max_batch_size: int = _setting(
+        8,
+        "Most requests in one pipeline call; arrivals during a running call fill the next one up to this.",
+        ge=1,
+        le=256,
+    )
     batch_wait_timeout_s: float = _setting(
-        0.02, "How long a partial batch waits for more requests before running.", ge=0, le=10
+        0.0,
+        "How long Ray's @serve.batch gathers simultaneous arrivals before handing them to the "
+        "device loop: a delay added to a request that finds the replica idle (0: starts at once). "
+        "Batch size under load never depends on it.",
+        ge=0,
+        le=10,
     )
     max_ongoing_requests: int = _setting(
         0, "Requests one model replica holds at once; 0 means 2 x max_batch_size.", ge=0
@@ -105,6 +119,13 @@ class Settings(BaseSettings):
     ray_temp_dir: str = _setting("/tmp/ray", "Ray's session and log directory (entrypoint only).")
     metrics_port: int = _setting(
         9090, "Port of Ray's Prometheus metrics endpoint (entrypoint only).", ge=1, le=65535
+    )
+    # --- Start-up ---------------------------------------------------------------------------
+    startup_deadline_s: float = _setting(
+        840.0,
+        "If the app is not running this long after start, the container exits non-zero with Ray's "
+        "reason (under `serve run` the ingress logs it); below SageMaker's 900 s start-up health check. 0: none.",
+        ge=0,
     )
     # --- Request limits -----------------------------------------------------------------------
     max_body_bytes: int = _setting(64 * 1024, "Largest accepted request body (413 beyond).", ge=1)
@@ -137,6 +158,12 @@ class Settings(BaseSettings):
     # --- Testing ------------------------------------------------------------------------------
     fault_injection_oom_above: int = _setting(
         0, "TESTING ONLY: pipeline calls of more images than this raise a simulated CUDA OOM. 0: off.", ge=0
+    )
+    fault_injection_load_stall_s: float = _setting(
+        0.0,
+        "TESTING ONLY: the model replica stalls this long before loading (as on a hung model mount), "
+        "to exercise the start-up deadline. 0: off.",
+        ge=0,
     )
     # --- Browser pages ------------------------------------------------------------------------
     playground: bool = _setting(

@@ -17,7 +17,6 @@ _EXPORTS = {
     "SDTurboGenerator": "generator",
     "ModelLoadError": "loading",
     "configure_pipeline": "loading",
-    "cuda_device_count": "loading",
     "load_pipeline": "loading",
     "resolve_model": "loading",
     "select_device": "loading",
@@ -39,7 +38,6 @@ __all__ = [
     "SDTurboGenerator",
     "build_pipeline",
     "configure_pipeline",
-    "cuda_device_count",
     "ensure_preset",
     "load_pipeline",
     "resolve_model",
@@ -52,7 +50,6 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     from serve_app.model.loading import (
         ModelLoadError,
         configure_pipeline,
-        cuda_device_count,
         load_pipeline,
         resolve_model,
         select_device,

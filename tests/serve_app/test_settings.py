@@ -31,6 +31,8 @@ def test_environment_then_overrides_take_priority():
         ({"request_timeout_s": "0"}, "request_timeout_s"),
         ({"default_output_format": "bmp"}, "default_output_format"),
         ({"log_level": "loud"}, "log_level"),
+        ({"startup_deadline_s": "-1"}, "startup_deadline_s"),
+        ({"ingress_replicas": "0"}, "ingress_replicas"),
     ],
 )
 def test_bad_values_are_refused_with_the_setting_named(overrides, message):
