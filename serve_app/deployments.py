@@ -18,6 +18,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, RequestCancelledError
 
 from serve_app.batching import GenerationResult, GenerationSpec
+from serve_app.device_loop import CallRecord, DeviceLoop, DeviceRequest
 from serve_app.encoding import encode_image
 from serve_app.errors import InsufficientMemory, ModelUnavailable, NotReady, Overloaded, ServiceError
 from serve_app.guardrails import RateLimiter
@@ -66,7 +67,15 @@ class SDTurboModel:
         )
         self.metrics = ModelMetrics()
         self._held = 0  # requests in this replica: waiting for a batch, in one, or encoding
-        # 2. Size the batcher from the settings (the decorator's values are only defaults).
+        # 2. Batch formation follows the device (serve_app/device_loop.py): Ray's batcher hands
+        #    requests over, the loop runs whatever waits when the device frees up. The
+        #    decorator's values are only defaults; the settings size both.
+        self.device_loop = DeviceLoop(
+            self._run_on_device,
+            settings.max_batch_size,
+            on_call=self._call_ended,
+            on_abandoned=self.metrics.abandoned,
+        )
         self._generate_batch.set_max_batch_size(settings.max_batch_size)
         self._generate_batch.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
         # 3. Warm up before Serve marks the replica running (and /ping turns 200).
@@ -89,11 +98,21 @@ class SDTurboModel:
     async def generate(
         self, spec: GenerationSpec, output_format: str, quality: int, submitted_at: float
     ) -> GenerationResult:
-        """One request: wait for its batch, then encode its image."""
+        """One request: wait for its pipeline call, then encode its image."""
+        arrived_at = time.time()
         self._held += 1
         self.metrics.queue_depth.set(self._held)
+        request = self.device_loop.prepare(spec)
         try:
-            generated = await self._generate_batch(spec)
+            try:
+                await self._generate_batch(request)
+                generated = await request.future
+            except asyncio.CancelledError:
+                # The caller gave up (Ray cancels this task): the device loop drops the request,
+                # or stops its call at the next step if nobody else waits for it.
+                request.future.cancel()
+                raise
+            self.metrics.batching_delay(max(0.0, (generated.started_at - arrived_at) * 1000.0))
             loop = asyncio.get_running_loop()
             encode_started = time.perf_counter()
             data = await loop.run_in_executor(
@@ -115,26 +134,26 @@ class SDTurboModel:
         self.metrics.encode_ms.observe(result.encode_ms)
         return result
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
-    async def _generate_batch(self, specs: list[GenerationSpec]) -> list:
-        # The pipeline runs in a worker thread so this replica's event loop keeps accepting
-        # requests (and forming the next batch) while the device is busy.
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
+    async def _generate_batch(self, requests: list[DeviceRequest]) -> list[None]:
+        # Hand over and return at once: Ray's one-batch-at-a-time semaphore is then never held
+        # by a running call, so requests never queue behind it in small timer-cut batches
+        # (issue 11); the device loop merges everything that waits into the next call.
+        self.device_loop.enqueue(requests)
+        return [None] * len(requests)
+
+    def _run_on_device(self, specs: list[GenerationSpec], should_stop) -> list:
+        """One device-loop call, on its worker thread."""
         from serve_app.model import GenerationOutOfMemory
 
         try:
-            images = await asyncio.to_thread(self.generator.generate, specs)
+            return self.generator.generate(specs, should_stop)
         except GenerationOutOfMemory as exc:
             raise InsufficientMemory(str(exc)) from None
-        # One observation per pipeline call (a batch may have been split into several).
-        seen_calls = set()
-        for g in images:
-            key = (g.started_at, g.batch_size)
-            if key not in seen_calls:
-                seen_calls.add(key)
-                self.metrics.batch_size.observe(g.batch_size)
-                self.metrics.inference_ms.observe(g.inference_ms)
+
+    def _call_ended(self, record: CallRecord) -> None:
+        self.metrics.pipeline_call(record)
         self._record_gpu()
-        return images
 
     def _record_gpu(self) -> None:
         stats = self.generator.device_stats()
@@ -152,6 +171,9 @@ class SDTurboModel:
             "held": self._held,
             "oom_splits": self.generator.oom_splits,
             "actor_name": ray.get_runtime_context().get_actor_name(),
+            "device_busy": self.device_loop.busy,
+            "waiting_for_device": self.device_loop.waiting,
+            **self.metrics.snapshot(),
         }
 
     def check_health(self) -> None:
@@ -216,6 +238,7 @@ class Ingress:
             model_info=lambda: self.model_info,
             admit=self._admit,
             on_rejected=self.metrics.rejected,
+            playground=self.settings.playground,
         )
 
     # --- graceful shutdown -------------------------------------------------------------------

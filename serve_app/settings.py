@@ -64,9 +64,18 @@ class Settings:
     warmup: bool = _setting(True, "Run warm-up generations before the replica reports ready.")
     # --- Serving ------------------------------------------------------------------------------
     num_replicas: str = _setting("auto", "Model replicas: 'auto' (one per GPU, 1 on CPU) or an integer.")
-    max_batch_size: int = _setting(8, "Most requests coalesced into one pipeline call.")
+    # Batching follows the device (serve_app/device_loop.py): a request on an idle replica
+    # starts at once; requests arriving while a call runs join the next call. One value per
+    # knob project-wide: the Serve YAML, the GPU benchmark and Terraform's defaults follow
+    # these (tests/deployments/test_batching_knobs.py).
+    max_batch_size: int = _setting(
+        8, "Most requests in one pipeline call; arrivals during a running call fill the next one up to this."
+    )
     batch_wait_timeout_s: float = _setting(
-        0.02, "How long a partial batch waits for more requests before running."
+        0.0,
+        "How long Ray's @serve.batch gathers simultaneous arrivals before handing them to the "
+        "device loop: a delay added to a request that finds the replica idle (0: starts at once). "
+        "Batch size under load never depends on it.",
     )
     max_ongoing_requests: int = _setting(
         0, "Requests one model replica holds at once; 0 means 2 x max_batch_size."
@@ -114,6 +123,10 @@ class Settings:
     # --- Testing ------------------------------------------------------------------------------
     fault_injection_oom_above: int = _setting(
         0, "TESTING ONLY: pipeline calls of more images than this raise a simulated CUDA OOM. 0: off."
+    )
+    # --- Browser pages ------------------------------------------------------------------------
+    playground: bool = _setting(
+        True, "Serve the browser playground at / (it calls /predict like any client); /docs is served either way."
     )
     # --- Cache and logs -----------------------------------------------------------------------
     cache_max_bytes: int = _setting(
