@@ -66,7 +66,8 @@ locals {
 
   # Async: let SageMaker hand each instance as many requests as its model replicas (one per
   # GPU) hold at once: 2 x max_batch_size each, one batch running while the next one forms.
-  # app_default_max_batch_size mirrors the app's default; tests/infra checks they agree.
+  # app_default_max_batch_size mirrors the app's default (serve_app/settings.py);
+  # tests/deployments/test_batching_knobs.py fails if they differ.
   app_default_max_batch_size = 8
   async_max_concurrent = coalesce(
     var.async_max_concurrent_invocations_per_instance,

@@ -126,16 +126,6 @@ def test_outputs_a_user_needs():
         assert {"invoke_endpoint_command", "sd_turbo"} <= set(ex)
 
 
-def test_async_concurrency_default_uses_the_apps_batch_size(monkeypatch):
-    """main.tf mirrors the app's default max_batch_size in one local; they must agree."""
-    monkeypatch.delenv("SDTURBO_MAX_BATCH_SIZE", raising=False)
-    from serve_app.settings import Settings
-
-    mirrored = re.search(r"^\s*app_default_max_batch_size\s*=\s*(\d+)", (INFRA_DIR / "main.tf").read_text(), re.M)
-    assert mirrored, "app_default_max_batch_size not found in infra/main.tf"
-    assert int(mirrored.group(1)) == Settings.load({}).max_batch_size
-
-
 def _checkov_bin() -> str | None:
     return os.environ.get("CHECKOV_BIN") or shutil.which("checkov")
 
