@@ -17,11 +17,10 @@
 # It needs traffic: an idle period shows no point (and, having no images, no cost per image).
 #
 # Cost per 1,000 images = price x instances x hours in the period / images x 1,000, where
-# images is the app's EMF `Images` (images actually returned). Not successful invocations:
-# those also count requests the app answered without an image (safety refusals and validation
-# errors are 4xx, but an async invocation is counted when it is queued, not when it is done),
-# and Images is the same figure for real-time and async endpoints. If the image does not emit
-# EMF, the cost line stays empty rather than wrong.
+# images is the app's EMF `Images` (images actually returned) rather than successful
+# invocations: an async invocation is counted when it is queued, before any image exists (and
+# stays counted if it later fails), while Images means the same on real-time and async
+# endpoints. If the image emits no EMF, the cost line stays empty rather than wrong.
 ################################################################################
 
 data "aws_region" "current" {}
