@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,6 +27,7 @@ from serve_app.logs import configure_logging, log_event
 from serve_app.metrics import IngressMetrics, ModelMetrics
 from serve_app.protocol import ModelInfo
 from serve_app.settings import Settings
+from serve_app.startup import StartupWatch
 
 logger = logging.getLogger("sd_turbo.deployments")
 
@@ -39,13 +41,20 @@ OVERLOAD_RETRY_AFTER_S = 1
 
 @serve.deployment(name=MODEL_DEPLOYMENT)
 class SDTurboModel:
-    def __init__(self, settings: Settings, local_dir: str, model_id: str):
+    async def __init__(self, settings: Settings, local_dir: str, model_id: str):
+        # Load in a worker thread: a synchronous constructor blocks the replica's user-code
+        # event loop, so Serve could not stop a replica that is still loading (Ctrl+C on
+        # `serve run`, a start-up deadline) before its 20 s grace period ran out (issue 16).
+        await asyncio.to_thread(self._load, settings, local_dir, model_id)
+
+    def _load(self, settings: Settings, local_dir: str, model_id: str) -> None:
         from serve_app.model import SDTurboGenerator, configure_pipeline, load_pipeline
         from serve_app.model.loading import ResolvedModel
 
         configure_logging(settings.log_level)
         self.settings = settings
         started = time.perf_counter()
+        time.sleep(settings.fault_injection_load_stall_s)  # testing only; 0 by default
         # 1. Load once, here, never in the request path.
         pipe = load_pipeline(
             device=settings.device,
@@ -174,6 +183,10 @@ class SDTurboModel:
             "device_busy": self.device_loop.busy,
             "waiting_for_device": self.device_loop.waiting,
             **self.metrics.snapshot(),
+            # Placement: the GPU Ray assigned this replica, and where the pipeline actually runs.
+            "gpu_ids": ray.get_gpu_ids(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "device": str(self.generator.device),
         }
 
     def check_health(self) -> None:
@@ -223,6 +236,9 @@ class Ingress:
         self._inflight = 0
         # `serve run` names the application "default"; the container names it from the settings.
         self.app_name = serve.get_replica_context().app_name
+        # Whatever runs the app (`serve run`, a Serve config), the reason it is not running by
+        # the start-up deadline is logged; the container entrypoint also exits on it (issue 16).
+        self._startup_watch = StartupWatch(self.app_name, settings.startup_deadline_s)
         try:
             self._readiness_task = asyncio.get_running_loop().create_task(self._poll_readiness())
         except RuntimeError:  # no loop yet: started by the first /ping instead
@@ -274,6 +290,7 @@ class Ingress:
                 app = status.applications.get(self.app_name)
                 deployment = app.deployments.get(MODEL_DEPLOYMENT) if app else None
                 self._ready = bool(deployment) and deployment.status == "HEALTHY"
+                self._startup_watch.observe(app)
             except Exception:  # noqa: BLE001 - a failed poll means "not known ready"
                 logger.exception("readiness poll failed")
                 self._ready = False

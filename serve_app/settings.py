@@ -98,6 +98,12 @@ class Settings:
     )
     ray_temp_dir: str = _setting("/tmp/ray", "Ray's session and log directory (entrypoint only).")
     metrics_port: int = _setting(9090, "Port of Ray's Prometheus metrics endpoint (entrypoint only).")
+    # --- Start-up ---------------------------------------------------------------------------
+    startup_deadline_s: float = _setting(
+        840.0,
+        "If the app is not running this long after start, the container exits non-zero with Ray's "
+        "reason (under `serve run` the ingress logs it); below SageMaker's 900 s start-up health check. 0: none.",
+    )
     # --- Request limits -----------------------------------------------------------------------
     max_body_bytes: int = _setting(64 * 1024, "Largest accepted request body (413 beyond).")
     default_output_format: str = _setting("jpeg", "Format when a request names none.")
@@ -123,6 +129,11 @@ class Settings:
     # --- Testing ------------------------------------------------------------------------------
     fault_injection_oom_above: int = _setting(
         0, "TESTING ONLY: pipeline calls of more images than this raise a simulated CUDA OOM. 0: off."
+    )
+    fault_injection_load_stall_s: float = _setting(
+        0.0,
+        "TESTING ONLY: the model replica stalls this long before loading (as on a hung model mount), "
+        "to exercise the start-up deadline. 0: off.",
     )
     # --- Browser pages ------------------------------------------------------------------------
     playground: bool = _setting(
@@ -174,6 +185,10 @@ class Settings:
             problems.append(f"default_output_format must be one of {OUTPUT_FORMATS}")
         if self.request_timeout_s <= 0:
             problems.append("request_timeout_s must be > 0")
+        if self.startup_deadline_s < 0:
+            problems.append("startup_deadline_s must be >= 0 (0: no deadline)")
+        if self.ingress_replicas < 1:
+            problems.append("ingress_replicas must be >= 1")
         if problems:
             raise ValueError("Invalid settings: " + "; ".join(problems))
 
