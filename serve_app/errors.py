@@ -66,6 +66,14 @@ class ResponseTooLarge(ServiceError):
     status_code, error_type = 413, "response_too_large"
 
 
+class HTTPError(ServiceError):
+    """An error HTTP routing itself raises (no such route: 404, wrong method: 405, ...)."""
+
+    def __init__(self, status_code: int, error_type: str, message: str):
+        super().__init__(message)
+        self.status_code, self.error_type = status_code, error_type
+
+
 class ShuttingDown(ServiceError):
     """The instance had to stop before this request finished; it was not completed: retry it."""
 
