@@ -118,6 +118,12 @@ class Drainer:
 def serve_forever() -> int:
     os.environ.update(sagemaker_environment(os.environ))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # The replicas' CloudWatch EMF lines must reach this process's stdout whole (no Ray prefix)
+    # and every one of them (no cross-replica dedup); Ray reads these when it is imported.
+    from serve_app.emf import RAY_LOG_FORWARDING_ENV
+
+    for name, value in RAY_LOG_FORWARDING_ENV.items():
+        os.environ.setdefault(name, value)
 
     from serve_app.settings import Settings
 

@@ -51,16 +51,31 @@ def build_app(args: Mapping[str, Any] | None = None) -> Application:
 
 
 def build_app_from_settings(settings: Settings) -> Application:
-    from serve_app.model import cuda_device_count, resolve_model, select_device, select_dtype
+    from serve_app.model import cuda_device_count, resolve_model, resolve_safety_checker, select_device, select_dtype
 
     configure_logging(settings.log_level)
     device = select_device(settings.device)
     half = select_dtype(settings.dtype, device).itemsize == 2
     resolved = resolve_model(settings.model, settings.model_revision, settings.cache_dir, half)
+    # The image safety checker is fetched or built here too, once, and fails start-up the same way.
+    safety = resolve_safety_checker(
+        settings.safety_checker,
+        settings.safety_checker_revision,
+        settings.cache_dir,
+        resolved.local_dir,
+        settings.fault_injection_unsafe_seeds,
+    )
     model_info = {"id": resolved.model_id, "revision": resolved.revision}
     options = model_deployment_options(settings, cuda_device_count())
-    log_event(logger, "app_built", model=model_info, local_dir=resolved.local_dir, deployment=options)
-    model = SDTurboModel.options(**options).bind(settings, resolved.local_dir, resolved.model_id)
+    log_event(
+        logger,
+        "app_built",
+        model=model_info,
+        local_dir=resolved.local_dir,
+        safety_checker=safety.source if safety else None,
+        deployment=options,
+    )
+    model = SDTurboModel.options(**options).bind(settings, resolved.local_dir, resolved.model_id, safety)
     return Ingress.options(
         num_replicas=settings.ingress_replicas,
         # The ingress only parses, validates and awaits: it holds many requests cheaply.

@@ -18,8 +18,9 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, RequestCancelledError
 
 from serve_app.batching import GenerationResult, GenerationSpec
+from serve_app.emf import EmfWriter
 from serve_app.encoding import encode_image
-from serve_app.errors import InsufficientMemory, ModelUnavailable, NotReady, Overloaded, ServiceError
+from serve_app.errors import ImageBlocked, InsufficientMemory, ModelUnavailable, NotReady, Overloaded, ServiceError
 from serve_app.guardrails import RateLimiter
 from serve_app.logs import configure_logging, log_event
 from serve_app.metrics import IngressMetrics, ModelMetrics
@@ -38,8 +39,8 @@ OVERLOAD_RETRY_AFTER_S = 1
 
 @serve.deployment(name=MODEL_DEPLOYMENT)
 class SDTurboModel:
-    def __init__(self, settings: Settings, local_dir: str, model_id: str):
-        from serve_app.model import SDTurboGenerator, configure_pipeline, load_pipeline
+    def __init__(self, settings: Settings, local_dir: str, model_id: str, safety=None):
+        from serve_app.model import ImageSafetyChecker, SDTurboGenerator, configure_pipeline, load_pipeline
         from serve_app.model.loading import ResolvedModel
 
         configure_logging(settings.log_level)
@@ -63,8 +64,10 @@ class SDTurboModel:
             pipe,
             max_group_size=settings.max_batch_size,
             simulate_oom_above=settings.fault_injection_oom_above,
+            # The image safety checker (a ResolvedSafetyChecker, or None when off), beside the pipeline.
+            safety_checker=ImageSafetyChecker.load(safety, pipe.device, pipe.unet.dtype) if safety else None,
         )
-        self.metrics = ModelMetrics()
+        self.metrics = ModelMetrics(emf=EmfWriter.from_settings(settings))
         self._held = 0  # requests in this replica: waiting for a batch, in one, or encoding
         # 2. Size the batcher from the settings (the decorator's values are only defaults).
         self._generate_batch.set_max_batch_size(settings.max_batch_size)
@@ -94,6 +97,9 @@ class SDTurboModel:
         self.metrics.queue_depth.set(self._held)
         try:
             generated = await self._generate_batch(spec)
+            if generated.flagged:  # withheld: this request fails, the rest of its batch does not
+                self.metrics.safety_refused()
+                raise ImageBlocked()
             loop = asyncio.get_running_loop()
             encode_started = time.perf_counter()
             data = await loop.run_in_executor(
@@ -111,8 +117,7 @@ class SDTurboModel:
             inference_ms=generated.inference_ms,
             encode_ms=(time.perf_counter() - encode_started) * 1000.0,
         )
-        self.metrics.queue_ms.observe(result.queue_ms)
-        self.metrics.encode_ms.observe(result.encode_ms)
+        self.metrics.image_done(result.queue_ms, result.inference_ms, result.encode_ms)
         return result
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
@@ -131,8 +136,7 @@ class SDTurboModel:
             key = (g.started_at, g.batch_size)
             if key not in seen_calls:
                 seen_calls.add(key)
-                self.metrics.batch_size.observe(g.batch_size)
-                self.metrics.inference_ms.observe(g.inference_ms)
+                self.metrics.pipeline_call(g.batch_size, g.inference_ms)
         self._record_gpu()
         return images
 
@@ -171,7 +175,7 @@ class Ingress:
         self.settings = settings
         self.model = model
         self.model_info = ModelInfo(**model_info)
-        self.metrics = IngressMetrics()
+        self.metrics = IngressMetrics(emf=EmfWriter.from_settings(settings))
         store = None
         if settings.s3_output_bucket:
             from serve_app.storage import S3ImageStore

@@ -148,3 +148,25 @@ def test_an_unexpected_bug_is_a_json_500_with_the_request_id():
 
     response = make_http_client(make_service(broken)).post("/predict", json={"prompt": "a"})
     assert response.status_code == 500 and response.json()["error"]["type"] == "internal_error"
+
+
+def test_a_flagged_image_is_a_documented_422_audited_without_prompt_or_image(caplog):
+    import logging
+
+    from serve_app.errors import ImageBlocked
+
+    async def flagging_model(spec, fmt, quality, submitted_at):
+        raise ImageBlocked()
+
+    rejected = []
+    client = make_http_client(make_service(flagging_model), on_rejected=rejected.append)
+    with caplog.at_level(logging.INFO, logger="sd_turbo.audit"):
+        response = client.post("/predict", json={"prompt": "a secret prompt", "seed": 3})
+    assert response.status_code == 422
+    assert response.json()["error"]["type"] == "image_blocked" and "safety checker" in response.json()["error"]["message"]
+    assert rejected == ["image_blocked"]
+    (record,) = [r.fields for r in caplog.records if r.name == "sd_turbo.audit"]
+    assert record["decision"] == "rejected" and record["error_type"] == "image_blocked"
+    assert "secret" not in caplog.text and "image" not in record
+    described = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["responses"]["422"]["description"]
+    assert "image_blocked" in described
