@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
@@ -27,6 +28,9 @@ from serve_app.metrics import IngressMetrics, ModelMetrics
 from serve_app.protocol import ModelInfo
 from serve_app.settings import Settings
 
+if TYPE_CHECKING:  # the model package imports torch: only the model replica loads it, at run time
+    from serve_app.model import ResolvedSafetyChecker
+
 logger = logging.getLogger("sd_turbo.deployments")
 
 MODEL_DEPLOYMENT = "SDTurboModel"
@@ -39,7 +43,7 @@ OVERLOAD_RETRY_AFTER_S = 1
 
 @serve.deployment(name=MODEL_DEPLOYMENT)
 class SDTurboModel:
-    def __init__(self, settings: Settings, local_dir: str, model_id: str, safety=None):
+    def __init__(self, settings: Settings, local_dir: str, model_id: str, safety: ResolvedSafetyChecker | None = None):
         from serve_app.model import ImageSafetyChecker, SDTurboGenerator, configure_pipeline, load_pipeline
         from serve_app.model.loading import ResolvedModel
 
