@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, RequestCancelledError
 
 from serve_app.batching import GenerationResult, GenerationSpec
+from serve_app.device_loop import CallRecord, DeviceLoop, DeviceRequest
 from serve_app.emf import EmfWriter
 from serve_app.encoding import encode_image
 from serve_app.errors import ImageBlocked, InsufficientMemory, ModelUnavailable, NotReady, Overloaded, ServiceError
@@ -27,6 +29,7 @@ from serve_app.logs import configure_logging, log_event
 from serve_app.metrics import IngressMetrics, ModelMetrics
 from serve_app.protocol import ModelInfo
 from serve_app.settings import Settings
+from serve_app.startup import StartupWatch
 
 if TYPE_CHECKING:  # the model package imports torch: only the model replica loads it, at run time
     from serve_app.model import ResolvedSafetyChecker
@@ -43,13 +46,22 @@ OVERLOAD_RETRY_AFTER_S = 1
 
 @serve.deployment(name=MODEL_DEPLOYMENT)
 class SDTurboModel:
-    def __init__(self, settings: Settings, local_dir: str, model_id: str, safety: ResolvedSafetyChecker | None = None):
+    async def __init__(
+        self, settings: Settings, local_dir: str, model_id: str, safety: ResolvedSafetyChecker | None = None
+    ):
+        # Load in a worker thread: a synchronous constructor blocks the replica's user-code
+        # event loop, so Serve could not stop a replica that is still loading (Ctrl+C on
+        # `serve run`, a start-up deadline) before its 20 s grace period ran out (issue 16).
+        await asyncio.to_thread(self._load, settings, local_dir, model_id, safety)
+
+    def _load(self, settings: Settings, local_dir: str, model_id: str, safety: ResolvedSafetyChecker | None) -> None:
         from serve_app.model import ImageSafetyChecker, SDTurboGenerator, configure_pipeline, load_pipeline
         from serve_app.model.loading import ResolvedModel
 
         configure_logging(settings.log_level)
         self.settings = settings
         started = time.perf_counter()
+        time.sleep(settings.fault_injection_load_stall_s)  # testing only; 0 by default
         # 1. Load once, here, never in the request path.
         pipe = load_pipeline(
             device=settings.device,
@@ -73,7 +85,15 @@ class SDTurboModel:
         )
         self.metrics = ModelMetrics(emf=EmfWriter.from_settings(settings))
         self._held = 0  # requests in this replica: waiting for a batch, in one, or encoding
-        # 2. Size the batcher from the settings (the decorator's values are only defaults).
+        # 2. Batch formation follows the device (serve_app/device_loop.py): Ray's batcher hands
+        #    requests over, the loop runs whatever waits when the device frees up. The
+        #    decorator's values are only defaults; the settings size both.
+        self.device_loop = DeviceLoop(
+            self._run_on_device,
+            settings.max_batch_size,
+            on_call=self._call_ended,
+            on_abandoned=self.metrics.abandoned,
+        )
         self._generate_batch.set_max_batch_size(settings.max_batch_size)
         self._generate_batch.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
         # 3. Warm up before Serve marks the replica running (and /ping turns 200).
@@ -96,11 +116,21 @@ class SDTurboModel:
     async def generate(
         self, spec: GenerationSpec, output_format: str, quality: int, submitted_at: float
     ) -> GenerationResult:
-        """One request: wait for its batch, then encode its image."""
+        """One request: wait for its pipeline call, then encode its image."""
+        arrived_at = time.time()
         self._held += 1
         self.metrics.queue_depth.set(self._held)
+        request = self.device_loop.prepare(spec)
         try:
-            generated = await self._generate_batch(spec)
+            try:
+                await self._generate_batch(request)
+                generated = await request.future
+            except asyncio.CancelledError:
+                # The caller gave up (Ray cancels this task): the device loop drops the request,
+                # or stops its call at the next step if nobody else waits for it.
+                request.future.cancel()
+                raise
+            self.metrics.batching_delay(max(0.0, (generated.started_at - arrived_at) * 1000.0))
             if generated.flagged:  # withheld: this request fails, the rest of its batch does not
                 self.metrics.safety_refused()
                 raise ImageBlocked()
@@ -124,25 +154,26 @@ class SDTurboModel:
         self.metrics.image_done(result.queue_ms, result.inference_ms, result.encode_ms)
         return result
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
-    async def _generate_batch(self, specs: list[GenerationSpec]) -> list:
-        # The pipeline runs in a worker thread so this replica's event loop keeps accepting
-        # requests (and forming the next batch) while the device is busy.
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
+    async def _generate_batch(self, requests: list[DeviceRequest]) -> list[None]:
+        # Hand over and return at once: Ray's one-batch-at-a-time semaphore is then never held
+        # by a running call, so requests never queue behind it in small timer-cut batches
+        # (issue 11); the device loop merges everything that waits into the next call.
+        self.device_loop.enqueue(requests)
+        return [None] * len(requests)
+
+    def _run_on_device(self, specs: list[GenerationSpec], should_stop) -> list:
+        """One device-loop call, on its worker thread."""
         from serve_app.model import GenerationOutOfMemory
 
         try:
-            images = await asyncio.to_thread(self.generator.generate, specs)
+            return self.generator.generate(specs, should_stop)
         except GenerationOutOfMemory as exc:
             raise InsufficientMemory(str(exc)) from None
-        # One observation per pipeline call (a batch may have been split into several).
-        seen_calls = set()
-        for g in images:
-            key = (g.started_at, g.batch_size)
-            if key not in seen_calls:
-                seen_calls.add(key)
-                self.metrics.pipeline_call(g.batch_size, g.inference_ms)
+
+    def _call_ended(self, record: CallRecord) -> None:
+        self.metrics.pipeline_call(record)
         self._record_gpu()
-        return images
 
     def _record_gpu(self) -> None:
         stats = self.generator.device_stats()
@@ -160,6 +191,13 @@ class SDTurboModel:
             "held": self._held,
             "oom_splits": self.generator.oom_splits,
             "actor_name": ray.get_runtime_context().get_actor_name(),
+            "device_busy": self.device_loop.busy,
+            "waiting_for_device": self.device_loop.waiting,
+            **self.metrics.snapshot(),
+            # Placement: the GPU Ray assigned this replica, and where the pipeline actually runs.
+            "gpu_ids": ray.get_gpu_ids(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "device": str(self.generator.device),
         }
 
     def check_health(self) -> None:
@@ -209,6 +247,9 @@ class Ingress:
         self._inflight = 0
         # `serve run` names the application "default"; the container names it from the settings.
         self.app_name = serve.get_replica_context().app_name
+        # Whatever runs the app (`serve run`, a Serve config), the reason it is not running by
+        # the start-up deadline is logged; the container entrypoint also exits on it (issue 16).
+        self._startup_watch = StartupWatch(self.app_name, settings.startup_deadline_s)
         try:
             self._readiness_task = asyncio.get_running_loop().create_task(self._poll_readiness())
         except RuntimeError:  # no loop yet: started by the first /ping instead
@@ -224,6 +265,7 @@ class Ingress:
             model_info=lambda: self.model_info,
             admit=self._admit,
             on_rejected=self.metrics.rejected,
+            playground=self.settings.playground,
         )
 
     # --- graceful shutdown -------------------------------------------------------------------
@@ -259,6 +301,7 @@ class Ingress:
                 app = status.applications.get(self.app_name)
                 deployment = app.deployments.get(MODEL_DEPLOYMENT) if app else None
                 self._ready = bool(deployment) and deployment.status == "HEALTHY"
+                self._startup_watch.observe(app)
             except Exception:  # noqa: BLE001 - a failed poll means "not known ready"
                 logger.exception("readiness poll failed")
                 self._ready = False

@@ -23,6 +23,7 @@ from serve_app.errors import (
     UnsupportedMediaType,
 )
 from serve_app.logs import ACCESS_LOGGER, AUDIT_LOGGER, log_event, prompt_hash
+from serve_app.pages import pages_router
 from serve_app.protocol import (
     IMAGE_MEDIA_TYPES,
     ErrorResponse,
@@ -151,6 +152,7 @@ def create_http_app(
     model_info: Callable[[], Any],
     admit: Callable[[Request], None] | None = None,
     on_rejected: Callable[[str], None] | None = None,
+    playground: bool = True,
 ) -> FastAPI:
     """The FastAPI app. ``admit`` may raise a ServiceError (rate limits) before any work;
     ``on_rejected`` is told the error type of every refused request (metrics)."""
@@ -159,7 +161,9 @@ def create_http_app(
         version="0.1.0",
         description="SD-Turbo behind Ray Serve. POST /predict (or SageMaker's /invocations) with a "
         "prompt; get a base64 image in JSON, or raw bytes with `Accept: image/jpeg`.",
+        docs_url=None, redoc_url=None,  # their default pages load from a CDN; /docs comes from pages_router
     )
+    app.include_router(pages_router(playground=playground))  # the playground at / and an offline /docs
 
     @app.get(
         "/ping",

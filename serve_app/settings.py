@@ -64,9 +64,18 @@ class Settings:
     warmup: bool = _setting(True, "Run warm-up generations before the replica reports ready.")
     # --- Serving ------------------------------------------------------------------------------
     num_replicas: str = _setting("auto", "Model replicas: 'auto' (one per GPU, 1 on CPU) or an integer.")
-    max_batch_size: int = _setting(8, "Most requests coalesced into one pipeline call.")
+    # Batching follows the device (serve_app/device_loop.py): a request on an idle replica
+    # starts at once; requests arriving while a call runs join the next call. One value per
+    # knob project-wide: the Serve YAML, the GPU benchmark and Terraform's defaults follow
+    # these (tests/deployments/test_batching_knobs.py).
+    max_batch_size: int = _setting(
+        8, "Most requests in one pipeline call; arrivals during a running call fill the next one up to this."
+    )
     batch_wait_timeout_s: float = _setting(
-        0.02, "How long a partial batch waits for more requests before running."
+        0.0,
+        "How long Ray's @serve.batch gathers simultaneous arrivals before handing them to the "
+        "device loop: a delay added to a request that finds the replica idle (0: starts at once). "
+        "Batch size under load never depends on it.",
     )
     max_ongoing_requests: int = _setting(
         0, "Requests one model replica holds at once; 0 means 2 x max_batch_size."
@@ -89,6 +98,12 @@ class Settings:
     )
     ray_temp_dir: str = _setting("/tmp/ray", "Ray's session and log directory (entrypoint only).")
     metrics_port: int = _setting(9090, "Port of Ray's Prometheus metrics endpoint (entrypoint only).")
+    # --- Start-up ---------------------------------------------------------------------------
+    startup_deadline_s: float = _setting(
+        840.0,
+        "If the app is not running this long after start, the container exits non-zero with Ray's "
+        "reason (under `serve run` the ingress logs it); below SageMaker's 900 s start-up health check. 0: none.",
+    )
     # --- Request limits -----------------------------------------------------------------------
     max_body_bytes: int = _setting(64 * 1024, "Largest accepted request body (413 beyond).")
     default_output_format: str = _setting("jpeg", "Format when a request names none.")
@@ -141,6 +156,15 @@ class Settings:
     fault_injection_oom_above: int = _setting(
         0, "TESTING ONLY: pipeline calls of more images than this raise a simulated CUDA OOM. 0: off."
     )
+    fault_injection_load_stall_s: float = _setting(
+        0.0,
+        "TESTING ONLY: the model replica stalls this long before loading (as on a hung model mount), "
+        "to exercise the start-up deadline. 0: off.",
+    )
+    # --- Browser pages ------------------------------------------------------------------------
+    playground: bool = _setting(
+        True, "Serve the browser playground at / (it calls /predict like any client); /docs is served either way."
+    )
     # --- Cache and logs -----------------------------------------------------------------------
     cache_max_bytes: int = _setting(
         64 * 1024 * 1024, "Byte budget of the LRU cache of encoded images for seeded requests; 0 disables."
@@ -187,6 +211,10 @@ class Settings:
             problems.append(f"default_output_format must be one of {OUTPUT_FORMATS}")
         if self.request_timeout_s <= 0:
             problems.append("request_timeout_s must be > 0")
+        if self.startup_deadline_s < 0:
+            problems.append("startup_deadline_s must be >= 0 (0: no deadline)")
+        if self.ingress_replicas < 1:
+            problems.append("ingress_replicas must be >= 1")
         if problems:
             raise ValueError("Invalid settings: " + "; ".join(problems))
 

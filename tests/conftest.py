@@ -35,8 +35,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_serve_app(overrides: dict, cache_dir: str, metrics_port: int | None = None):
-    """Start Ray, Serve on a free loopback port and the app with ``overrides``; yield its URL."""
+def running_serve_app(overrides: dict, cache_dir: str, metrics_port: int | None = None, num_cpus: int = 4, num_gpus: int = 0):
+    """Start Ray, Serve on a free loopback port and the app with ``overrides``; yield its URL.
+
+    ``num_gpus`` declares GPUs to Ray (it accepts them on a CPU-only machine): placement is then
+    real, and replicas that find no CUDA run on CPU.
+    """
     import httpx
     import ray
     from ray import serve
@@ -44,7 +48,7 @@ def running_serve_app(overrides: dict, cache_dir: str, metrics_port: int | None 
     from serve_app.app import build_app
 
     port = free_port()
-    init_options = {"num_cpus": 4, "include_dashboard": False, "log_to_driver": False}
+    init_options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "include_dashboard": False, "log_to_driver": False}
     if metrics_port:
         init_options["_metrics_export_port"] = metrics_port
     ray.init(**init_options)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -12,6 +12,7 @@ from diffusers import StableDiffusionPipeline
 from PIL import Image
 
 from serve_app.batching import GenerationSpec, group_compatible
+from serve_app.device_loop import PipelineCallCancelled
 from serve_app.model.safety import ImageSafetyChecker
 
 logger = logging.getLogger(__name__)
@@ -48,17 +49,26 @@ class SDTurboGenerator:
         self.simulate_oom_above = simulate_oom_above
         self.oom_splits = 0
 
-    def generate(self, specs: Sequence[GenerationSpec]) -> list[GeneratedImage]:
-        """Images for ``specs``, in the same order, each from its own seeded generator."""
+    def generate(
+        self, specs: Sequence[GenerationSpec], should_stop: Callable[[], bool] | None = None
+    ) -> list[GeneratedImage]:
+        """Images for ``specs``, in the same order, each from its own seeded generator.
+
+        ``should_stop`` (plain Python, polled after every denoising step): when it turns true the
+        call raises ``PipelineCallCancelled`` instead of finishing work nobody waits for.
+        """
         results: list[GeneratedImage | None] = [None] * len(specs)
         for group in group_compatible(specs, self.max_group_size):
-            for index, generated in zip(group, self._generate_splitting_on_oom([specs[i] for i in group]), strict=True):
-                results[index] = generated
+            generated = self._generate_splitting_on_oom([specs[i] for i in group], should_stop)
+            for index, image in zip(group, generated, strict=True):
+                results[index] = image
         return results  # type: ignore[return-value]
 
-    def _generate_splitting_on_oom(self, specs: list[GenerationSpec]) -> list[GeneratedImage]:
+    def _generate_splitting_on_oom(
+        self, specs: list[GenerationSpec], should_stop: Callable[[], bool] | None = None
+    ) -> list[GeneratedImage]:
         try:
-            return self._run_pipeline(specs)
+            return self._run_pipeline(specs, should_stop)
         except torch.OutOfMemoryError as exc:
             # A batch too large for memory is split in halves and retried; only a single image
             # that does not fit is an error, and it is that request's error, not the replica's.
@@ -71,9 +81,15 @@ class SDTurboGenerator:
             half = len(specs) // 2
             self.oom_splits += 1
             logger.warning("out of memory on a batch of %d; retrying as %d + %d", len(specs), half, len(specs) - half)
-            return self._generate_splitting_on_oom(specs[:half]) + self._generate_splitting_on_oom(specs[half:])
+            return self._generate_splitting_on_oom(specs[:half], should_stop) + self._generate_splitting_on_oom(
+                specs[half:], should_stop
+            )
 
-    def _run_pipeline(self, specs: list[GenerationSpec]) -> list[GeneratedImage]:
+    def _run_pipeline(
+        self, specs: list[GenerationSpec], should_stop: Callable[[], bool] | None = None
+    ) -> list[GeneratedImage]:
+        if should_stop is not None and should_stop():
+            raise PipelineCallCancelled("every request of this call was abandoned before it started")
         if self.simulate_oom_above and len(specs) > self.simulate_oom_above:
             raise torch.OutOfMemoryError(f"simulated CUDA out of memory for a batch of {len(specs)}")
         first = specs[0]
@@ -93,6 +109,7 @@ class SDTurboGenerator:
                 height=first.height,
                 generator=generators,
                 output_type="pt",
+                callback_on_step_end=_stop_when(should_stop, first.num_inference_steps) if should_stop else None,
             )
             # 3. The image safety checker (when configured) screens the batch on the device and
             #    blacks out what it flags, so flagged pixels never reach the host.
@@ -129,3 +146,14 @@ class SDTurboGenerator:
             specs = [GenerationSpec(prompt="warm-up", seed=i, width=width, height=height) for i in range(size)]
             self.generate(specs)
         return (time.perf_counter() - started) * 1000.0
+
+
+def _stop_when(should_stop: Callable[[], bool], steps: int) -> Callable:
+    """A diffusers ``callback_on_step_end`` that aborts the call (before the VAE decode, too)."""
+
+    def callback(pipe, step: int, timestep, callback_kwargs: dict) -> dict:
+        if should_stop():
+            raise PipelineCallCancelled(f"stopped after step {step + 1} of {steps}: every request was abandoned")
+        return callback_kwargs
+
+    return callback

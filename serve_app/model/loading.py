@@ -112,10 +112,6 @@ def select_dtype(dtype: str, device: str) -> torch.dtype:
     return _DTYPES[dtype]
 
 
-def cuda_device_count() -> int:
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
 def load_pipeline(
     model: str = "tiny",
     revision: str | None = None,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+from types import SimpleNamespace
 
+from serve_app.device_loop import CallRecord
 from serve_app.emf import EmfWriter
 from serve_app.metrics import IngressMetrics, ModelMetrics
 from tests.serve_app.emf_documents import emf_lines, metrics_of
@@ -14,10 +16,16 @@ def emf_stream():
     return EmfWriter("ep", "AllTraffic", stream=stream), stream
 
 
+def images_of_one_call(size: int, inference_ms: float) -> tuple:
+    image = SimpleNamespace(started_at=1764028800.0, batch_size=size, inference_ms=inference_ms)
+    return (image,) * size
+
+
 def test_model_events_become_emf_records_with_their_values():
     emf, stream = emf_stream()
     metrics = ModelMetrics(emf=emf)
-    metrics.pipeline_call(batch_size=6, inference_ms=210.5)
+    # One BatchSize value per pipeline call, not per image.
+    metrics.pipeline_call(CallRecord(6, "completed", 210.5, results=images_of_one_call(6, 210.5)))
     metrics.image_done(queue_ms=12.25, inference_ms=210.5, encode_ms=3.5)
     metrics.safety_refused()
     batch, image, refusal = emf_lines(stream.getvalue())
@@ -41,5 +49,7 @@ def test_ingress_events_become_emf_records():
 
 def test_without_an_endpoint_name_only_prometheus_counts():
     metrics = ModelMetrics()
-    metrics.pipeline_call(batch_size=2, inference_ms=1.0)  # no EMF writer: nothing written, nothing raised
+    # No EMF writer: nothing written, nothing raised.
+    metrics.pipeline_call(CallRecord(2, "completed", 1.0, results=images_of_one_call(2, 1.0)))
+    metrics.safety_refused()
     IngressMetrics().rejected("overloaded")

@@ -26,6 +26,8 @@ def test_environment_then_overrides_take_priority():
         ({"num_replicas": "two"}, "num_replicas"),
         ({"compile": "maybe"}, "compile"),
         ({"max_batch_sise": "4"}, "Unknown setting"),
+        ({"startup_deadline_s": "-1"}, "startup_deadline_s"),
+        ({"ingress_replicas": "0"}, "ingress_replicas"),
     ],
 )
 def test_bad_values_are_refused_with_the_setting_named(overrides, message):
