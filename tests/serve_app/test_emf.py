@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 
 import jsonschema
@@ -111,3 +112,16 @@ def test_settings_switch_it_on_with_the_endpoint_name():
     emf.emit({"CacheHits": 1})
     document = json.loads(stream.getvalue())
     assert (document["EndpointName"], document["VariantName"], document["CacheHits"]) == ("sd-turbo-prod", "blue", 1)
+
+
+def test_the_terraform_dashboard_reads_the_names_this_writes():
+    """The EMF contract has two sides: this module writes, infra/modules/monitoring reads."""
+    from pathlib import Path
+
+    monitoring = Path(__file__).resolve().parents[2] / "infra" / "modules" / "monitoring"
+    dashboard = (monitoring / "dashboard.tf").read_text()
+    variables = (monitoring / "variables.tf").read_text()
+    assert re.search(r'variable "app_metric_namespace"[^}]*default\s*=\s*"' + NAMESPACE + '"', variables)
+    for name in UNITS:
+        assert f'"{name}"' in dashboard, f"the dashboard does not chart {name}"
+    assert "{${local.app},EndpointName,VariantName,ErrorType}" in dashboard
