@@ -256,7 +256,7 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1 and argv[1] == "serve":
         return serve_forever()
     if len(argv) > 1:
-        # Any other argument is a command (e.g. `docker run IMAGE python -m loadtest ...`).
+        # Any other argument is a command (e.g. `docker run IMAGE python3 -m deployments.smoke_test ...`).
         os.execvp(argv[1], argv[1:])
     log("usage: entrypoint serve | <command> [args...]")
     return 64

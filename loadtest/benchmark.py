@@ -34,7 +34,6 @@ import math
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -43,16 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import report
+from loadtest.ports import free_port
 from loadtest.stats import LevelSummary, mean_call_size, percentile
 from loadtest.workload import parse_int_list, parse_sizes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def machine_info() -> dict[str, Any]:

@@ -15,8 +15,8 @@ from typing import Any
 from ray.serve import Application
 
 from serve_app.cluster import ClusterResources, DeploymentSizes, current_resources, size_deployments
-from serve_app.deployments import Ingress, SDTurboModel
 from serve_app.logs import configure_logging, log_event
+from serve_app.replicas import Ingress, SDTurboModel
 from serve_app.settings import Settings
 
 logger = logging.getLogger("sd_turbo.app")
@@ -71,23 +71,23 @@ def build_app_from_settings(settings: Settings, resources: ClusterResources | No
         resolved.local_dir,
         settings.fault_injection_unsafe_seeds,
     )
-    model_info = {"id": resolved.model_id, "revision": resolved.revision}
     options = model_deployment_options(settings, sizes)
     log_event(
         logger,
         "app_built",
-        model=model_info,
+        **resolved.log_fields(),
         local_dir=resolved.local_dir,
         safety_checker=safety.source if safety else None,
         cluster={"cpus": resources.cpus, "gpus": resources.gpus},
         deployment=options,
         ingress_cpus=sizes.ingress_cpus,
     )
-    # 3. Wire ingress to model.
-    model = SDTurboModel.options(**options).bind(settings, resolved.local_dir, resolved.model_id, safety)
+    # 3. Wire ingress to model. One object crosses the Ray seam: both replicas get the model as
+    #    it was resolved here (and the safety checker, for the model replica).
+    model = SDTurboModel.options(**options).bind(settings, resolved, safety)
     return Ingress.options(
         num_replicas=sizes.ingress_replicas,
         # The ingress only parses, validates and awaits: it holds many requests cheaply.
         max_ongoing_requests=1000,
         ray_actor_options={"num_cpus": sizes.ingress_cpus},
-    ).bind(model, settings, resolved.local_dir, model_info)
+    ).bind(model, settings, resolved)

@@ -77,3 +77,11 @@ class ImageBlocked(ServiceError):
 
     def __init__(self, message: str = MESSAGE):
         super().__init__(message)
+
+
+class HTTPError(ServiceError):
+    """An error HTTP routing itself raises (no such route: 404, wrong method: 405, ...)."""
+
+    def __init__(self, status_code: int, error_type: str, message: str):
+        super().__init__(message)
+        self.status_code, self.error_type = status_code, error_type

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import time
 from pathlib import Path
 
 import pytest
+
+from loadtest.ports import free_port
 
 # Tests never reach the Hugging Face Hub; a test that means to try it says so.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -26,12 +27,6 @@ def tiny_model_dir(cache_dir) -> Path:
     from serve_app.model import ensure_preset
 
     return ensure_preset("tiny", cache_dir)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.loadtest.loadtest_helpers import free_port
+from loadtest.ports import free_port
 
 pytestmark = pytest.mark.timeout(120)
 

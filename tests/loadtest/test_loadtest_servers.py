@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from tests.loadtest.loadtest_helpers import REPO_ROOT, free_port, run_tool, subprocess_env, wait_http_ok
+from loadtest.ports import free_port
+from tests.loadtest.loadtest_helpers import REPO_ROOT, run_tool, subprocess_env, wait_http_ok
 
 
 def _post(port: int, body: bytes, ctype: str = "application/json", accept: str = "application/json"):

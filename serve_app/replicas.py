@@ -4,6 +4,10 @@
 only counts as running once it can serve, and coalesces concurrent calls with ``@serve.batch``.
 ``Ingress`` serves the HTTP app from ``serve_app.http`` and forwards to the model through a
 deployment handle, turning Ray's failures into the service's errors.
+
+Everything imported at module level is free of torch and diffusers (from the model package only
+``resolved`` and ``tokens``): the ingress process only parses, validates and awaits. The model
+replica imports the rest of ``serve_app.model`` in its own methods.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -20,21 +25,27 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, RequestCancelledError
 
 from serve_app.batching import GenerationResult, GenerationSpec
-from serve_app.device_loop import CallRecord, DeviceLoop, DeviceRequest
+from serve_app.device_loop import CallRecord, DeviceLoop, DeviceRequest, PipelineCallCancelled
 from serve_app.emf import EmfWriter
 from serve_app.encoding import encode_image
 from serve_app.errors import ImageBlocked, InsufficientMemory, ModelUnavailable, NotReady, Overloaded, ServiceError
 from serve_app.guardrails import RateLimiter
+from serve_app.health import PipelineHealth
+from serve_app.http import create_http_app
 from serve_app.logs import configure_logging, log_event
 from serve_app.metrics import IngressMetrics, ModelMetrics
+from serve_app.model.resolved import ResolvedModel
+from serve_app.model.tokens import PromptTokenCounter
 from serve_app.protocol import ModelInfo
+from serve_app.serving import ImageService
 from serve_app.settings import Settings
 from serve_app.startup import StartupWatch
+from serve_app.storage import S3ImageStore
 
-if TYPE_CHECKING:  # the model package imports torch: only the model replica loads it, at run time
-    from serve_app.model import ResolvedSafetyChecker
+if TYPE_CHECKING:  # the safety module imports torch: only the model replica loads it, at run time
+    from serve_app.model.safety import ResolvedSafetyChecker
 
-logger = logging.getLogger("sd_turbo.deployments")
+logger = logging.getLogger("sd_turbo.replicas")
 
 MODEL_DEPLOYMENT = "SDTurboModel"
 INGRESS_DEPLOYMENT = "Ingress"
@@ -46,28 +57,21 @@ OVERLOAD_RETRY_AFTER_S = 1
 
 @serve.deployment(name=MODEL_DEPLOYMENT)
 class SDTurboModel:
-    async def __init__(
-        self, settings: Settings, local_dir: str, model_id: str, safety: ResolvedSafetyChecker | None = None
-    ):
+    async def __init__(self, settings: Settings, resolved: ResolvedModel, safety: ResolvedSafetyChecker | None = None):
         # Load in a worker thread: a synchronous constructor blocks the replica's user-code
         # event loop, so Serve could not stop a replica that is still loading (Ctrl+C on
         # `serve run`, a start-up deadline) before its 20 s grace period ran out (issue 16).
-        await asyncio.to_thread(self._load, settings, local_dir, model_id, safety)
+        await asyncio.to_thread(self._load, settings, resolved, safety)
 
-    def _load(self, settings: Settings, local_dir: str, model_id: str, safety: ResolvedSafetyChecker | None) -> None:
+    def _load(self, settings: Settings, resolved: ResolvedModel, safety: ResolvedSafetyChecker | None) -> None:
         from serve_app.model import ImageSafetyChecker, SDTurboGenerator, configure_pipeline, load_pipeline
-        from serve_app.model.loading import ResolvedModel
 
         configure_logging(settings.log_level)
         self.settings = settings
         started = time.perf_counter()
         time.sleep(settings.fault_injection_load_stall_s)  # testing only; 0 by default
         # 1. Load once, here, never in the request path.
-        pipe = load_pipeline(
-            device=settings.device,
-            dtype=settings.dtype,
-            resolved=ResolvedModel(local_dir, model_id, settings.model_revision, False),
-        )
+        pipe = load_pipeline(device=settings.device, dtype=settings.dtype, resolved=resolved)
         configure_pipeline(
             pipe,
             channels_last=settings.channels_last,
@@ -84,6 +88,8 @@ class SDTurboModel:
             safety_checker=ImageSafetyChecker.load(safety, pipe.device, pipe.unet.dtype) if safety else None,
         )
         self.metrics = ModelMetrics(emf=EmfWriter.from_settings(settings))
+        # A call running twice as long as any request may wait serves nobody: the device is stuck.
+        self.health = PipelineHealth(stall_after_s=2 * settings.request_timeout_s)
         self._held = 0  # requests in this replica: waiting for a batch, in one, or encoding
         # 2. Batch formation follows the device (serve_app/device_loop.py): Ray's batcher hands
         #    requests over, the loop runs whatever waits when the device frees up. The
@@ -106,7 +112,7 @@ class SDTurboModel:
         log_event(
             logger,
             "model_ready",
-            model=model_id,
+            **resolved.log_fields(),
             device=str(pipe.device),
             dtype=str(pipe.unet.dtype),
             load_ms=round((time.perf_counter() - started) * 1000.0 - warmup_ms, 1),
@@ -166,10 +172,20 @@ class SDTurboModel:
         """One device-loop call, on its worker thread."""
         from serve_app.model import GenerationOutOfMemory
 
+        self.health.call_started()
         try:
-            return self.generator.generate(specs, should_stop)
+            images = self.generator.generate(specs, should_stop)
         except GenerationOutOfMemory as exc:
+            self.health.call_ended()  # this request's size, not the device, is the problem
             raise InsufficientMemory(str(exc)) from None
+        except PipelineCallCancelled:
+            self.health.call_ended()  # its callers gave up: it stopped early, as asked
+            raise
+        except Exception as exc:
+            self.health.call_failed(exc)
+            raise
+        self.health.call_succeeded()
+        return images
 
     def _call_ended(self, record: CallRecord) -> None:
         self.metrics.pipeline_call(record)
@@ -202,26 +218,22 @@ class SDTurboModel:
 
     def check_health(self) -> None:
         # Ray calls this periodically; raising marks the replica unhealthy and replaces it.
-        if self.generator is None:
-            raise RuntimeError("pipeline not loaded")
+        self.health.check()
 
 
 @serve.deployment(name=INGRESS_DEPLOYMENT)
 @serve.ingress()
 class Ingress:
-    def __init__(self, model, settings: Settings, local_dir: str, model_info: dict):
-        from serve_app.model import PromptTokenCounter
-        from serve_app.serving import ImageService
-
+    def __init__(self, model, settings: Settings, resolved: ResolvedModel):
         configure_logging(settings.log_level)
         self.settings = settings
         self.model = model
-        self.model_info = ModelInfo(**model_info)
+        self.model_info = ModelInfo(
+            id=resolved.model_id, revision=resolved.revision, random_weights=resolved.is_random
+        )
         self.metrics = IngressMetrics(emf=EmfWriter.from_settings(settings))
         store = None
         if settings.s3_output_bucket:
-            from serve_app.storage import S3ImageStore
-
             store = S3ImageStore(
                 settings.s3_output_bucket,
                 settings.s3_output_prefix,
@@ -231,7 +243,7 @@ class Ingress:
         self.service = ImageService(
             settings,
             self.model_info,
-            PromptTokenCounter(local_dir),
+            PromptTokenCounter(resolved.local_dir),
             self._call_model,
             store=store,
             metrics=self.metrics,
@@ -256,8 +268,6 @@ class Ingress:
             pass
 
     def __serve_build_asgi_app__(self):
-        from serve_app.http import create_http_app
-
         return create_http_app(
             lambda: self.service,
             self._is_ready,
@@ -274,6 +284,15 @@ class Ingress:
             raise NotReady("the server is shutting down; retry on another instance", retry_after_s=1)
         if self.rate_limiter is not None:
             self.rate_limiter.acquire(request.client.host if request.client else "-")
+
+    async def process_stats(self) -> dict:
+        """This replica's process: what it has loaded and what it costs (operators and tests)."""
+        return {
+            "pid": os.getpid(),
+            "rss_bytes": _rss_bytes(),
+            "torch_loaded": "torch" in sys.modules,
+            "diffusers_loaded": "diffusers" in sys.modules,
+        }
 
     async def drain(self) -> int:
         """Stop taking new work (/ping turns 503); returns the requests still in flight."""
@@ -347,3 +366,12 @@ class Ingress:
             raise ModelUnavailable(
                 "the model replica holding this request stopped; it was not completed", retry_after_s=2
             ) from None
+
+
+def _rss_bytes() -> int:
+    """Resident set size of this process (Linux), 0 where /proc is not available."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
