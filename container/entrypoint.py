@@ -152,6 +152,12 @@ def serve_forever() -> int:
     started = time.monotonic()  # the start-up deadline counts from here, as SageMaker's does
     os.environ.update(sagemaker_environment(os.environ))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # The replicas' CloudWatch EMF lines must reach this process's stdout whole (no Ray prefix)
+    # and every one of them (no cross-replica dedup); Ray reads these when it is imported.
+    from serve_app.emf import RAY_LOG_FORWARDING_ENV
+
+    for name, value in RAY_LOG_FORWARDING_ENV.items():
+        os.environ.setdefault(name, value)
 
     from serve_app.settings import Settings
 

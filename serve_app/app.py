@@ -53,7 +53,7 @@ def build_app_from_settings(settings: Settings, resources: ClusterResources | No
 
     Raises DoesNotFit (before any model is fetched) when the replicas cannot fit.
     """
-    from serve_app.model import resolve_model, select_device, select_dtype
+    from serve_app.model import resolve_model, resolve_safety_checker, select_device, select_dtype
 
     configure_logging(settings.log_level)
     # 1. Size both deployments to the cluster, or refuse now with what was asked and what exists.
@@ -63,19 +63,28 @@ def build_app_from_settings(settings: Settings, resources: ClusterResources | No
     device = select_device(settings.device)
     half = select_dtype(settings.dtype, device).itemsize == 2
     resolved = resolve_model(settings.model, settings.model_revision, settings.cache_dir, half)
+    # The image safety checker is fetched or built here too, once, and fails start-up the same way.
+    safety = resolve_safety_checker(
+        settings.safety_checker,
+        settings.safety_checker_revision,
+        settings.cache_dir,
+        resolved.local_dir,
+        settings.fault_injection_unsafe_seeds,
+    )
     options = model_deployment_options(settings, sizes)
     log_event(
         logger,
         "app_built",
         **resolved.log_fields(),
         local_dir=resolved.local_dir,
+        safety_checker=safety.source if safety else None,
         cluster={"cpus": resources.cpus, "gpus": resources.gpus},
         deployment=options,
         ingress_cpus=sizes.ingress_cpus,
     )
     # 3. Wire ingress to model. One object crosses the Ray seam: both replicas get the model as
-    #    it was resolved here.
-    model = SDTurboModel.options(**options).bind(settings, resolved)
+    #    it was resolved here (and the safety checker, for the model replica).
+    model = SDTurboModel.options(**options).bind(settings, resolved, safety)
     return Ingress.options(
         num_replicas=sizes.ingress_replicas,
         # The ingress only parses, validates and awaits: it holds many requests cheaply.

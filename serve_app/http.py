@@ -55,7 +55,9 @@ _ERROR_DOCS = {
     "limit (SageMaker: 6 MB) with no S3 bucket to route it to.",
     415: "Content-Type is not application/json.",
     422: "A field is missing, out of range or unknown, the prompt is too long or blocked by the "
-    "content policy, or S3 delivery is not configured; `error.field` names the field.",
+    "content policy, or S3 delivery is not configured; `error.field` names the field. "
+    "`error.type` `image_blocked`: the image safety checker flagged the generated image, which is "
+    "not returned (another prompt or seed may pass).",
     500: "An unexpected server error (a bug); the body's request_id finds it in the logs.",
     429: "This client exceeded its rate limit; see Retry-After.",
     503: "Not ready, overloaded (bounded queue full) or the model replica failed; see Retry-After.",

@@ -1,7 +1,8 @@
-"""Prometheus metrics of the service, through Ray Serve's metrics API.
+"""Prometheus metrics of the service, through Ray Serve's metrics API, and the same events as
+CloudWatch EMF records (``serve_app.emf``) when the service knows its SageMaker endpoint.
 
-Ray exports them with its own (request counts, latencies, replica health) on each node's
-metrics port (the container entrypoint fixes it at SDTURBO_METRICS_PORT, default 9090).
+Ray exports the Prometheus metrics with its own (request counts, latencies, replica health) on
+each node's metrics port (the container entrypoint fixes it at SDTURBO_METRICS_PORT, default 9090).
 Only the Ray layer (``serve_app.replicas``) imports this module.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 from ray.serve.metrics import Counter, Gauge, Histogram
 
 from serve_app.device_loop import CallRecord
+from serve_app.emf import EmfWriter
 
 _MS_BOUNDARIES = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000]
 # Finer at the low end: an idle replica's batching delay is meant to be about 0.
@@ -20,7 +22,8 @@ _DELAY_BOUNDARIES = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
 
 
 class IngressMetrics:
-    def __init__(self) -> None:
+    def __init__(self, emf: EmfWriter | None = None) -> None:
+        self.emf = emf
         self.cache_hits = Counter("sdturbo_cache_hits", description="Requests answered from the image cache.")
         self.cache_misses = Counter("sdturbo_cache_misses", description="Requests that needed the model.")
         self.rejections = Counter(
@@ -31,16 +34,23 @@ class IngressMetrics:
 
     def cache_hit(self) -> None:
         self.cache_hits.inc()
+        if self.emf:
+            self.emf.emit({"CacheHits": 1})
 
     def cache_miss(self) -> None:
         self.cache_misses.inc()
+        if self.emf:
+            self.emf.emit({"CacheMisses": 1})
 
     def rejected(self, error_type: str) -> None:
         self.rejections.inc(tags={"error_type": error_type})
+        if self.emf:
+            self.emf.emit({"Rejections": 1}, error_type=error_type)
 
 
 class ModelMetrics:
-    def __init__(self) -> None:
+    def __init__(self, emf: EmfWriter | None = None) -> None:
+        self.emf = emf
         # One observation per real pipeline call (a batch split after an out-of-memory error
         # counts as its parts): the batch-size distribution the device actually ran.
         self.batch_size = Histogram(
@@ -74,6 +84,9 @@ class ModelMetrics:
         self.gpu_memory_bytes = Gauge("sdturbo_gpu_memory_allocated_bytes", description="torch.cuda.memory_allocated.")
         self.gpu_memory_peak_bytes = Gauge("sdturbo_gpu_memory_peak_bytes", description="torch.cuda.max_memory_allocated.")
         self.gpu_utilization = Gauge("sdturbo_gpu_utilization_percent", description="GPU utilisation (NVML).")
+        self.safety_refusals = Counter(
+            "sdturbo_safety_refusals", description="Images withheld because the image safety checker flagged them."
+        )
         # The same figures as plain counts, for the replica's stats() (tests and operators).
         self.tally: dict[str, Any] = {
             "batch_sizes": collections.Counter(),
@@ -95,6 +108,8 @@ class ModelMetrics:
                 self.batch_size.observe(image.batch_size)
                 self.inference_ms.observe(image.inference_ms)
                 self.tally["batch_sizes"][image.batch_size] += 1
+                if self.emf:
+                    self.emf.emit({"BatchSize": image.batch_size})
 
     def abandoned(self, stage: str, count: int) -> None:
         self.abandoned_requests.inc(count, tags={"stage": stage})
@@ -106,3 +121,15 @@ class ModelMetrics:
 
     def snapshot(self) -> dict[str, Any]:
         return {name: (list(value) if isinstance(value, collections.deque) else dict(value)) for name, value in self.tally.items()}
+
+    def image_done(self, queue_ms: float, inference_ms: float, encode_ms: float) -> None:
+        """One request's image generated and encoded."""
+        self.queue_ms.observe(queue_ms)
+        self.encode_ms.observe(encode_ms)
+        if self.emf:
+            self.emf.emit({"QueueMs": queue_ms, "InferenceMs": inference_ms, "EncodeMs": encode_ms, "Images": 1})
+
+    def safety_refused(self) -> None:
+        self.safety_refusals.inc()
+        if self.emf:
+            self.emf.emit({"SafetyRefusals": 1})

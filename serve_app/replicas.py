@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
@@ -25,8 +26,9 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 
 from serve_app.batching import GenerationResult, GenerationSpec
 from serve_app.device_loop import CallRecord, DeviceLoop, DeviceRequest, PipelineCallCancelled
+from serve_app.emf import EmfWriter
 from serve_app.encoding import encode_image
-from serve_app.errors import InsufficientMemory, ModelUnavailable, NotReady, Overloaded, ServiceError
+from serve_app.errors import ImageBlocked, InsufficientMemory, ModelUnavailable, NotReady, Overloaded, ServiceError
 from serve_app.guardrails import RateLimiter
 from serve_app.health import PipelineHealth
 from serve_app.http import create_http_app
@@ -41,6 +43,9 @@ from serve_app.settings import Settings
 from serve_app.startup import StartupWatch
 from serve_app.storage import S3ImageStore
 
+if TYPE_CHECKING:  # the safety module imports torch: only the model replica loads it, at run time
+    from serve_app.model.safety import ResolvedSafetyChecker
+
 logger = logging.getLogger("sd_turbo.replicas")
 
 MODEL_DEPLOYMENT = "SDTurboModel"
@@ -53,14 +58,14 @@ OVERLOAD_RETRY_AFTER_S = 1
 
 @serve.deployment(name=MODEL_DEPLOYMENT)
 class SDTurboModel:
-    async def __init__(self, settings: Settings, resolved: ResolvedModel):
+    async def __init__(self, settings: Settings, resolved: ResolvedModel, safety: ResolvedSafetyChecker | None = None):
         # Load in a worker thread: a synchronous constructor blocks the replica's user-code
         # event loop, so Serve could not stop a replica that is still loading (Ctrl+C on
         # `serve run`, a start-up deadline) before its 20 s grace period ran out (issue 16).
-        await asyncio.to_thread(self._load, settings, resolved)
+        await asyncio.to_thread(self._load, settings, resolved, safety)
 
-    def _load(self, settings: Settings, resolved: ResolvedModel) -> None:
-        from serve_app.model import SDTurboGenerator, configure_pipeline, load_pipeline
+    def _load(self, settings: Settings, resolved: ResolvedModel, safety: ResolvedSafetyChecker | None) -> None:
+        from serve_app.model import ImageSafetyChecker, SDTurboGenerator, configure_pipeline, load_pipeline
 
         configure_logging(settings.log_level)
         self.settings = settings
@@ -80,8 +85,10 @@ class SDTurboModel:
             pipe,
             max_group_size=settings.max_batch_size,
             simulate_oom_above=settings.fault_injection_oom_above,
+            # The image safety checker (a ResolvedSafetyChecker, or None when off), beside the pipeline.
+            safety_checker=ImageSafetyChecker.load(safety, pipe.device, pipe.unet.dtype) if safety else None,
         )
-        self.metrics = ModelMetrics()
+        self.metrics = ModelMetrics(emf=EmfWriter.from_settings(settings))
         # A call running twice as long as any request may wait serves nobody: the device is stuck.
         self.health = PipelineHealth(stall_after_s=2 * settings.request_timeout_s)
         self._held = 0  # requests in this replica: waiting for a batch, in one, or encoding
@@ -131,6 +138,9 @@ class SDTurboModel:
                 request.future.cancel()
                 raise
             self.metrics.batching_delay(max(0.0, (generated.started_at - arrived_at) * 1000.0))
+            if generated.flagged:  # withheld: this request fails, the rest of its batch does not
+                self.metrics.safety_refused()
+                raise ImageBlocked()
             loop = asyncio.get_running_loop()
             encode_started = time.perf_counter()
             data = await loop.run_in_executor(
@@ -148,8 +158,7 @@ class SDTurboModel:
             inference_ms=generated.inference_ms,
             encode_ms=(time.perf_counter() - encode_started) * 1000.0,
         )
-        self.metrics.queue_ms.observe(result.queue_ms)
-        self.metrics.encode_ms.observe(result.encode_ms)
+        self.metrics.image_done(result.queue_ms, result.inference_ms, result.encode_ms)
         return result
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
@@ -223,7 +232,7 @@ class Ingress:
         self.model_info = ModelInfo(
             id=resolved.model_id, revision=resolved.revision, random_weights=resolved.is_random
         )
-        self.metrics = IngressMetrics()
+        self.metrics = IngressMetrics(emf=EmfWriter.from_settings(settings))
         store = None
         if settings.s3_output_bucket:
             store = S3ImageStore(

@@ -147,6 +147,37 @@ class Settings(BaseSettings):
     rate_limit_burst: int = _setting(
         0, "Burst allowance of the rate limiter; 0 means rate_limit_per_minute.", ge=0
     )
+    # --- Image safety checker and CloudWatch metrics (serve_app/model/safety.py, serve_app/emf.py)
+    safety_checker: str = _setting(
+        "",
+        "Image safety checker run on every image: '' (off), a Hub id (e.g. "
+        "CompVis/stable-diffusion-safety-checker), a local checker directory, 'model' (the model "
+        "directory's safety_checker/ and feature_extractor/), or 'random' (offline preset: the "
+        "published architecture with random weights, flags nothing; tests). Flagged images get 422.",
+    )
+    safety_checker_revision: str = _setting(
+        "",
+        "Hub revision (commit sha) of `safety_checker`; empty: the pinned commit for "
+        "CompVis/stable-diffusion-safety-checker, required for any other Hub id.",
+    )
+    fault_injection_unsafe_seeds: str = _setting(
+        "",
+        "TESTING ONLY: comma-separated seeds whose images the safety checker reports as unsafe "
+        "(the checker still runs; needs safety_checker). Empty: off.",
+        pattern=r"^[0-9,\s]*$",
+    )
+    endpoint_name: str = _setting(
+        "",
+        "SageMaker endpoint name: the EndpointName dimension of the CloudWatch EMF metric lines "
+        "written to stdout (Terraform sets it). Empty: no EMF lines.",
+        max_length=255,
+    )
+    variant_name: str = _setting(
+        "AllTraffic",
+        "SageMaker production variant: the VariantName dimension of the EMF metric lines.",
+        min_length=1,
+        max_length=255,
+    )
     # --- S3 outputs ---------------------------------------------------------------------------
     s3_output_bucket: str = _setting("", "Bucket for `delivery: s3` and for oversized responses.")
     s3_output_prefix: str = _setting("outputs/", "Key prefix of images written to S3.")

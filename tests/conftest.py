@@ -59,3 +59,11 @@ def running_serve_app(overrides: dict, cache_dir: str, metrics_port: int | None 
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def safety_preset_dir(cache_dir) -> Path:
+    """The `random` safety-checker preset: the published CLIP ViT-L/14 architecture, random weights."""
+    from serve_app.model.safety import ensure_safety_preset
+
+    return ensure_safety_preset(cache_dir)

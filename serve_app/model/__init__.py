@@ -26,21 +26,31 @@ _EXPORTS = {
     "ensure_preset": "presets",
     "ResolvedModel": "resolved",
     "PromptTokenCounter": "tokens",
+    "ImageSafetyChecker": "safety",
+    "ResolvedSafetyChecker": "safety",
+    "SafetyCheckerLoadError": "safety",
+    "parse_seed_list": "safety",
+    "resolve_safety_checker": "safety",
 }
 
 __all__ = [
     "GeneratedImage",
     "GenerationOutOfMemory",
+    "ImageSafetyChecker",
     "ModelLoadError",
     "PRESETS",
     "PromptTokenCounter",
     "ResolvedModel",
+    "ResolvedSafetyChecker",
     "SDTurboGenerator",
+    "SafetyCheckerLoadError",
     "build_pipeline",
     "configure_pipeline",
     "ensure_preset",
     "load_pipeline",
+    "parse_seed_list",
     "resolve_model",
+    "resolve_safety_checker",
     "select_device",
     "select_dtype",
 ]
@@ -57,6 +67,13 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     )
     from serve_app.model.presets import PRESETS, build_pipeline, ensure_preset
     from serve_app.model.resolved import ResolvedModel
+    from serve_app.model.safety import (
+        ImageSafetyChecker,
+        ResolvedSafetyChecker,
+        SafetyCheckerLoadError,
+        parse_seed_list,
+        resolve_safety_checker,
+    )
     from serve_app.model.tokens import PromptTokenCounter
 
 

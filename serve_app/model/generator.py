@@ -13,6 +13,7 @@ from PIL import Image
 
 from serve_app.batching import GenerationSpec, group_compatible
 from serve_app.device_loop import PipelineCallCancelled
+from serve_app.model.safety import ImageSafetyChecker
 
 logger = logging.getLogger(__name__)
 
@@ -23,19 +24,25 @@ class GenerationOutOfMemory(RuntimeError):
 
 @dataclass
 class GeneratedImage:
-    image: Image.Image
+    image: Image.Image | None  # None when the safety checker flagged it: never returned
     batch_size: int  # images in the pipeline call that made this one
     inference_ms: float
     started_at: float  # wall-clock time the pipeline call started (time.time())
+    flagged: bool = False  # the image safety checker flagged it (serve_app/model/safety.py)
 
 
 class SDTurboGenerator:
     """Runs the pipeline for coalesced requests; owns no queue and no Ray state."""
 
     def __init__(
-        self, pipe: StableDiffusionPipeline, max_group_size: int | None = None, simulate_oom_above: int = 0
+        self,
+        pipe: StableDiffusionPipeline,
+        max_group_size: int | None = None,
+        simulate_oom_above: int = 0,
+        safety_checker: ImageSafetyChecker | None = None,
     ):
         self.pipe = pipe
+        self.safety_checker = safety_checker
         self.device = pipe.device
         self.max_group_size = max_group_size
         # Testing only: lets the real service exercise its out-of-memory path without a GPU.
@@ -104,13 +111,19 @@ class SDTurboGenerator:
                 output_type="pt",
                 callback_on_step_end=_stop_when(should_stop, first.num_inference_steps) if should_stop else None,
             )
-            # 3. Quantise to uint8 on the device and copy once: a quarter of the bytes of the
+            # 3. The image safety checker (when configured) screens the batch on the device and
+            #    blacks out what it flags, so flagged pixels never reach the host.
+            flagged = self.safety_checker.screen(output.images, [s.seed for s in specs]) if self.safety_checker else None
+            # 4. Quantise to uint8 on the device and copy once: a quarter of the bytes of the
             #    float32 copy diffusers' PIL path makes, and no float maths on the CPU (measured on
             #    an H100: 66 ms -> 1 ms for 16 images at 512x512). This copy is the only sync.
             pixels = (output.images * 255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            flags = flagged.tolist() if flagged is not None else [False] * len(specs)
         elapsed_ms = (time.perf_counter() - started) * 1000.0
-        images = [Image.fromarray(array) for array in pixels]
-        return [GeneratedImage(image, len(specs), elapsed_ms, started_at) for image in images]
+        return [
+            GeneratedImage(None if flag else Image.fromarray(array), len(specs), elapsed_ms, started_at, flag)
+            for array, flag in zip(pixels, flags, strict=True)
+        ]
 
     def device_stats(self) -> dict[str, float]:
         """GPU memory (and utilisation where NVML is available); empty on CPU."""

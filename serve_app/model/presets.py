@@ -22,6 +22,7 @@ import gzip
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -187,23 +188,30 @@ def build_pipeline(name: str, seed: int = 0) -> StableDiffusionPipeline:
 
 
 def ensure_preset(name: str, cache_dir: str | os.PathLike) -> Path:
-    """Return the directory of a built preset, building it first if needed.
+    """Return the directory of a built preset, building it first if needed."""
+    target = Path(cache_dir) / "presets" / f"{name}-v{PRESET_FORMAT_VERSION}"
+    return build_once(
+        target, "model_index.json", lambda staging: build_pipeline(name).save_pretrained(str(staging), safe_serialization=True)
+    )
+
+
+def build_once(target: Path, marker: str, write: Callable[[Path], None]) -> Path:
+    """Return ``target``, first running ``write(directory)`` unless ``target/marker`` exists.
 
     Built into a temporary sibling and renamed into place, so a crash mid-build never leaves
     a half-written directory that would later load as a broken model.
     """
-    target = Path(cache_dir) / "presets" / f"{name}-v{PRESET_FORMAT_VERSION}"
-    if (target / "model_index.json").is_file():
+    if (target / marker).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        build_pipeline(name).save_pretrained(str(staging), safe_serialization=True)
+        write(staging)
         try:
             staging.rename(target)
         except OSError:
             # Another process finished the same build first; theirs is as good as ours.
-            if not (target / "model_index.json").is_file():
+            if not (target / marker).is_file():
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)

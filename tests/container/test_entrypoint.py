@@ -22,7 +22,8 @@ ENTRYPOINT = REPO / "container" / "entrypoint.py"
 pytestmark = [pytest.mark.integration]
 
 
-def start(env_overrides: dict, tmp_path: Path) -> subprocess.Popen:
+def start(env_overrides: dict, tmp_path: Path, stdout_file: str | None = None) -> subprocess.Popen:
+    """The entrypoint with stderr (and stdout, unless ``stdout_file`` names its own file) in the log."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SDTURBO_")}
     env.update(
         {
@@ -38,8 +39,9 @@ def start(env_overrides: dict, tmp_path: Path) -> subprocess.Popen:
     )
     env.update(env_overrides)
     log = open(tmp_path / "entrypoint.log", "w")
+    stdout = open(tmp_path / stdout_file, "w") if stdout_file else log
     return subprocess.Popen(
-        [sys.executable, str(ENTRYPOINT), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
+        [sys.executable, str(ENTRYPOINT), "serve"], env=env, stdout=stdout, stderr=log, cwd=tmp_path
     )
 
 

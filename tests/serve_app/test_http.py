@@ -189,3 +189,25 @@ def test_an_unknown_declared_length_is_read_only_up_to_the_limit(client, state):
     response = client.post("/predict", content=chunks(), headers={"Content-Type": "application/json"})
     assert response.status_code == 413 and "exceeds the limit of 2048" in response.json()["error"]["message"]
     assert state["calls"] == []
+
+
+def test_a_flagged_image_is_a_documented_422_audited_without_prompt_or_image(caplog):
+    import logging
+
+    from serve_app.errors import ImageBlocked
+
+    async def flagging_model(spec, fmt, quality, submitted_at):
+        raise ImageBlocked()
+
+    rejected = []
+    client = make_http_client(make_service(flagging_model), on_rejected=rejected.append)
+    with caplog.at_level(logging.INFO, logger="sd_turbo.audit"):
+        response = client.post("/predict", json={"prompt": "a secret prompt", "seed": 3})
+    assert response.status_code == 422
+    assert response.json()["error"]["type"] == "image_blocked" and "safety checker" in response.json()["error"]["message"]
+    assert rejected == ["image_blocked"]
+    (record,) = [r.fields for r in caplog.records if r.name == "sd_turbo.audit"]
+    assert record["decision"] == "rejected" and record["error_type"] == "image_blocked"
+    assert "secret" not in caplog.text and "image" not in record
+    described = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["responses"]["422"]["description"]
+    assert "image_blocked" in described

@@ -17,7 +17,7 @@
 # It needs traffic: an idle period shows no point (and, having no images, no cost per image).
 #
 # Cost per 1,000 images = price x instances x hours in the period / images x 1,000, where
-# images is the app's EMF `Images` (images actually returned) rather than successful
+# images is the app's EMF `Images` (images the model generated and encoded; cache hits and safety-refused images are not counted) rather than successful
 # invocations: an async invocation is counted when it is queued, before any image exists (and
 # stays counted if it later fails), while Images means the same on real-time and async
 # endpoints. If the image emits no EMF, the cost line stays empty rather than wrong.
