@@ -51,16 +51,23 @@ def build_app(args: Mapping[str, Any] | None = None) -> Application:
 
 
 def build_app_from_settings(settings: Settings) -> Application:
-    from serve_app.model import cuda_device_count, resolve_model, select_device, select_dtype
+    from serve_app.model import cuda_device_count, resolve_model, resolve_tiny_decoder, select_device, select_dtype
 
     configure_logging(settings.log_level)
     device = select_device(settings.device)
     half = select_dtype(settings.dtype, device).itemsize == 2
     resolved = resolve_model(settings.model, settings.model_revision, settings.cache_dir, half)
     model_info = {"id": resolved.model_id, "revision": resolved.revision}
+    # TAESD, when loaded, is fetched (or found) here too, once, with the same fail-fast rules.
+    tiny = None
+    if "tiny" in settings.loaded_decoders:
+        tiny = resolve_tiny_decoder(
+            settings.tiny_decoder, settings.tiny_decoder_revision, resolved.local_dir, settings.cache_dir
+        )
+        model_info["tiny_decoder"] = {"id": tiny.source_id, "revision": tiny.revision}
     options = model_deployment_options(settings, cuda_device_count())
     log_event(logger, "app_built", model=model_info, local_dir=resolved.local_dir, deployment=options)
-    model = SDTurboModel.options(**options).bind(settings, resolved.local_dir, resolved.model_id)
+    model = SDTurboModel.options(**options).bind(settings, resolved.local_dir, resolved.model_id, tiny)
     return Ingress.options(
         num_replicas=settings.ingress_replicas,
         # The ingress only parses, validates and awaits: it holds many requests cheaply.

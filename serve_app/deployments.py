@@ -38,8 +38,8 @@ OVERLOAD_RETRY_AFTER_S = 1
 
 @serve.deployment(name=MODEL_DEPLOYMENT)
 class SDTurboModel:
-    def __init__(self, settings: Settings, local_dir: str, model_id: str):
-        from serve_app.model import SDTurboGenerator, configure_pipeline, load_pipeline
+    def __init__(self, settings: Settings, local_dir: str, model_id: str, tiny_decoder=None):
+        from serve_app.model import SDTurboGenerator, configure_pipeline, decoders_for_settings, load_pipeline
         from serve_app.model.loading import ResolvedModel
 
         configure_logging(settings.log_level)
@@ -59,10 +59,14 @@ class SDTurboModel:
             vae_slicing=settings.vae_slicing,
             vae_tiling=settings.vae_tiling,
         )
+        # VAE decoders: the full VAE and/or TAESD (``tiny_decoder``: a ResolvedDecoder), compiled
+        # here when compile_decoder says so, never in the request path.
+        decoders = decoders_for_settings(pipe, settings, tiny_decoder)
         self.generator = SDTurboGenerator(
             pipe,
             max_group_size=settings.max_batch_size,
             simulate_oom_above=settings.fault_injection_oom_above,
+            decoders=decoders,
         )
         self.metrics = ModelMetrics()
         self._held = 0  # requests in this replica: waiting for a batch, in one, or encoding
@@ -82,6 +86,8 @@ class SDTurboModel:
             model=model_id,
             device=str(pipe.device),
             dtype=str(pipe.unet.dtype),
+            decoders=list(decoders.names),
+            decoder_compile_s={name: round(r.seconds, 1) for name, r in decoders.compile_reports.items()},
             load_ms=round((time.perf_counter() - started) * 1000.0 - warmup_ms, 1),
             warmup_ms=round(warmup_ms, 1),
         )
@@ -110,6 +116,7 @@ class SDTurboModel:
             queue_ms=max(0.0, (generated.started_at - submitted_at) * 1000.0),
             inference_ms=generated.inference_ms,
             encode_ms=(time.perf_counter() - encode_started) * 1000.0,
+            decoder=generated.decoder,
         )
         self.metrics.queue_ms.observe(result.queue_ms)
         self.metrics.encode_ms.observe(result.encode_ms)

@@ -224,6 +224,7 @@ def create_http_app(
                 "X-Cached": str(meta.cached).lower(),
                 "X-Model-Id": meta.model.id,
                 "X-Model-Revision": meta.model.revision or "",
+                "X-Decoder": meta.decoder,
                 "X-Timings-Ms": json.dumps(meta.timings_ms.model_dump(), separators=(",", ":")),
             },
         )

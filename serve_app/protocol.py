@@ -20,6 +20,7 @@ MAX_GUIDANCE_SCALE = 10.0
 MAX_PROMPT_CHARS = 2000
 
 OutputFormat = Literal["jpeg", "png", "webp"]
+DecoderName = Literal["full", "tiny"]
 IMAGE_MEDIA_TYPES: dict[str, str] = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 
 
@@ -75,6 +76,13 @@ class GenerateRequest(BaseModel):
         "S3 bucket; the response carries a presigned URL instead.",
     )
 
+    decoder: DecoderName | None = Field(
+        default=None,
+        description="Which VAE decoder turns the latents into the image: 'full' (the model's VAE, "
+        "best detail) or 'tiny' (TAESD: much faster, slightly softer). Absent: the server's default "
+        "(full when loaded). A decoder the server has not loaded is a 422.",
+    )
+
     @field_validator("prompt")
     @classmethod
     def _prompt_has_text(cls, value: str) -> str:
@@ -88,9 +96,15 @@ class GenerateRequest(BaseModel):
         return None if value is None else _check_text(value)
 
 
+class DecoderSource(BaseModel):
+    id: str = Field(description="Where TAESD came from: Hub id, path, model:<folder> or preset:taesd-random.")
+    revision: str | None
+
+
 class ModelInfo(BaseModel):
     id: str
     revision: str | None
+    tiny_decoder: DecoderSource | None = Field(default=None, description="The tiny decoder, when loaded.")
 
 
 class Timings(BaseModel):
@@ -111,6 +125,7 @@ class GenerateResponse(BaseModel):
     num_inference_steps: int
     guidance_scale: float
     model: ModelInfo
+    decoder: DecoderName = Field(description="The VAE decoder that made this image.")
     batch_size: int = Field(description="How many images the pipeline call that made this one held.")
     cached: bool
     timings_ms: Timings

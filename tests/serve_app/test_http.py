@@ -37,7 +37,7 @@ def test_generate_returns_json_with_base64_image(client, route):
     body = response.json()
     assert Image.open(io.BytesIO(base64.b64decode(body["image"]))).format == "JPEG"
     assert body["seed"] == 3 and body["batch_size"] == 2 and body["request_id"] == "r-1"
-    assert body["model"] == {"id": "preset:tiny", "revision": None}
+    assert body["model"] == {"id": "preset:tiny", "revision": None, "tiny_decoder": None}
     assert set(body["timings_ms"]) == {"queue", "inference", "encode", "total"}
 
 
