@@ -127,13 +127,21 @@ def _checked_tiny_dir(path: Path, source: str) -> str:
 def load_tiny_decoder(resolved: ResolvedDecoder, device: torch.device | str, dtype: torch.dtype) -> AutoencoderTiny:
     """Load TAESD through ``from_pretrained`` from a resolved local directory."""
     try:
-        decoder = AutoencoderTiny.from_pretrained(resolved.local_dir, dtype=dtype, local_files_only=True)
+        decoder, info = AutoencoderTiny.from_pretrained(
+            resolved.local_dir, dtype=dtype, local_files_only=True, output_loading_info=True
+        )
+        # diffusers only warns about weights missing from the checkpoint (and leaves them random
+        # or empty): here that is an error, never a decoder that is partly random.
+        problems = {kind: info.get(kind) for kind in ("missing_keys", "mismatched_keys") if info.get(kind)}
+        if problems:
+            raise ValueError(f"the checkpoint does not match TAESD's architecture: {problems}")
+        decoder = decoder.to(device).eval()
     except Exception as exc:  # noqa: BLE001
         raise ModelLoadError(
             f"Found the tiny decoder {resolved.source_id!r} at {resolved.local_dir} but could not load it "
-            f"as an AutoencoderTiny: {type(exc).__name__}: {exc}"
+            f"as an AutoencoderTiny: {type(exc).__name__}: {str(exc)[:500]}"
         ) from exc
-    return decoder.to(device).eval()
+    return decoder
 
 
 # --- Decoding ---------------------------------------------------------------------------------
@@ -175,6 +183,7 @@ class CompiledDecoder:
         buckets: Sequence[int],
         sizes: Sequence[tuple[int, int]],
         latent_scale: int,
+        backend: str = "inductor",
     ):
         self.name = eager.name
         self.eager = eager
@@ -184,8 +193,10 @@ class CompiledDecoder:
         self.latent_scale = latent_scale
         # Latent (height, width) of each compiled image size.
         self.latent_shapes = {(height // latent_scale, width // latent_scale) for width, height in self.sizes}
-        self._compiled = torch.compile(eager.pixels, mode=None if mode == "default" else mode, dynamic=False)
-        self._cudagraphs = mode in _CUDAGRAPH_MODES
+        # ``backend`` other than inductor (tests: "eager") takes no mode.
+        compile_mode = None if mode == "default" or backend != "inductor" else mode
+        self._compiled = torch.compile(eager.pixels, mode=compile_mode, dynamic=False, backend=backend)
+        self._cudagraphs = compile_mode in _CUDAGRAPH_MODES
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"decode-{eager.name}")
 
     def compile(self, channels: int, dtype: torch.dtype, device: torch.device) -> CompileReport:

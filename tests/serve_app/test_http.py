@@ -47,6 +47,30 @@ def test_accept_image_returns_raw_bytes_with_metadata_headers(client):
     assert response.headers["content-type"] == "image/png"
     assert response.headers["x-seed"] == "5" and response.headers["x-batch-size"] == "2"
     assert json.loads(response.headers["x-timings-ms"])["inference"] == 2.0
+    assert response.headers["x-decoder"] == "full"
+
+
+def test_the_decoder_field_chooses_the_decoder_and_the_response_says_which(state):
+    model = fixed_image_model(jpeg_bytes(), calls=state["calls"])
+    client = make_http_client(make_service(model, {"decoders": "full,tiny"}))
+    body = client.post("/predict", json={"prompt": "a cat", "decoder": "tiny"}).json()
+    assert body["decoder"] == "tiny" and state["calls"][-1].decoder == "tiny"
+    raw = client.post("/predict", json={"prompt": "a cat", "decoder": "tiny"}, headers={"Accept": "image/jpeg"})
+    assert raw.headers["x-decoder"] == "tiny"
+    assert client.post("/predict", json={"prompt": "a cat"}).json()["decoder"] == "full"
+    unknown = client.post("/predict", json={"prompt": "a cat", "decoder": "fast"})
+    assert unknown.status_code == 422 and unknown.json()["error"]["field"] == "decoder"
+
+
+def test_a_decoder_the_server_has_not_loaded_is_a_clear_422(client, state):
+    response = client.post("/predict", json={"prompt": "a cat", "decoder": "tiny"})
+    assert response.status_code == 422 and not state["calls"]
+    error = response.json()["error"]
+    assert error == {
+        "type": "validation_error",
+        "message": "decoder 'tiny' is not loaded on this server (loaded: full; SDTURBO_DECODERS chooses)",
+        "field": "decoder",
+    }
 
 
 @pytest.mark.parametrize(
