@@ -30,6 +30,14 @@ the device); fp32, the naive baseline, uses diffusers' float32 PIL path.
    Reported: images/s over the measured window, p50/p95/p99 latency, batch-size histogram,
    speed-up against the baseline at each concurrency.
 
+**Decoders** (``--decoders full,full-compiled,tiny``): the batch sweep is repeated per VAE
+decoder through the service's ``SDTurboGenerator`` (for every configuration, fp32 included):
+``full`` (the model's VAE, eager), ``full-compiled`` (``torch.compile`` of the decoder at the
+sweep's batch sizes, ``--decoder-compile-mode``, compile time recorded), ``tiny`` (TAESD from
+``--tiny-decoder``, by default the random-weight ``taesd-random`` preset of its architecture) and
+``tiny-compiled``. Each batch size also gets one profiled call (device synchronised at stage
+boundaries) printed as a profile line: text encoder / UNet / decode / other ms.
+
 With ``torch.compile`` the batcher pads each batch up to the next size in
 ``--compile-buckets`` (duplicated prompts, extra images dropped) so the UNet is compiled
 for a handful of shapes, not every batch size; the padding work is included in the timings.
@@ -110,6 +118,9 @@ class Model:
         self.pipe = None
         self.cfg: Config | None = None
         self.compile_s: float | None = None
+        # Decoder sweeps: the decoder in use ("full", "full-compiled", "tiny", ...) and its set.
+        self.decoder: str | None = None
+        self.decoder_set = None
 
     def apply(self, cfg: Config) -> None:
         import torch
@@ -135,24 +146,73 @@ class Model:
         if cfg.compile and not (cur and cur.compile):
             self.pipe.unet = torch.compile(self.pipe.unet)
         self.cfg = cfg
+        self.decoder, self.decoder_set = None, None
+
+    def use_decoder(self, decoder: str | None, tiny_source: str, tiny_revision: str, compile_mode: str,
+                    batch_sizes: list[int], width: int, height: int) -> float | None:
+        """Decode with ``decoder`` from now on (None: back to the pipeline's own path).
+
+        A ``-compiled`` decoder is compiled here for exactly ``batch_sizes`` at this size;
+        returns the seconds that took (None when nothing was compiled).
+        """
+        import torch
+
+        from serve_app.model import load_tiny_decoder, resolve_tiny_decoder
+        from serve_app.model.decoders import CompiledDecoder, DecoderSet, LatentDecoder
+
+        self.decoder, self.decoder_set = decoder, None
+        if decoder is None:
+            return None
+        name, _, compiled = decoder.partition("-")
+        vae = self.pipe.vae
+        if name == "tiny":
+            resolved = resolve_tiny_decoder(tiny_source, tiny_revision, "/nonexistent", self.cache_dir or "/tmp/sdc")
+            vae = load_tiny_decoder(resolved, self.pipe.device, self.pipe.unet.dtype)
+        gc.collect()
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+        measured: Any = LatentDecoder(name, vae)
+        compile_s = None
+        if compiled:
+            # The replica's own compiled decoder, compiled for exactly the swept batch sizes.
+            measured = CompiledDecoder(measured, compile_mode, batch_sizes, [(width, height)], self.pipe.vae_scale_factor)
+            compile_s = measured.compile(self.pipe.unet.config.out_channels, self.pipe.unet.dtype,
+                                         self.pipe.device).seconds
+        self.decoder_set = DecoderSet({name: measured})
+        return compile_s
 
     def generate(self, prompts: list[str], seeds: list[int], width: int, height: int) -> list:
         import torch
 
-        if self.cfg is not None and self.cfg.dtype != "float32":
-            # Optimised configurations run the service's own generator (per-request generators,
-            # uint8 quantisation on the device, one copy back), exactly as a replica does.
-            from serve_app.batching import GenerationSpec
-            from serve_app.model import SDTurboGenerator
-
-            specs = [GenerationSpec(prompt=p, seed=s, width=width, height=height) for p, s in zip(prompts, seeds)]
-            return [g.image for g in SDTurboGenerator(self.pipe).generate(specs)]
+        if self.decoder is not None or (self.cfg is not None and self.cfg.dtype != "float32"):
+            # Optimised configurations and decoder sweeps run the service's own generator
+            # (per-request generators, decoding and uint8 quantisation on the device, one copy
+            # back), exactly as a replica does.
+            return [g.image for g in self.service_generator().generate(self.specs(prompts, seeds, width, height))]
         # fp32 is the naive baseline: diffusers' own float32 -> PIL post-processing.
         gen_dev = self.device if self.device.startswith("cuda") else "cpu"
         gens = [torch.Generator(device=gen_dev).manual_seed(s) for s in seeds]
         with torch.inference_mode():
             return self.pipe(prompt=prompts, num_inference_steps=1, guidance_scale=0.0, width=width, height=height,
                              generator=gens, output_type="pil").images
+
+    def service_generator(self):
+        from serve_app.model import SDTurboGenerator
+
+        return SDTurboGenerator(self.pipe, decoders=self.decoder_set)
+
+    def specs(self, prompts: list[str], seeds: list[int], width: int, height: int) -> list:
+        from serve_app.batching import GenerationSpec
+
+        decoder = (self.decoder or "full").partition("-")[0]
+        return [GenerationSpec(prompt=p, seed=s, width=width, height=height, decoder=decoder)
+                for p, s in zip(prompts, seeds, strict=True)]
+
+    def profile(self, prompts: list[str], seeds: list[int], width: int, height: int) -> dict[str, float]:
+        """One generate() call through the service's generator, timed per stage (ms)."""
+        from serve_app.model.profiling import profile_stages
+
+        return profile_stages(self.service_generator(), self.specs(prompts, seeds, width, height))
 
     def reset_peak(self) -> None:
         import torch
@@ -177,7 +237,8 @@ def pad_to_bucket(n: int, buckets: list[int]) -> int:
 
 
 def batch_sweep(m: Model, batch_sizes: list[int], iters: int, warmup: int, width: int, height: int,
-                buckets: list[int] | None) -> list[dict[str, Any]]:
+                buckets: list[int] | None, label: str | None = None) -> list[dict[str, Any]]:
+    label = label or m.cfg.name
     rows = []
     rng = random.Random(0)
     for bs in batch_sizes:
@@ -202,7 +263,13 @@ def batch_sweep(m: Model, batch_sizes: list[int], iters: int, warmup: int, width
         rows.append({"batch_size": bs, "iters": iters, "warmup_s": warm_s, "images_s": bs / (mean / 1000),
                      "latency_ms_p50": percentile(lat, 50), "latency_ms_p95": percentile(lat, 95),
                      "peak_mem_mib": m.peak_mib()})
-        print(f"   [{m.cfg.name}] batch {bs:>2}: {rows[-1]['images_s']:7.2f} img/s  p50 {rows[-1]['latency_ms_p50']:8.1f} ms"
+        if m.decoder is not None:
+            # One more call, synchronised per stage: where the time goes at this batch size.
+            rows[-1]["profile_ms"] = prof = m.profile(prompts, list(range(bs)), width, height)
+            print(f"   [{label}] profile batch {bs:>2}: text encoder {prof['text_encoder']:.1f} ms, "
+                  f"UNet {prof['unet']:.1f} ms, decode {prof['decode']:.1f} ms, other {prof['other']:.1f} ms "
+                  f"(total {prof['total']:.1f} ms)", flush=True)
+        print(f"   [{label}] batch {bs:>2}: {rows[-1]['images_s']:7.2f} img/s  p50 {rows[-1]['latency_ms_p50']:8.1f} ms"
               f"  p95 {rows[-1]['latency_ms_p95']:8.1f} ms  peak {rows[-1]['peak_mem_mib'] or 0:8.0f} MiB  (warm-up {warm_s:.1f}s)",
               flush=True)
     return rows
@@ -329,6 +396,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-concurrency", action="store_true", help="batch sweep only")
     p.add_argument("--baseline-json", help="gpu_benchmark.json of an earlier run on the same GPU whose fp32 baseline "
                                             "the speed-ups are computed against (when this run has no fp32 config)")
+    p.add_argument("--decoders", help="batch sweep per decoder through the service's generator: comma list from "
+                                       "full,full-compiled,tiny,tiny-compiled (default: the configurations' own path)")
+    p.add_argument("--tiny-decoder", default="taesd-random",
+                   help="TAESD source for tiny decoders: taesd-random (preset), a directory, or a Hub id")
+    p.add_argument("--tiny-decoder-revision", default="", help="Hub revision of --tiny-decoder (see the settings)")
+    p.add_argument("--decoder-compile-mode", default=None,
+                   help="torch.compile mode of -compiled decoders (default: reduce-overhead on cuda, default on cpu)")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes and counts (CPU tests)")
     p.add_argument("--out", default=f"results/gpu-{time.strftime('%Y%m%d-%H%M%S')}")
     args = p.parse_args(argv)
@@ -363,13 +437,29 @@ def main(argv: list[str] | None = None) -> int:
     series: dict[str, list[LevelSummary]] = {}
     peak_mem: dict[str, dict[str, float | None]] = {}
     best_cfg = configs[-1]
+    decoders = args.decoders.split(",") if args.decoders else []
+    compile_mode = args.decoder_compile_mode or ("reduce-overhead" if on_cuda else "default")
     for cfg in configs:
         print(f"== configuration {cfg.name}", flush=True)
         t = time.time()
         m.apply(cfg)
         result.setdefault("load_s", {})[cfg.name] = time.time() - t
-        result["batch_sweep"][cfg.name] = batch_sweep(m, batch_sizes, args.iters, args.warmup_iters, width, height,
-                                                       buckets if cfg.compile else None)
+        sweep_buckets = buckets if cfg.compile else None
+        for decoder in decoders:
+            label = f"{cfg.name} {decoder}"
+            print(f"== decoder {label}", flush=True)
+            sizes = [bs for bs in batch_sizes if not sweep_buckets or bs in sweep_buckets]
+            compile_s = m.use_decoder(decoder, args.tiny_decoder, args.tiny_decoder_revision, compile_mode, sizes,
+                                      width, height)
+            if compile_s is not None:
+                result.setdefault("decoder_compile_s", {})[label] = compile_s
+                print(f"   [{label}] compiled ({compile_mode}) for batches {sizes} in {compile_s:.1f} s", flush=True)
+            result["batch_sweep"][label] = batch_sweep(m, batch_sizes, args.iters, args.warmup_iters, width, height,
+                                                       sweep_buckets, label)
+        m.use_decoder(None, "", "", "", [], width, height)
+        if not decoders:
+            result["batch_sweep"][cfg.name] = batch_sweep(m, batch_sizes, args.iters, args.warmup_iters, width,
+                                                           height, sweep_buckets)
         if args.skip_concurrency:
             continue
         cb = buckets if cfg.compile else None
@@ -425,6 +515,18 @@ def render_md(r: dict[str, Any], series: dict[str, list[LevelSummary]]) -> str:
             else:
                 lines.append(f"| {cfg} | {row['batch_size']} | {_f(row['images_s'], 2)} | {_f(row['latency_ms_p50'])} | "
                              f"{_f(row['latency_ms_p95'])} | {_f(row['peak_mem_mib'], 0)} |")
+    profiled = [(cfg, row) for cfg, rows in r["batch_sweep"].items() for row in rows if "profile_ms" in row]
+    if profiled:
+        lines += ["", "## Where the time goes (one call per row, device synchronised at each stage, ms)", "",
+                  "| configuration | batch | text encoder | UNet | decode | other | total |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for cfg, row in profiled:
+            prof = row["profile_ms"]
+            lines.append(f"| {cfg} | {row['batch_size']} | " + " | ".join(
+                _f(prof[k]) for k in ("text_encoder", "unet", "decode", "other", "total")) + " |")
+    if r.get("decoder_compile_s"):
+        lines += ["", "Decoder compile time (every swept batch size, at warm-up): " + ", ".join(
+            f"{k} {v:.1f} s" for k, v in r["decoder_compile_s"].items())]
     if series:
         lines += ["", "## Concurrency sweep (in-process micro-batcher, closed-loop clients)", "", report.markdown_table(series)]
         levels = [s.concurrency for s in next(iter(series.values()))]

@@ -112,6 +112,27 @@ def test_gpu_benchmark_cpu_smoke(model_cache, tmp_path):
     assert (out / "gpu_plot.png").exists() and "Batch sweep" in (out / "gpu_benchmark.md").read_text()
 
 
+@pytest.mark.timeout(300)
+def test_gpu_benchmark_decoder_sweep_with_stage_profile(model_cache, tmp_path):
+    out = tmp_path / "dec"
+    r = subprocess.run([sys.executable, "-m", "loadtest.gpu_benchmark", "--model", "tiny", "--device", "cpu",
+                        "--size", "64x64", "--configs", "fp32", "--batch-sizes", "1,2", "--iters", "2",
+                        "--warmup-iters", "1", "--decoders", "full,tiny", "--skip-concurrency",
+                        "--cache-dir", model_cache, "--out", str(out)],
+                       cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=280)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads((out / "gpu_benchmark.json").read_text())
+    assert list(res["batch_sweep"]) == ["fp32 full", "fp32 tiny"] and not res["concurrency_sweep"]
+    for rows in res["batch_sweep"].values():
+        assert [row["batch_size"] for row in rows] == [1, 2]
+        for row in rows:
+            prof = row["profile_ms"]
+            assert all(prof[k] > 0 for k in ("text_encoder", "unet", "decode", "total"))
+            assert math.isclose(sum(prof[k] for k in ("text_encoder", "unet", "decode", "other")), prof["total"])
+    assert "[fp32 tiny] profile batch  2: text encoder" in r.stdout
+    assert "Where the time goes" in (out / "gpu_benchmark.md").read_text()
+
+
 def test_gpu_benchmark_refuses_missing_cuda(tmp_path):
     r = subprocess.run([sys.executable, "-m", "loadtest.gpu_benchmark", "--device", "cuda", "--out", str(tmp_path)],
                        cwd=REPO_ROOT, env=subprocess_env(CUDA_VISIBLE_DEVICES=""), capture_output=True, text=True, timeout=120)
