@@ -121,6 +121,7 @@ class Model:
         # Decoder sweeps: the decoder in use ("full", "full-compiled", "tiny", ...) and its set.
         self.decoder: str | None = None
         self.decoder_set = None
+        self.decoder_cost: dict[str, float] = {}
 
     def apply(self, cfg: Config) -> None:
         import torch
@@ -171,6 +172,10 @@ class Model:
         gc.collect()
         if self.device.startswith("cuda"):
             torch.cuda.empty_cache()
+        from serve_app.model.profiling import decoder_cost
+
+        scale = self.pipe.vae_scale_factor
+        self.decoder_cost = decoder_cost(vae, height // scale, width // scale)
         measured: Any = LatentDecoder(name, vae)
         compile_s = None
         if compiled:
@@ -451,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
             sizes = [bs for bs in batch_sizes if not sweep_buckets or bs in sweep_buckets]
             compile_s = m.use_decoder(decoder, args.tiny_decoder, args.tiny_decoder_revision, compile_mode, sizes,
                                       width, height)
+            cost = result.setdefault("decoder_cost", {})[label] = m.decoder_cost
+            print(f"   [{label}] {cost['decoder_params'] / 1e6:.2f}M decoder parameters, "
+                  f"{cost['gflop_per_image']:.1f} GFLOP per {width}x{height} image", flush=True)
             if compile_s is not None:
                 result.setdefault("decoder_compile_s", {})[label] = compile_s
                 print(f"   [{label}] compiled ({compile_mode}) for batches {sizes} in {compile_s:.1f} s", flush=True)
@@ -524,6 +532,10 @@ def render_md(r: dict[str, Any], series: dict[str, list[LevelSummary]]) -> str:
             prof = row["profile_ms"]
             lines.append(f"| {cfg} | {row['batch_size']} | " + " | ".join(
                 _f(prof[k]) for k in ("text_encoder", "unet", "decode", "other", "total")) + " |")
+    if r.get("decoder_cost"):
+        lines += ["", "Decoder cost (torch FlopCounterMode, one image): " + ", ".join(
+            f"{k} {v['decoder_params'] / 1e6:.2f}M parameters / {v['gflop_per_image']:.1f} GFLOP"
+            for k, v in r["decoder_cost"].items())]
     if r.get("decoder_compile_s"):
         lines += ["", "Decoder compile time (every swept batch size, at warm-up): " + ", ".join(
             f"{k} {v:.1f} s" for k, v in r["decoder_compile_s"].items())]

@@ -1,4 +1,5 @@
-"""Where the time of one generate() call goes: text encoder, UNet, decoder, the rest.
+"""Where the time of one generate() call goes (text encoder, UNet, decoder, the rest), and what a
+decoder costs per image.
 
 For benchmarks, not the request path: each stage boundary synchronises the device (CUDA runs
 asynchronously, so without it a stage's time would land in whichever stage waits next), which
@@ -62,3 +63,23 @@ def profile_stages(generator: SDTurboGenerator, specs: Sequence[GenerationSpec])
         for handle in handles:
             handle.remove()
     return {**spent, "other": total - sum(spent.values()), "total": total}
+
+
+def decoder_cost(vae: torch.nn.Module, latent_height: int, latent_width: int) -> dict[str, float]:
+    """Parameters of ``vae``'s decoder and floating-point operations to decode one image.
+
+    Counted by torch's FlopCounterMode on the meta device (shapes only, nothing computed), so it
+    is exact for the architecture and free to run anywhere.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    params = sum(p.numel() for p in vae.decoder.parameters())
+    post_quant = getattr(vae, "post_quant_conv", None)
+    if post_quant is not None:
+        params += sum(p.numel() for p in post_quant.parameters())
+    with torch.device("meta"):
+        meta = type(vae).from_config(vae.config)
+    latents = torch.zeros(1, vae.config.latent_channels, latent_height, latent_width, device="meta")
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        meta.decode(latents, return_dict=False)
+    return {"decoder_params": float(params), "gflop_per_image": counter.get_total_flops() / 1e9}

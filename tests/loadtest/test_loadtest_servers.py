@@ -130,6 +130,9 @@ def test_gpu_benchmark_decoder_sweep_with_stage_profile(model_cache, tmp_path):
             assert all(prof[k] > 0 for k in ("text_encoder", "unet", "decode", "total"))
             assert math.isclose(sum(prof[k] for k in ("text_encoder", "unet", "decode", "other")), prof["total"])
     assert "[fp32 tiny] profile batch  2: text encoder" in r.stdout
+    # TAESD's published architecture at 64x64: 1.22M decoder parameters.
+    assert res["decoder_cost"]["fp32 tiny"]["decoder_params"] == 1_222_531
+    assert 0 < res["decoder_cost"]["fp32 full"]["gflop_per_image"]
     assert "Where the time goes" in (out / "gpu_benchmark.md").read_text()
 
 
