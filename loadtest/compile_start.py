@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -85,11 +86,14 @@ def render_md(r: dict[str, Any]) -> str:
     lines = [f"# Compiled decoder start-up: {r['model']} {r['size']} on {r['device']}", "",
              f"- **date**: {r['date_utc']}", f"- **command**: `{r['command']}`",
              f"- **mode**: {r['mode']}, buckets {r['buckets']}, decoders {r['decoders']}", "",
-             "| start | model load s | decoder compile s | start-up total s |", "|---|---:|---:|---:|"]
+             "| start | model load s | decoder compile s | start-up total s | load average before, after |",
+             "|---|---:|---:|---:|---|"]
     for kind in ("cold", "warm"):
         run = r[kind]
+        load = run.get("load_avg_1min")
         lines.append(f"| {kind} ({'empty' if kind == 'cold' else 'same'} cache dir) | {run['import_and_load_s']:.1f} | "
-                     f"{run['decoders_s']:.1f} | {run['total_s']:.1f} |")
+                     f"{run['decoders_s']:.1f} | {run['total_s']:.1f} | "
+                     f"{f'{load[0]:.1f}, {load[1]:.1f}' if load else 'not recorded'} |")
     lines += ["", f"Compile time warm / cold: {r['warm']['decoders_s'] / r['cold']['decoders_s']:.2f}x", "",
               "Per shape (batch x width x height, seconds, 3 calls each): ",
               "", "| decoder | shape | cold s | warm s |", "|---|---|---:|---:|"]
@@ -142,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     for kind in ("cold", "warm"):
         print(f"== {kind} start (cache {compile_cache})", flush=True)
+        # The machine may be shared: its load before and after each run goes into the result.
+        load_before = os.getloadavg()[0]
         result[kind] = run_child(forwarded)
+        result[kind]["load_avg_1min"] = [load_before, os.getloadavg()[0]]
         print(f"   {kind}: load {result[kind]['import_and_load_s']:.1f} s, decoders {result[kind]['decoders_s']:.1f} s",
               flush=True)
     result["cache_bytes"] = sum(f.stat().st_size for f in compile_cache.rglob("*") if f.is_file())

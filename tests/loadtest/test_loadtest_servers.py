@@ -151,3 +151,21 @@ def test_pad_to_bucket():
     assert cfgs["fp32"].dtype == "float32" and not cfgs["fp32"].channels_last
     assert cfgs["fp16-cl"].dtype == "float16" and cfgs["fp16-cl"].channels_last and not cfgs["fp16-cl"].compile
     assert cfgs["fp16-cl-compile"].compile
+
+
+@pytest.mark.timeout(900)
+def test_compile_start_measures_a_cold_then_a_warm_start(model_cache, tmp_path):
+    # TAESD only, one bucket at 64x64: the cheapest real inductor compile on a CPU.
+    out, cache = tmp_path / "start", tmp_path / "inductor"
+    r = subprocess.run([sys.executable, "-m", "loadtest.compile_start", "--model", "tiny", "--device", "cpu",
+                        "--size", "64x64", "--buckets", "1", "--decoders", "tiny", "--cache-dir", model_cache,
+                        "--compile-cache-dir", str(cache), "--out", str(out)],
+                       cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=880)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads((out / "compile_start.json").read_text())
+    cold, warm = res["cold"], res["warm"]
+    assert set(cold["compile_s"]) == set(warm["compile_s"]) == {"tiny"}
+    assert set(cold["per_shape_s"]["tiny"]) == {"1x64x64"}
+    # The second process found the first one's compiled graphs in the shared directory.
+    assert warm["decoders_s"] < cold["decoders_s"] and res["cache_bytes"] > 0
+    assert "| warm (same cache dir) |" in (out / "compile_start.md").read_text()
