@@ -209,7 +209,8 @@ class CompiledDecoder:
                 latents = torch.zeros(bucket, channels, latent_h, latent_w, dtype=dtype, device=device)
                 for _ in range(_WARMUP_CALLS_PER_SHAPE):
                     self._thread.submit(self._run, latents, True).result()
-                report.per_shape_s[f"{bucket}x{latent_w * self.latent_scale}x{latent_h * self.latent_scale}"] = time.perf_counter() - shape_started
+                shape = f"{bucket}x{latent_w * self.latent_scale}x{latent_h * self.latent_scale}"
+                report.per_shape_s[shape] = time.perf_counter() - shape_started
         report.seconds = time.perf_counter() - started
         return report
 
