@@ -10,12 +10,15 @@ SageMaker starts a bring-your-own container as ``docker run IMAGE serve`` and th
   1. maps SageMaker's environment onto the app's SDTURBO_* settings (``sagemaker_environment``),
   2. builds the application, which resolves the model first: a model that cannot be found fails
      here, with the reason, and the container exits non-zero instead of hanging,
-  3. starts a Ray head sized to the container's CPUs and GPUs, with a small object store that fits
-     a container's /dev/shm (until Ray Serve's proxy takes the port, /ping answers 503 "loading";
-     for the second or two between the proxy binding the port and the app's routes appearing,
-     Ray's proxy answers 404, also not-ready to SageMaker),
-  4. deploys the Serve app on 0.0.0.0:8080 and waits; a model replica that cannot start also
-     ends the container with a non-zero exit,
+  3. starts a Ray head sized to the container's CPUs and GPUs (Ray's own detection, the same
+     numbers the app was sized with in step 2: settings that cannot fit end the container here),
+     with a small object store that fits a container's /dev/shm (until Ray Serve's proxy takes
+     the port, /ping answers 503 "loading"; for the second or two between the proxy binding the
+     port and the app's routes appearing, Ray's proxy answers 404, also not-ready to SageMaker),
+  4. deploys the Serve app on 0.0.0.0:8080 and waits for it to run, at most until the start-up
+     deadline (SDTURBO_STARTUP_DEADLINE_S, counted from the container's start, below SageMaker's
+     start-up health check): a replica that fails, or is still not running then (unschedulable,
+     a constructor that never returns), ends the container non-zero with Ray's reason,
   5. on SIGTERM drains: /ping turns 503, new requests get 503, in-flight requests finish (up to
      SDTURBO_DRAIN_TIMEOUT_S), then Serve and Ray shut down and the process exits 0.
 """
@@ -34,6 +37,8 @@ SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
 
 EXIT_MODEL_LOAD_FAILED = 2
 EXIT_DEPLOY_FAILED = 3
+EXIT_STARTUP_DEADLINE = 4
+EXIT_DOES_NOT_FIT = 5
 
 
 def log(message: str) -> None:
@@ -116,8 +121,15 @@ class Drainer:
 
 
 def serve_forever() -> int:
+    started = time.monotonic()  # the start-up deadline counts from here, as SageMaker's does
     os.environ.update(sagemaker_environment(os.environ))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # The replicas' CloudWatch EMF lines must reach this process's stdout whole (no Ray prefix)
+    # and every one of them (no cross-replica dedup); Ray reads these when it is imported.
+    from serve_app.emf import RAY_LOG_FORWARDING_ENV
+
+    for name, value in RAY_LOG_FORWARDING_ENV.items():
+        os.environ.setdefault(name, value)
 
     from serve_app.settings import Settings
 
@@ -128,24 +140,28 @@ def serve_forever() -> int:
     with StartingResponder(settings.host, settings.port):
         # 1. Build the app: resolves (downloads or builds) the model, or fails with the reason.
         from serve_app.app import build_app_from_settings
-        from serve_app.model import ModelLoadError, cuda_device_count
+        from serve_app.cluster import DoesNotFit, local_head_resources
+        from serve_app.model import ModelLoadError
 
+        resources = local_head_resources()
         try:
-            app = build_app_from_settings(settings)
+            app = build_app_from_settings(settings, resources)
         except ModelLoadError as exc:
             log(f"model could not be loaded: {exc}")
             return EXIT_MODEL_LOAD_FAILED
+        except DoesNotFit as exc:
+            log(f"the settings do not fit this container: {exc}")
+            return EXIT_DOES_NOT_FIT
 
-        # 2. A Ray head inside this container, sized to what the container was given.
+        # 2. A Ray head inside this container, given what the app was sized for.
         import ray
         from ray import serve
 
-        gpus = cuda_device_count()
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        log(f"starting Ray head: {cpus} CPUs, {gpus} GPUs, object store {settings.object_store_bytes} bytes")
+        log(f"starting Ray head: {resources.describe()}, object store {settings.object_store_bytes} bytes")
+        _prepare_startup_deadline(settings)
         ray.init(
-            num_cpus=max(cpus or 1, 2),
-            num_gpus=gpus,
+            num_cpus=int(resources.cpus),
+            num_gpus=int(resources.gpus),
             object_store_memory=settings.object_store_bytes,
             include_dashboard=False,
             _temp_dir=settings.ray_temp_dir,
@@ -165,13 +181,13 @@ def serve_forever() -> int:
         }
     )
 
-    # 3. Deploy. serve.run returns once every replica has loaded and warmed up.
-    try:
-        serve.run(app, name=settings.app_name, route_prefix="/")
-    except Exception as exc:  # noqa: BLE001 - any deploy failure ends the container
-        log(f"deployment failed: {type(exc).__name__}: {exc}")
+    # 3. Deploy, and wait until every replica has loaded and warmed up, or the deadline.
+    failure = _deploy_before_deadline(serve, app, settings, started)
+    if failure is not None:
+        exit_code, reason = failure
+        log(reason)
         _shutdown(serve, ray)
-        return EXIT_DEPLOY_FAILED
+        return exit_code
     log(f"ready: http://{settings.host}:{settings.port} (model {settings.model})")
 
     # 4. Wait for SIGTERM, then drain and exit.
@@ -181,6 +197,39 @@ def serve_forever() -> int:
     _shutdown(serve, ray)
     log("stopped")
     return 0
+
+
+def _prepare_startup_deadline(settings) -> None:
+    """Before Ray starts: have Serve explain a slow replica well before the deadline."""
+    from serve_app.startup import ray_slow_startup_env
+
+    os.environ.update(ray_slow_startup_env(settings.startup_deadline_s, os.environ))
+
+
+def _deploy_before_deadline(serve, app, settings, started: float) -> tuple[int, str] | None:
+    """Deploy without blocking, then wait for RUNNING until ``startup_deadline_s`` after
+    ``started``; returns (exit code, reason) if the app failed or is still not running then.
+
+    ``serve.run`` would wait forever for a replica that can never be scheduled, leaving
+    SageMaker nothing but a failed health check.
+    """
+    from serve_app.startup import Outcome, deadline_after, wait_until_running
+
+    try:
+        target = serve.RunTarget(app, name=settings.app_name, route_prefix="/")
+        serve.run_many([target], wait_for_applications_running=False)
+    except Exception as exc:  # noqa: BLE001 - any deploy failure ends the container
+        return EXIT_DEPLOY_FAILED, f"deployment failed: {type(exc).__name__}: {exc}"
+    deadline = deadline_after(settings.startup_deadline_s, now=started)
+    result = wait_until_running(deadline, settings.app_name)
+    if result.outcome is Outcome.FAILED:
+        return EXIT_DEPLOY_FAILED, f"deployment failed: {result.reason}"
+    if result.outcome is Outcome.DEADLINE:
+        return EXIT_STARTUP_DEADLINE, (
+            f"not running {time.monotonic() - started:.0f} s after start "
+            f"(startup_deadline_s={settings.startup_deadline_s:g}): {result.reason}"
+        )
+    return None
 
 
 def _drain(serve, settings) -> None:
@@ -207,7 +256,7 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1 and argv[1] == "serve":
         return serve_forever()
     if len(argv) > 1:
-        # Any other argument is a command (e.g. `docker run IMAGE python -m loadtest ...`).
+        # Any other argument is a command (e.g. `docker run IMAGE python3 -m deployments.smoke_test ...`).
         os.execvp(argv[1], argv[1:])
     log("usage: entrypoint serve | <command> [args...]")
     return 64

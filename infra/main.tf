@@ -1,3 +1,17 @@
+################################################################################
+# The SD-Turbo serving stack: one module per concern, wired together here.
+#
+#   kms               customer-managed key (unless kms_key_arn is given)
+#   ecr               image repository
+#   async_bucket      S3 bucket of async requests/responses (async endpoints)
+#   topics            SNS: alarms, async success / error
+#   execution_role    what the container may do
+#   endpoint          SageMaker model, endpoint configuration, endpoint, log group
+#   monitoring        alarms (also the deployment rollback alarms) and the dashboard
+#   autoscaling       Application Auto Scaling of the variant
+#   github_oidc       GitHub Actions deploy role (optional)
+################################################################################
+
 data "aws_caller_identity" "current" {}
 data "aws_region" "current" {}
 data "aws_partition" "current" {}
@@ -6,473 +20,240 @@ locals {
   account_id = data.aws_caller_identity.current.account_id
   region     = data.aws_region.current.name
   partition  = data.aws_partition.current.partition
-  dns_suffix = data.aws_partition.current.dns_suffix
 
-  is_async        = var.endpoint_type == "async"
-  create_endpoint = var.create_endpoint
-  create_bucket   = coalesce(var.create_bucket, local.is_async)
-  create_kms_key  = var.kms_key_arn == null
+  is_async       = var.endpoint_type == "async"
+  create_bucket  = coalesce(var.create_bucket, local.is_async)
+  endpoint_name  = var.name
+  log_group_name = "/aws/sagemaker/Endpoints/${local.endpoint_name}"
 
-  endpoint_name = var.name
-  variant_name  = var.variant_name
-
-  kms_key_arn = local.create_kms_key ? aws_kms_key.this[0].arn : var.kms_key_arn
-
-  ecr_repository_name = coalesce(var.ecr_repository_name, var.name)
-  ecr_repository_arn  = var.create_ecr_repository ? aws_ecr_repository.this[0].arn : null
+  kms_key_arn = var.kms_key_arn == null ? module.kms[0].key_arn : var.kms_key_arn
 
   image_uri = (
     var.image_uri != null ? var.image_uri :
-    var.create_ecr_repository && var.image_tag != null ? "${aws_ecr_repository.this[0].repository_url}:${var.image_tag}" :
+    var.create_ecr_repository && var.image_tag != null ? "${module.ecr[0].repository_url}:${var.image_tag}" :
     null
   )
 
   # An image_uri in another ECR repository (e.g. a shared registry) must be pullable too.
   external_image_ecr = var.image_uri == null ? [] : regexall("^([0-9]{12})\\.dkr\\.ecr\\.([a-z0-9-]+)\\.amazonaws\\.com(?:\\.cn)?/([^:@]+)", var.image_uri)
-  pull_repository_arns = compact(concat(
-    [local.ecr_repository_arn],
+  stack_ecr_arns     = var.create_ecr_repository ? [module.ecr[0].repository_arn] : []
+  pull_ecr_arns = concat(
+    local.stack_ecr_arns,
     [for m in local.external_image_ecr : "arn:${local.partition}:ecr:${m[1]}:${m[0]}:repository/${m[2]}"],
-  ))
+  )
 
-  bucket_name = local.create_bucket ? aws_s3_bucket.this[0].id : null
-  bucket_arn  = local.create_bucket ? aws_s3_bucket.this[0].arn : null
+  bucket = local.create_bucket ? {
+    id       = module.async_bucket[0].bucket_id
+    arn      = module.async_bucket[0].bucket_arn
+    prefixes = module.async_bucket[0].prefixes
+  } : null
 
-  async_input_prefix   = "async-inputs/"
-  async_output_prefix  = "async-outputs/"
-  async_failure_prefix = "async-failures/"
-
-  # Instance families with local NVMe instance storage: SageMaker rejects a KMS key for the
-  # ML storage volume there (the instance store is hardware-encrypted).
-  instance_has_local_nvme = can(regex("^ml\\.([a-z]+[0-9]+[a-z]*d[a-z]*|g5|g6|g6e|gr6|p5|p5e|p5en)\\.", var.instance_type))
-  endpoint_volume_kms     = coalesce(var.endpoint_volume_encryption, !local.instance_has_local_nvme)
-
-  model_data_bucket = var.model_data_url == null ? null : split("/", trimprefix(var.model_data_url, "s3://"))[0]
-  model_data_key    = var.model_data_url == null ? null : join("/", slice(split("/", trimprefix(var.model_data_url, "s3://")), 1, length(split("/", trimprefix(var.model_data_url, "s3://")))))
-
+  # The container's SDTURBO_* environment. Batching knobs are set only when given, so that
+  # the app's own defaults apply otherwise (one value per knob, in serve_app/settings.py).
   container_environment = merge(
     {
-      SDTURBO_MODEL          = var.model_id
-      SDTURBO_MAX_BATCH_SIZE = tostring(var.max_batch_size)
-      SDTURBO_PORT           = "8080"
+      SDTURBO_MODEL = var.model_id
+      SDTURBO_PORT  = "8080"
+      # Dimensions of the app's CloudWatch EMF metrics, matching the endpoint's own metrics.
+      SDTURBO_ENDPOINT_NAME = local.endpoint_name
+      SDTURBO_VARIANT_NAME  = var.variant_name
     },
     var.model_revision == null ? {} : { SDTURBO_MODEL_REVISION = var.model_revision },
+    var.max_batch_size == null ? {} : { SDTURBO_MAX_BATCH_SIZE = tostring(var.max_batch_size) },
+    var.batch_wait_timeout_s == null ? {} : { SDTURBO_BATCH_WAIT_TIMEOUT_S = tostring(var.batch_wait_timeout_s) },
     var.container_environment,
   )
 
-  # A new model name whenever the container definition changes, so the endpoint configuration
-  # (and therefore the endpoint, through a blue/green deployment) follows.
-  model_hash = substr(sha1(jsonencode({
-    image = local.image_uri
-    data  = var.model_data_url
-    env   = local.container_environment
-    iso   = var.enable_network_isolation
-  })), 0, 10)
+  # Async: let SageMaker hand each instance as many requests as its model replicas (one per
+  # GPU) hold at once: 2 x max_batch_size each, one batch running while the next one forms.
+  # app_default_max_batch_size mirrors the app's default (serve_app/settings.py);
+  # tests/deployments/test_batching_knobs.py fails if they differ.
+  app_default_max_batch_size = 8
+  async_max_concurrent = coalesce(
+    var.async_max_concurrent_invocations_per_instance,
+    2 * coalesce(var.max_batch_size, local.app_default_max_batch_size) * max(local.gpus_per_instance, 1),
+  )
+
+  min_capacity = coalesce(var.min_capacity, local.is_async ? 0 : 1)
 
   tags = merge({ "sd-turbo-serve:stack" = var.name }, var.tags)
 }
 
-################################################################################
-# KMS key (bucket, SNS topics, logs, ECR, async output)
-################################################################################
+module "kms" {
+  source = "./modules/kms"
+  count  = var.kms_key_arn == null ? 1 : 0
 
-data "aws_iam_policy_document" "kms" {
-  count = local.create_kms_key ? 1 : 0
-
-  statement {
-    sid       = "AccountAdministration"
-    actions   = ["kms:*"]
-    resources = ["*"] # in a key policy "*" means this key
-    principals {
-      type        = "AWS"
-      identifiers = ["arn:${local.partition}:iam::${local.account_id}:root"]
-    }
-  }
-
-  statement {
-    sid       = "CloudWatchLogs"
-    actions   = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
-    resources = ["*"]
-    principals {
-      type        = "Service"
-      identifiers = ["logs.${local.region}.${local.dns_suffix}"]
-    }
-    condition {
-      test     = "ArnLike"
-      variable = "kms:EncryptionContext:aws:logs:arn"
-      values   = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/aws/sagemaker/Endpoints/${local.endpoint_name}*"]
-    }
-  }
-
-  statement {
-    sid       = "CloudWatchAlarmsToEncryptedSns"
-    actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
-    resources = ["*"]
-    principals {
-      type        = "Service"
-      identifiers = ["cloudwatch.amazonaws.com"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
-  }
-}
-
-resource "aws_kms_key" "this" {
-  count = local.create_kms_key ? 1 : 0
-
+  alias                   = var.name
   description             = "${var.name}: SageMaker endpoint, async bucket, SNS topics, logs and ECR"
-  enable_key_rotation     = true
+  log_group_name_prefix   = local.log_group_name
   deletion_window_in_days = var.kms_deletion_window_in_days
-  policy                  = data.aws_iam_policy_document.kms[0].json
   tags                    = local.tags
 }
 
-resource "aws_kms_alias" "this" {
-  count = local.create_kms_key ? 1 : 0
+module "ecr" {
+  source = "./modules/ecr"
+  count  = var.create_ecr_repository ? 1 : 0
 
-  name          = "alias/${var.name}"
-  target_key_id = aws_kms_key.this[0].key_id
+  name            = coalesce(var.ecr_repository_name, var.name)
+  kms_key_arn     = local.kms_key_arn
+  max_image_count = var.ecr_max_image_count
+  force_delete    = var.ecr_force_delete
+  tags            = local.tags
 }
 
-################################################################################
-# ECR repository
-################################################################################
+module "async_bucket" {
+  source = "./modules/async-bucket"
+  count  = local.create_bucket ? 1 : 0
 
-resource "aws_ecr_repository" "this" {
-  count = var.create_ecr_repository ? 1 : 0
+  bucket_name            = coalesce(var.bucket_name, "${var.name}-${local.account_id}-${local.region}")
+  kms_key_arn            = local.kms_key_arn
+  object_expiration_days = var.async_object_expiration_days
+  force_destroy          = var.bucket_force_destroy
+  tags                   = local.tags
+}
 
-  name                 = local.ecr_repository_name
-  image_tag_mutability = "IMMUTABLE"
-  force_delete         = var.ecr_force_delete
+module "topics" {
+  source = "./modules/sns-topic"
+  for_each = merge(
+    { alarms = var.alarm_email_endpoints },
+    local.is_async ? { async-success = [], async-error = [] } : {},
+  )
 
-  image_scanning_configuration {
-    scan_on_push = true
-  }
+  name            = "${var.name}-${each.key}"
+  kms_key_arn     = local.kms_key_arn
+  email_endpoints = each.value
+  tags            = local.tags
+}
 
-  encryption_configuration {
-    encryption_type = "KMS"
-    kms_key         = local.kms_key_arn
-  }
+module "execution_role" {
+  source = "./modules/execution-role"
+
+  name                = "${var.name}-sagemaker-execution"
+  description         = "SageMaker execution role of the ${var.name} endpoint"
+  ecr_repository_arns = local.pull_ecr_arns
+  s3_read_arns        = local.bucket == null ? [] : ["${local.bucket.arn}/${local.bucket.prefixes.input}*"]
+  s3_write_arns       = local.bucket == null ? [] : ["${local.bucket.arn}/${local.bucket.prefixes.output}*", "${local.bucket.arn}/${local.bucket.prefixes.failure}*"]
+  model_data_url      = var.model_data_url
+  kms_key_arn         = local.kms_key_arn
+  log_group_name      = local.log_group_name
+  metric_namespaces   = ["/aws/sagemaker/Endpoints", "AWS/SageMaker", "SDTurbo*"]
+  sns_publish_topic_arns = local.is_async ? [
+    module.topics["async-success"].arn, module.topics["async-error"].arn,
+  ] : []
+  tags = local.tags
+}
+
+module "monitoring" {
+  source = "./modules/monitoring"
+  count  = var.create_endpoint ? 1 : 0
+
+  name              = var.name
+  endpoint_name     = local.endpoint_name
+  variant_name      = var.variant_name
+  async             = local.is_async
+  instance_type     = var.instance_type
+  gpus_per_instance = local.gpus_per_instance
+  alarm_topic_arn   = module.topics["alarms"].arn
+
+  alarm_period_seconds                = var.alarm_period_seconds
+  alarm_evaluation_periods            = var.alarm_evaluation_periods
+  gpu_utilization_threshold           = var.gpu_utilization_threshold
+  gpu_memory_utilization_threshold    = var.gpu_memory_utilization_threshold
+  error_5xx_threshold                 = var.error_5xx_threshold
+  model_error_threshold               = var.model_error_threshold
+  model_latency_threshold_ms          = var.model_latency_threshold_ms
+  async_backlog_age_threshold_seconds = var.async_backlog_age_threshold_seconds
+
+  create_dashboard            = var.create_dashboard
+  dashboard_period_seconds    = var.dashboard_period_seconds
+  instance_price_usd_per_hour = var.instance_price_usd_per_hour
+  min_capacity                = var.enable_autoscaling ? local.min_capacity : null
+  max_capacity                = var.enable_autoscaling ? var.max_capacity : null
 
   tags = local.tags
 }
 
-resource "aws_ecr_lifecycle_policy" "this" {
-  count = var.create_ecr_repository ? 1 : 0
+module "endpoint" {
+  source = "./modules/sagemaker-endpoint"
+  count  = var.create_endpoint ? 1 : 0
 
-  repository = aws_ecr_repository.this[0].name
-  policy = jsonencode({
-    rules = [
-      {
-        rulePriority = 1
-        description  = "Expire untagged images after 7 days"
-        selection = {
-          tagStatus   = "untagged"
-          countType   = "sinceImagePushed"
-          countUnit   = "days"
-          countNumber = 7
-        }
-        action = { type = "expire" }
-      },
-      {
-        rulePriority = 2
-        description  = "Keep the last ${var.ecr_max_image_count} images"
-        selection = {
-          tagStatus   = "any"
-          countType   = "imageCountMoreThan"
-          countNumber = var.ecr_max_image_count
-        }
-        action = { type = "expire" }
-      },
-    ]
-  })
-}
-
-################################################################################
-# S3 bucket (async inputs / outputs / failures, optional model artefacts)
-################################################################################
-
-resource "aws_s3_bucket" "this" {
-  #checkov:skip=CKV_AWS_18:Holds transient async payloads that expire after days; server access logs would need a second bucket per stack. Use CloudTrail S3 data events (account-level choice) for auditing.
-  #checkov:skip=CKV_AWS_144:Cross-region replication of short-lived async requests/responses doubles storage cost and has no recovery value (clients resubmit).
-  #checkov:skip=CKV2_AWS_62:SageMaker already publishes per-request SNS success/error notifications for async results; S3 event notifications would duplicate them.
-  count = local.create_bucket ? 1 : 0
-
-  bucket        = coalesce(var.bucket_name, "${var.name}-${local.account_id}-${local.region}")
-  force_destroy = var.bucket_force_destroy
-  tags          = local.tags
-}
-
-resource "aws_s3_bucket_public_access_block" "this" {
-  count = local.create_bucket ? 1 : 0
-
-  bucket                  = aws_s3_bucket.this[0].id
-  block_public_acls       = true
-  block_public_policy     = true
-  ignore_public_acls      = true
-  restrict_public_buckets = true
-}
-
-resource "aws_s3_bucket_ownership_controls" "this" {
-  count = local.create_bucket ? 1 : 0
-
-  bucket = aws_s3_bucket.this[0].id
-  rule {
-    object_ownership = "BucketOwnerEnforced"
-  }
-}
-
-resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
-  count = local.create_bucket ? 1 : 0
-
-  bucket = aws_s3_bucket.this[0].id
-  rule {
-    apply_server_side_encryption_by_default {
-      sse_algorithm     = "aws:kms"
-      kms_master_key_id = local.kms_key_arn
-    }
-    bucket_key_enabled = true
-  }
-}
-
-resource "aws_s3_bucket_versioning" "this" {
-  count = local.create_bucket ? 1 : 0
-
-  bucket = aws_s3_bucket.this[0].id
-  versioning_configuration {
-    status = "Enabled"
-  }
-}
-
-resource "aws_s3_bucket_lifecycle_configuration" "this" {
-  count = local.create_bucket ? 1 : 0
-
-  bucket = aws_s3_bucket.this[0].id
-
-  dynamic "rule" {
-    for_each = toset([local.async_input_prefix, local.async_output_prefix, local.async_failure_prefix])
-    content {
-      id     = "expire-${trimsuffix(rule.value, "/")}"
-      status = "Enabled"
-      filter {
-        prefix = rule.value
-      }
-      expiration {
-        days = var.async_object_expiration_days
-      }
-      noncurrent_version_expiration {
-        noncurrent_days = 1
-      }
-    }
-  }
-
-  rule {
-    id     = "abort-incomplete-multipart-uploads"
-    status = "Enabled"
-    filter {}
-    abort_incomplete_multipart_upload {
-      days_after_initiation = 1
-    }
-  }
-
-  depends_on = [aws_s3_bucket_versioning.this]
-}
-
-data "aws_iam_policy_document" "bucket" {
-  count = local.create_bucket ? 1 : 0
-
-  statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [aws_s3_bucket.this[0].arn, "${aws_s3_bucket.this[0].arn}/*"]
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
-}
-
-resource "aws_s3_bucket_policy" "this" {
-  count = local.create_bucket ? 1 : 0
-
-  bucket = aws_s3_bucket.this[0].id
-  policy = data.aws_iam_policy_document.bucket[0].json
-
-  depends_on = [aws_s3_bucket_public_access_block.this]
-}
-
-################################################################################
-# SNS topics: alarms, async success / error notifications
-################################################################################
-
-resource "aws_sns_topic" "alarms" {
-  name              = "${var.name}-alarms"
-  kms_master_key_id = local.kms_key_arn
-  tags              = local.tags
-}
-
-resource "aws_sns_topic_subscription" "alarm_email" {
-  for_each = toset(var.alarm_email_endpoints)
-
-  topic_arn = aws_sns_topic.alarms.arn
-  protocol  = "email"
-  endpoint  = each.value
-}
-
-resource "aws_sns_topic" "async_success" {
-  count = local.is_async ? 1 : 0
-
-  name              = "${var.name}-async-success"
-  kms_master_key_id = local.kms_key_arn
-  tags              = local.tags
-}
-
-resource "aws_sns_topic" "async_error" {
-  count = local.is_async ? 1 : 0
-
-  name              = "${var.name}-async-error"
-  kms_master_key_id = local.kms_key_arn
-  tags              = local.tags
-}
-
-################################################################################
-# Log group (SageMaker writes /aws/sagemaker/Endpoints/<endpoint name>)
-################################################################################
-
-resource "aws_cloudwatch_log_group" "endpoint" {
-  #checkov:skip=CKV_AWS_338:Retention is a variable (log_retention_in_days, default 30 to keep cost down); set 365 or more where compliance requires it.
-  count = local.create_endpoint ? 1 : 0
-
-  name              = "/aws/sagemaker/Endpoints/${local.endpoint_name}"
-  retention_in_days = var.log_retention_in_days
-  kms_key_id        = local.kms_key_arn
-  tags              = local.tags
-}
-
-################################################################################
-# SageMaker model, endpoint configuration, endpoint
-################################################################################
-
-resource "aws_sagemaker_model" "this" {
-  #checkov:skip=CKV_AWS_370:Isolation is a variable (enable_network_isolation). Off by default because without model_data_url the container downloads the weights from the Hugging Face Hub at start-up; turn it on together with model_data_url.
-  count = local.create_endpoint ? 1 : 0
-
-  name                     = "${var.name}-${local.model_hash}"
-  execution_role_arn       = aws_iam_role.execution.arn
+  name                     = local.endpoint_name
+  execution_role_arn       = module.execution_role.arn
+  image_uri                = local.image_uri
+  model_data_url           = var.model_data_url
+  environment              = local.container_environment
   enable_network_isolation = var.enable_network_isolation
 
-  primary_container {
-    image          = local.image_uri
-    mode           = "SingleModel"
-    model_data_url = var.model_data_url
-    environment    = local.container_environment
+  variant_name                                      = var.variant_name
+  instance_type                                     = var.instance_type
+  initial_instance_count                            = var.initial_instance_count
+  volume_size_in_gb                                 = var.volume_size_in_gb
+  inference_ami_version                             = var.inference_ami_version
+  container_startup_health_check_timeout_in_seconds = var.container_startup_health_check_timeout_in_seconds
+  model_data_download_timeout_in_seconds            = var.model_data_download_timeout_in_seconds
+  kms_key_arn                                       = local.kms_key_arn
+  volume_encryption                                 = var.endpoint_volume_encryption
+
+  async_inference = local.is_async ? {
+    s3_output_path                           = "s3://${local.bucket.id}/${local.bucket.prefixes.output}"
+    s3_failure_path                          = "s3://${local.bucket.id}/${local.bucket.prefixes.failure}"
+    success_topic_arn                        = module.topics["async-success"].arn
+    error_topic_arn                          = module.topics["async-error"].arn
+    max_concurrent_invocations_per_instance  = local.async_max_concurrent
+    include_response_in_success_notification = var.async_include_inference_response_in_notification
+  } : null
+
+  deployment = {
+    canary_size_type                     = var.canary_size_type
+    canary_size_value                    = var.canary_size_value
+    canary_wait_interval_in_seconds      = var.canary_wait_interval_in_seconds
+    termination_wait_in_seconds          = var.termination_wait_in_seconds
+    maximum_execution_timeout_in_seconds = var.deployment_maximum_execution_timeout_in_seconds
   }
+  # Read from the alarm resources, so the alarms exist before SageMaker is told about them.
+  rollback_alarm_names = module.monitoring[0].rollback_alarm_names
 
-  tags = local.tags
-
-  lifecycle {
-    create_before_destroy = true
-
-    precondition {
-      condition     = local.image_uri != null
-      error_message = "Set image_tag (with create_ecr_repository = true) or image_uri to deploy the endpoint, or create_endpoint = false for the bootstrap apply."
-    }
-  }
-
-  depends_on = [aws_iam_role_policy.execution]
+  log_retention_in_days = var.log_retention_in_days
+  tags                  = local.tags
 }
 
-resource "aws_sagemaker_endpoint_configuration" "this" {
-  count = local.create_endpoint ? 1 : 0
+module "autoscaling" {
+  source = "./modules/autoscaling"
+  count  = var.create_endpoint && var.enable_autoscaling ? 1 : 0
 
-  name_prefix = "${var.name}-"
-  kms_key_arn = local.endpoint_volume_kms ? local.kms_key_arn : null
-
-  production_variants {
-    variant_name           = local.variant_name
-    model_name             = aws_sagemaker_model.this[0].name
-    instance_type          = var.instance_type
-    initial_instance_count = var.initial_instance_count
-    initial_variant_weight = 1
-    volume_size_in_gb      = var.volume_size_in_gb
-
-    container_startup_health_check_timeout_in_seconds = var.container_startup_health_check_timeout_in_seconds
-    model_data_download_timeout_in_seconds            = var.model_data_url == null ? null : var.model_data_download_timeout_in_seconds
-  }
-
-  dynamic "async_inference_config" {
-    for_each = local.is_async ? [1] : []
-    content {
-      client_config {
-        max_concurrent_invocations_per_instance = var.async_max_concurrent_invocations_per_instance
-      }
-      output_config {
-        s3_output_path  = "s3://${local.bucket_name}/${local.async_output_prefix}"
-        s3_failure_path = "s3://${local.bucket_name}/${local.async_failure_prefix}"
-        kms_key_id      = local.kms_key_arn
-        notification_config {
-          success_topic                 = aws_sns_topic.async_success[0].arn
-          error_topic                   = aws_sns_topic.async_error[0].arn
-          include_inference_response_in = var.async_include_inference_response_in_notification ? ["SUCCESS_NOTIFICATION_TOPIC"] : null
-        }
-      }
-    }
-  }
-
-  tags = local.tags
-
-  lifecycle {
-    create_before_destroy = true
-
-    precondition {
-      condition     = !local.is_async || local.create_bucket
-      error_message = "endpoint_type = \"async\" needs the module's S3 bucket (create_bucket must not be false)."
-    }
-  }
+  name                              = var.name
+  endpoint_name                     = module.endpoint[0].endpoint_name
+  variant_name                      = var.variant_name
+  async                             = local.is_async
+  min_capacity                      = local.min_capacity
+  max_capacity                      = var.max_capacity
+  realtime_scaling_metric           = var.realtime_scaling_metric
+  realtime_target_value             = var.realtime_target_value
+  async_backlog_target_per_instance = var.async_backlog_target_per_instance
+  scale_in_cooldown                 = var.scale_in_cooldown
+  scale_out_cooldown                = var.scale_out_cooldown
+  tags                              = local.tags
 }
 
-resource "aws_sagemaker_endpoint" "this" {
-  count = local.create_endpoint ? 1 : 0
+module "github_oidc" {
+  source = "./modules/github-oidc"
+  count  = var.create_github_oidc_role ? 1 : 0
 
-  name                 = local.endpoint_name
-  endpoint_config_name = aws_sagemaker_endpoint_configuration.this[0].name
+  name                 = var.name
+  github_repository    = var.github_repository
+  github_branch        = var.github_branch
+  github_environment   = var.github_environment
+  create_oidc_provider = var.create_github_oidc_provider
 
-  deployment_config {
-    blue_green_update_policy {
-      termination_wait_in_seconds          = var.termination_wait_in_seconds
-      maximum_execution_timeout_in_seconds = var.deployment_maximum_execution_timeout_in_seconds
+  endpoint_name       = local.endpoint_name
+  ecr_repository_arns = local.stack_ecr_arns
+  execution_role_arn  = module.execution_role.arn
+  kms_key_arn         = local.kms_key_arn
+  log_group_name      = local.log_group_name
+  async_bucket        = local.bucket == null ? null : { arn = local.bucket.arn, prefixes = values(local.bucket.prefixes) }
 
-      traffic_routing_configuration {
-        type                     = "CANARY"
-        wait_interval_in_seconds = var.canary_wait_interval_in_seconds
-
-        canary_size {
-          type  = var.canary_size_type
-          value = var.canary_size_value
-        }
-      }
-    }
-
-    auto_rollback_configuration {
-      dynamic "alarms" {
-        for_each = local.rollback_alarm_names
-        content {
-          alarm_name = alarms.value
-        }
-      }
-    }
-  }
-
-  tags = local.tags
-
-  # The rollback alarms must exist before SageMaker accepts them.
-  depends_on = [aws_cloudwatch_log_group.endpoint, aws_cloudwatch_metric_alarm.this]
+  terraform_state_bucket     = var.terraform_state_bucket
+  terraform_state_key_prefix = var.terraform_state_key_prefix
+  terraform_lock_table       = var.terraform_lock_table
+  tags                       = local.tags
 }

@@ -1,9 +1,12 @@
+# The stack's interface. Values that only one module uses are validated there (the error names
+# that module's variable); what decides the composition is validated here.
+
 ################################################################################
 # General
 ################################################################################
 
 variable "name" {
-  description = "Name prefix for every resource (endpoint, model, roles, alarms, topics). Lowercase letters, digits and hyphens."
+  description = "Name prefix for every resource (endpoint, model, roles, alarms, topics, dashboard). Lowercase letters, digits and hyphens."
   type        = string
   default     = "sd-turbo"
 
@@ -31,7 +34,7 @@ variable "endpoint_type" {
 }
 
 variable "create_endpoint" {
-  description = "Create the SageMaker model, endpoint configuration, endpoint, autoscaling and alarms. Set false for the bootstrap apply that only creates the ECR repository, bucket, KMS key and GitHub OIDC role (before the first image is pushed)."
+  description = "Create the SageMaker model, endpoint configuration, endpoint, autoscaling, alarms and dashboard. false for the bootstrap apply that only creates the ECR repository, bucket, KMS key and GitHub OIDC role (before the first image is pushed)."
   type        = bool
   default     = true
 }
@@ -47,86 +50,89 @@ variable "create_ecr_repository" {
 }
 
 variable "ecr_repository_name" {
-  description = "Name of the ECR repository. Defaults to var.name."
+  description = "Name of the ECR repository. Null: var.name."
   type        = string
   default     = null
 }
 
 variable "ecr_max_image_count" {
-  description = "Lifecycle policy: keep at most this many tagged images; older ones are expired. Untagged images expire after 7 days."
+  description = "ECR lifecycle policy: keep at most this many images. Untagged images expire after 7 days."
   type        = number
   default     = 30
-
-  validation {
-    condition     = var.ecr_max_image_count >= 1
-    error_message = "ecr_max_image_count must be at least 1."
-  }
 }
 
 variable "ecr_force_delete" {
-  description = "Allow terraform destroy to delete the ECR repository even if it still holds images. Keep false in production."
+  description = "Let terraform destroy delete the ECR repository while it still holds images. Keep false in production."
   type        = bool
   default     = false
 }
 
 variable "image_tag" {
-  description = "Tag of the image in the module's ECR repository (the deploy workflow passes the git SHA). Ignored when image_uri is set. Tags are immutable: use a new tag for every build."
+  description = "Tag of the image in the stack's ECR repository (the release workflow passes the commit SHA)."
   type        = string
   default     = null
 }
 
 variable "image_uri" {
-  description = "Full image URI (registry/repository:tag or @sha256 digest). Overrides image_tag; required when create_ecr_repository is false."
+  description = "Full image URI, overriding image_tag (e.g. an image in a shared registry; the execution role gets pull access to its ECR repository)."
   type        = string
   default     = null
 }
 
 ################################################################################
-# Model
+# Model and serving settings (SDTURBO_* environment of the container)
 ################################################################################
-
-variable "model_data_url" {
-  description = "Optional S3 URI of a model.tar.gz with pre-downloaded weights (extracted by SageMaker into /opt/ml/model). Null: the container downloads/loads weights itself."
-  type        = string
-  default     = null
-
-  validation {
-    condition     = var.model_data_url == null || can(regex("^s3://[a-z0-9][a-z0-9.-]+/.+", var.model_data_url))
-    error_message = "model_data_url must be an s3://bucket/key URI."
-  }
-}
 
 variable "model_id" {
-  description = "Model passed to the container as SDTURBO_MODEL (a Hugging Face id such as stabilityai/sd-turbo, or an offline preset such as tiny)."
+  description = "SDTURBO_MODEL: Hugging Face hub id, a directory in the image, or /opt/ml/model (with model_data_url)."
   type        = string
   default     = "stabilityai/sd-turbo"
 }
 
 variable "model_revision" {
-  description = "Model revision passed as SDTURBO_MODEL_REVISION (pin a commit hash in production). Null: not set."
+  description = "SDTURBO_MODEL_REVISION (pin a commit hash in production). Null: the app's own pinned default."
   type        = string
   default     = null
 }
 
+variable "model_data_url" {
+  description = "s3:// URL of a model.tar.gz SageMaker unpacks into /opt/ml/model (pre-packaged weights, no Hub download at start)."
+  type        = string
+  default     = null
+}
+
+# Batching knobs: null means the app's own default applies (serve_app/settings.py is the one
+# source of each value); the environment variable is set only when the variable is given.
 variable "max_batch_size" {
-  description = "Dynamic batching upper bound passed as SDTURBO_MAX_BATCH_SIZE."
+  description = "SDTURBO_MAX_BATCH_SIZE: most requests coalesced into one pipeline call. Null: the app's default."
   type        = number
-  default     = 4
+  default     = null
 
   validation {
-    condition     = var.max_batch_size >= 1 && var.max_batch_size <= 64
-    error_message = "max_batch_size must be between 1 and 64."
+    condition     = var.max_batch_size == null ? true : var.max_batch_size >= 1 && var.max_batch_size <= 64 && floor(var.max_batch_size) == var.max_batch_size
+    error_message = "max_batch_size must be a whole number between 1 and 64 (or null for the app's default)."
+  }
+}
+
+variable "batch_wait_timeout_s" {
+  description = "SDTURBO_BATCH_WAIT_TIMEOUT_S: how long a partial batch may wait for more requests. Null: the app's default."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.batch_wait_timeout_s == null ? true : var.batch_wait_timeout_s >= 0 && var.batch_wait_timeout_s <= 10
+    error_message = "batch_wait_timeout_s must be between 0 and 10 seconds (or null for the app's default)."
   }
 }
 
 variable "container_environment" {
-  description = "Extra environment for the model container (e.g. SDTURBO_REQUEST_TIMEOUT_S). Merged over the SDTURBO_* values derived from the variables above."
+  description = "Extra environment for the container (e.g. SDTURBO_REQUEST_TIMEOUT_S), merged over the values derived from the variables above."
   type        = map(string)
   default     = {}
 }
 
 variable "enable_network_isolation" {
-  description = "Run the container without network access. Only possible when the weights come from model_data_url (no download from Hugging Face at start-up)."
+  description = "Run the container without network access. Only possible when the weights need no download (model_data_url or baked into the image)."
   type        = bool
   default     = false
 }
@@ -142,13 +148,24 @@ variable "variant_name" {
 }
 
 variable "instance_type" {
-  description = "Instance type of the variant. ml.g5.xlarge (1x A10G 24 GB) fits SD-Turbo fp16 with room for batching; ml.g4dn.xlarge (1x T4 16 GB) is cheaper and slower. The moto tests set ml.g4dn.xlarge because moto 5.2 does not list g5 types; the production default is unchanged."
+  description = "Instance type of the variant. ml.g5.xlarge (1x A10G 24 GB) fits SD-Turbo fp16 with room for batching; ml.g4dn.xlarge (1x T4 16 GB) is cheaper and slower. Its GPU count comes from gpus_by_instance_type or gpus_per_instance."
   type        = string
   default     = "ml.g5.xlarge"
 
   validation {
-    condition     = can(regex("^ml\\.[a-z0-9]+\\.[a-z0-9]+$", var.instance_type))
-    error_message = "instance_type must look like ml.<family>.<size>."
+    condition     = var.gpus_per_instance != null || contains(keys(var.gpus_by_instance_type), var.instance_type)
+    error_message = "instance_type \"${var.instance_type}\" is not in gpus_by_instance_type, so its GPU count (which scales the GPU alarms and the dashboard) is unknown: set gpus_per_instance (0 for a CPU instance type) or add it to gpus_by_instance_type."
+  }
+}
+
+variable "inference_ami_version" {
+  description = "Host AMI of the variant (NVIDIA driver). Default al2-ami-sagemaker-inference-gpu-3-1 (driver 550, the newest AWS provider 5.100 accepts); the image's CUDA 13 torch runs on it through the container's CUDA forward compatibility. Null: SageMaker's default for the instance type (470 on g4dn/g5/p4d, 535 on g6/p5); must be null on CPU instance types. See docs/infra.md for the AMI table and al2023-ami-sagemaker-inference-gpu-4-1 (driver 580)."
+  type        = string
+  default     = "al2-ami-sagemaker-inference-gpu-3-1"
+
+  validation {
+    condition     = var.inference_ami_version == null || local.gpus_per_instance > 0 || !strcontains(coalesce(var.inference_ami_version, "-"), "-gpu-")
+    error_message = "inference_ami_version ${coalesce(var.inference_ami_version, "-")} is a GPU host AMI but ${var.instance_type} has no GPU: set inference_ami_version = null."
   }
 }
 
@@ -156,11 +173,6 @@ variable "initial_instance_count" {
   description = "Instances when the endpoint is created (SageMaker requires at least 1; async endpoints then scale to min_capacity, which may be 0)."
   type        = number
   default     = 1
-
-  validation {
-    condition     = var.initial_instance_count >= 1
-    error_message = "initial_instance_count must be at least 1."
-  }
 }
 
 variable "volume_size_in_gb" {
@@ -173,26 +185,16 @@ variable "container_startup_health_check_timeout_in_seconds" {
   description = "How long SageMaker waits for GET /ping to return 200 after the container starts (model load + warm-up). SD-Turbo from the Hugging Face hub takes a few minutes on first start."
   type        = number
   default     = 900
-
-  validation {
-    condition     = var.container_startup_health_check_timeout_in_seconds >= 60 && var.container_startup_health_check_timeout_in_seconds <= 3600
-    error_message = "container_startup_health_check_timeout_in_seconds must be between 60 and 3600."
-  }
 }
 
 variable "model_data_download_timeout_in_seconds" {
   description = "Timeout for downloading model_data_url to the instance (SD-Turbo weights are ~5 GB in fp16, ~10 GB with fp32 copies)."
   type        = number
   default     = 1200
-
-  validation {
-    condition     = var.model_data_download_timeout_in_seconds >= 60 && var.model_data_download_timeout_in_seconds <= 3600
-    error_message = "model_data_download_timeout_in_seconds must be between 60 and 3600."
-  }
 }
 
 variable "endpoint_volume_encryption" {
-  description = "Set kms_key_arn on the endpoint configuration (encrypts the attached ML storage volume). Null = automatic: on, except for instance families with local NVMe instance storage (g4dn, g5, g6, g6e, p4d, p5, *d) where SageMaker rejects a KMS key and the instance store is hardware-encrypted (AES-256)."
+  description = "Set kms_key_arn on the endpoint configuration (encrypts the ML storage volume). Null = automatic: on, except for instance families with local NVMe instance storage (g4dn, g5, g6, g6e, p4d, p5, *d) where SageMaker rejects a KMS key and the instance store is hardware-encrypted (AES-256)."
   type        = bool
   default     = null
 }
@@ -202,14 +204,9 @@ variable "endpoint_volume_encryption" {
 ################################################################################
 
 variable "async_max_concurrent_invocations_per_instance" {
-  description = "Async only: requests SageMaker sends concurrently to one instance. Roughly max_batch_size so the batcher can fill."
+  description = "Async only: requests SageMaker sends concurrently to one instance. Null: 2 x max_batch_size (the app's default when null) x GPUs per instance, what the app's model replicas (one per GPU) hold at once, so full batches can form."
   type        = number
-  default     = 4
-
-  validation {
-    condition     = var.async_max_concurrent_invocations_per_instance >= 1 && var.async_max_concurrent_invocations_per_instance <= 1000
-    error_message = "async_max_concurrent_invocations_per_instance must be between 1 and 1000."
-  }
+  default     = null
 }
 
 variable "async_include_inference_response_in_notification" {
@@ -219,13 +216,18 @@ variable "async_include_inference_response_in_notification" {
 }
 
 ################################################################################
-# S3 bucket (async inputs/outputs, model artefacts)
+# S3 bucket (async inputs/outputs)
 ################################################################################
 
 variable "create_bucket" {
-  description = "Create the S3 bucket. Null = automatic: created when endpoint_type is async."
+  description = "Create the S3 bucket. Null = automatic: created when endpoint_type is async (which needs it)."
   type        = bool
   default     = null
+
+  validation {
+    condition     = var.create_bucket != false || var.endpoint_type != "async"
+    error_message = "endpoint_type = \"async\" needs the stack's S3 bucket: create_bucket must not be false."
+  }
 }
 
 variable "bucket_name" {
@@ -244,11 +246,6 @@ variable "async_object_expiration_days" {
   description = "Lifecycle: async inputs, outputs and failures are deleted after this many days."
   type        = number
   default     = 7
-
-  validation {
-    condition     = var.async_object_expiration_days >= 1
-    error_message = "async_object_expiration_days must be at least 1."
-  }
 }
 
 ################################################################################
@@ -256,20 +253,15 @@ variable "async_object_expiration_days" {
 ################################################################################
 
 variable "kms_key_arn" {
-  description = "Existing KMS key for the bucket, SNS topics, log group, ECR and endpoint. Null: the module creates one (with rotation)."
+  description = "Existing KMS key for the bucket, SNS topics, log group, ECR and endpoint. Null: the stack creates one (with rotation)."
   type        = string
   default     = null
 }
 
 variable "kms_deletion_window_in_days" {
-  description = "Deletion window of the module-created KMS key."
+  description = "Deletion window of the stack-created KMS key (7-30)."
   type        = number
   default     = 30
-
-  validation {
-    condition     = var.kms_deletion_window_in_days >= 7 && var.kms_deletion_window_in_days <= 30
-    error_message = "kms_deletion_window_in_days must be between 7 and 30."
-  }
 }
 
 ################################################################################
@@ -280,55 +272,30 @@ variable "canary_size_type" {
   description = "Canary size unit: CAPACITY_PERCENT or INSTANCE_COUNT."
   type        = string
   default     = "CAPACITY_PERCENT"
-
-  validation {
-    condition     = contains(["CAPACITY_PERCENT", "INSTANCE_COUNT"], var.canary_size_type)
-    error_message = "canary_size_type must be CAPACITY_PERCENT or INSTANCE_COUNT."
-  }
 }
 
 variable "canary_size_value" {
   description = "Share of the new (green) fleet that receives traffic during the canary phase."
   type        = number
   default     = 25
-
-  validation {
-    condition     = var.canary_size_value >= 1
-    error_message = "canary_size_value must be at least 1."
-  }
 }
 
 variable "canary_wait_interval_in_seconds" {
   description = "Baking time of the canary before the rest of the traffic shifts (rollback alarms are watched meanwhile)."
   type        = number
   default     = 600
-
-  validation {
-    condition     = var.canary_wait_interval_in_seconds >= 0 && var.canary_wait_interval_in_seconds <= 3600
-    error_message = "canary_wait_interval_in_seconds must be between 0 and 3600."
-  }
 }
 
 variable "termination_wait_in_seconds" {
   description = "Final baking time after all traffic moved, before the old (blue) fleet is terminated."
   type        = number
   default     = 300
-
-  validation {
-    condition     = var.termination_wait_in_seconds >= 0 && var.termination_wait_in_seconds <= 3600
-    error_message = "termination_wait_in_seconds must be between 0 and 3600."
-  }
 }
 
 variable "deployment_maximum_execution_timeout_in_seconds" {
   description = "Upper bound for the whole blue/green deployment (must exceed canary wait + termination wait)."
   type        = number
   default     = 3600
-
-  validation {
-    condition     = var.deployment_maximum_execution_timeout_in_seconds >= 600 && var.deployment_maximum_execution_timeout_in_seconds <= 14400
-    error_message = "deployment_maximum_execution_timeout_in_seconds must be between 600 and 14400."
-  }
 }
 
 ################################################################################
@@ -342,7 +309,7 @@ variable "enable_autoscaling" {
 }
 
 variable "min_capacity" {
-  description = "Minimum instances. Real-time endpoints need at least 1; async endpoints may use 0 (scale to zero)."
+  description = "Minimum instances. Null: 1 for real-time (which cannot scale to zero), 0 for async (scale to zero)."
   type        = number
   default     = null
 }
@@ -351,22 +318,12 @@ variable "max_capacity" {
   description = "Maximum instances."
   type        = number
   default     = 2
-
-  validation {
-    condition     = var.max_capacity >= 1
-    error_message = "max_capacity must be at least 1."
-  }
 }
 
 variable "realtime_scaling_metric" {
   description = "Real-time target tracking metric: \"invocations\" (SageMakerVariantInvocationsPerInstance, per minute) or \"concurrency\" (SageMakerVariantConcurrentRequestsPerModelHighResolution, in-flight requests)."
   type        = string
   default     = "invocations"
-
-  validation {
-    condition     = contains(["invocations", "concurrency"], var.realtime_scaling_metric)
-    error_message = "realtime_scaling_metric must be \"invocations\" or \"concurrency\"."
-  }
 }
 
 variable "realtime_target_value" {
@@ -394,7 +351,7 @@ variable "scale_out_cooldown" {
 }
 
 ################################################################################
-# Alarms
+# Alarms and dashboard
 ################################################################################
 
 variable "alarm_email_endpoints" {
@@ -416,13 +373,13 @@ variable "alarm_evaluation_periods" {
 }
 
 variable "gpu_utilization_threshold" {
-  description = "Alarm when average GPUUtilization (percent, summed over the instance's GPUs) exceeds this."
+  description = "Alarm when GPU utilisation per GPU (percent) exceeds this. CloudWatch sums the instance's GPUs, so the alarm's threshold is this x the GPUs per instance (360 on a 4-GPU type for 90)."
   type        = number
   default     = 90
 }
 
 variable "gpu_memory_utilization_threshold" {
-  description = "Alarm when average GPUMemoryUtilization (percent) exceeds this."
+  description = "Alarm when GPU memory utilisation per GPU (percent) exceeds this; scaled by the GPUs per instance like gpu_utilization_threshold."
   type        = number
   default     = 90
 }
@@ -457,6 +414,24 @@ variable "log_retention_in_days" {
   default     = 30
 }
 
+variable "create_dashboard" {
+  description = "Create the CloudWatch dashboard \"<name>\" (endpoint and app metrics, cost per 1,000 images)."
+  type        = bool
+  default     = true
+}
+
+variable "dashboard_period_seconds" {
+  description = "Period of the dashboard's graphs and of the cost estimate's time slices."
+  type        = number
+  default     = 300
+}
+
+variable "instance_price_usd_per_hour" {
+  description = "On-demand price of one instance_type instance in USD per hour, for the dashboard's estimated cost per 1,000 images (check your region's SageMaker real-time inference price). Null: the widget says to set it."
+  type        = number
+  default     = null
+}
+
 ################################################################################
 # GitHub Actions OIDC deploy role
 ################################################################################
@@ -474,13 +449,13 @@ variable "create_github_oidc_provider" {
 }
 
 variable "github_repository" {
-  description = "Repository allowed to assume the role, as \"org/repo\"."
+  description = "Repository allowed to assume the role, as \"org/repo\" (required with create_github_oidc_role)."
   type        = string
   default     = null
 
   validation {
-    condition     = var.github_repository == null || can(regex("^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", var.github_repository))
-    error_message = "github_repository must look like \"org/repo\"."
+    condition     = !var.create_github_oidc_role || var.github_repository != null
+    error_message = "create_github_oidc_role = true needs github_repository (\"org/repo\")."
   }
 }
 

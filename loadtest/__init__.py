@@ -4,7 +4,7 @@
 * ``python -m loadtest report ...``   rebuild summary/Markdown/plot from a raw.csv
 * ``python -m loadtest.baseline_server``  the naive per-request baseline server
 * ``python -m loadtest.benchmark``    baseline vs Ray Serve app on this machine, with ratios
-* ``python -m loadtest.gpu_benchmark``  optimisation matrix on a GPU (or a CPU smoke run)
+* ``python -m loadtest.gpu_benchmark``  direct-call ceiling and the real service on a GPU (or a CPU smoke run)
 
 Importing this package imports nothing heavy (no locust, ray or torch).
 """

@@ -71,11 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--label", help="series name in the reports (default: the target)")
     o.add_argument("--quiet", action="store_true", help="no progress display")
     o.add_argument("--progress-interval-s", type=float, default=2.0)
+    o.add_argument("--instance-price", type=float, metavar="USD_PER_HOUR",
+                   help="hourly price of what serves the target (instances x price); adds USD per 1,000 images per level")
 
     rep = sub.add_parser("report", help="rebuild summary.json, report.md and plot.png from a raw.csv")
     rep.add_argument("raw_csv")
     rep.add_argument("--out", help="output directory (default: the raw.csv's directory)")
     rep.add_argument("--warmup-s", type=float, default=0.0)
+    rep.add_argument("--instance-price", type=float, metavar="USD_PER_HOUR",
+                     help="hourly price of what served the run; adds USD per 1,000 images per level")
     return p
 
 
@@ -100,14 +104,22 @@ def _meta(args: argparse.Namespace, levels: list[int]) -> dict[str, Any]:
     }
 
 
-def write_reports(out: Path, label: str, records: list[dict[str, Any]], summaries: list, meta: dict[str, Any]) -> dict[str, Path]:
+def write_reports(out: Path, label: str, records: list[dict[str, Any]], summaries: list, meta: dict[str, Any],
+                  instance_price: float | None = None) -> dict[str, Path]:
     from loadtest import report
 
     series = {label: summaries}
+    levels = [s.as_dict() for s in summaries]
+    if instance_price is not None:
+        meta = {**meta, "instance_price_usd_per_hour": instance_price}
+        for level in levels:
+            level["usd_per_1000_images"] = report.usd_per_1000_images(instance_price, level["throughput_img_s"])
     paths = {
         "raw_csv": report.write_raw_csv(out / "raw.csv", records),
-        "summary_json": report.write_json(out / "summary.json", {"meta": meta, "label": label, "levels": [s.as_dict() for s in summaries]}),
-        "report_md": report.write_markdown(out / "report.md", series, title=f"Load test: {label}", meta={k: v for k, v in meta.items() if v not in (None, [], "")}),
+        "summary_json": report.write_json(out / "summary.json", {"meta": meta, "label": label, "levels": levels}),
+        "report_md": report.write_markdown(out / "report.md", series, title=f"Load test: {label}",
+                                           meta={k: v for k, v in meta.items() if v not in (None, [], "")},
+                                           instance_price=instance_price),
         "plot_png": report.write_plot(out / "plot.png", series, title=f"{label}: throughput and p95 against concurrency"),
     }
     return paths
@@ -128,6 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     duration = args.duration_s if (args.duration_s or args.requests) else 30.0
     if args.requests is not None and args.requests <= 0:
         p.error("--requests must be positive")
+    check_instance_price(p, args.instance_price)
 
     # locust (and its gevent monkeypatching) only from here on
     from loadtest.locust_run import RunConfig, run_level, stderr_progress
@@ -152,16 +165,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         summaries.append(summarise(recs, c, run_start=w0, run_end=w1, warmup_s=args.warmup_s))
     meta = _meta(args, levels)
     meta["duration_s"] = duration
-    paths = write_reports(out, label, all_records, summaries, meta)
+    paths = write_reports(out, label, all_records, summaries, meta, args.instance_price)
     from loadtest.report import markdown_table
 
-    print(markdown_table({label: summaries}), end="")
+    print(markdown_table({label: summaries}, args.instance_price), end="")
     print("wrote " + " ".join(str(v) for v in paths.values()))
     return 0 if any(s.ok for s in summaries) else 3
 
 
+def check_instance_price(parser: argparse.ArgumentParser, price: float | None) -> None:
+    if price is not None and not (price > 0 and price != float("inf")):
+        parser.error(f"--instance-price wants a positive USD-per-hour figure, got {price}")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from loadtest.report import read_raw_csv
+
+    check_instance_price(build_parser(), args.instance_price)
     from loadtest.stats import summarise
 
     raw = Path(args.raw_csv)
@@ -180,10 +200,10 @@ def cmd_report(args: argparse.Namespace) -> int:
             label = json.loads(old.read_text()).get("label", label)
         except ValueError:
             pass
-    write_reports(out, label, recs, summaries, meta)
+    write_reports(out, label, recs, summaries, meta, args.instance_price)
     from loadtest.report import markdown_table
 
-    print(markdown_table({label: summaries}), end="")
+    print(markdown_table({label: summaries}, args.instance_price), end="")
     return 0
 
 

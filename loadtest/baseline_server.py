@@ -25,6 +25,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from serve_app.protocol import MAX_GUIDANCE_SCALE, MAX_SEED, MAX_SIDE, MAX_STEPS, MIN_SIDE
+
 log = logging.getLogger("loadtest.baseline")
 
 MAX_BODY = 1 << 20
@@ -37,7 +39,7 @@ class RequestError(Exception):
 
 
 def validate(doc: Any) -> dict[str, Any]:
-    """The request fields the baseline honours, checked like the service's API."""
+    """The request fields the baseline honours, checked against the service's API limits."""
     if not isinstance(doc, dict):
         raise RequestError(422, "validation_error", "body must be a JSON object")
     prompt = doc.get("prompt")
@@ -55,22 +57,24 @@ def validate(doc: Any) -> dict[str, Any]:
     out = {
         "prompt": prompt,
         "negative_prompt": doc.get("negative_prompt") if isinstance(doc.get("negative_prompt"), str) else None,
-        "num_inference_steps": _int("num_inference_steps", 1, 1, 4),
-        "width": _int("width", 512, 64, 1024),
-        "height": _int("height", 512, 64, 1024),
+        "num_inference_steps": _int("num_inference_steps", 1, 1, MAX_STEPS),
+        "width": _int("width", 512, MIN_SIDE, MAX_SIDE),
+        "height": _int("height", 512, MIN_SIDE, MAX_SIDE),
         "seed": doc.get("seed"),
     }
     for dim in ("width", "height"):
         if out[dim] % 8:
             raise RequestError(422, "validation_error", f"{dim} must be a multiple of 8", dim)
     gs = doc.get("guidance_scale", 0.0)
-    if isinstance(gs, bool) or not isinstance(gs, (int, float)) or not 0.0 <= gs <= 20.0:
-        raise RequestError(422, "validation_error", "guidance_scale must be a number in [0, 20]", "guidance_scale")
+    if isinstance(gs, bool) or not isinstance(gs, (int, float)) or not 0.0 <= gs <= MAX_GUIDANCE_SCALE:
+        raise RequestError(
+            422, "validation_error", f"guidance_scale must be a number in [0, {MAX_GUIDANCE_SCALE:g}]", "guidance_scale"
+        )
     out["guidance_scale"] = float(gs)
     seed = out["seed"]
     if seed is None:
         seed = int.from_bytes(uuid.uuid4().bytes[:4], "big")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise RequestError(422, "validation_error", "seed must be an integer in [0, 2^32-1]", "seed")
     out["seed"] = seed
     return out

@@ -1,69 +1,58 @@
-"""GPU benchmark: the optimisation matrix of the model path, with and without batching.
+"""GPU benchmark: the direct-call ceiling of the model path, and the service that ships under load.
 
-Standalone: needs torch, diffusers and serve_app.model (for the presets and the loader),
-not ray and not locust.  On an H100:
+On an H100 (commands with the wheels to carry: docs/benchmarks.md, section 4):
 
     python -m loadtest.gpu_benchmark --model sd-turbo-random --device cuda --out results/gpu-h100
 
-Smoke run on a CPU (what the test suite runs):
+Smoke run on a CPU (what the test suite runs; it checks the plumbing, not the numbers):
 
     python -m loadtest.gpu_benchmark --model tiny --device cpu --quick --out /tmp/gpu-smoke
 
-What it measures, at one size (default 512x512) and one step:
+At one size (default 512x512) and one step:
 
-Configurations other than fp32 call the service's ``SDTurboGenerator`` (uint8 quantisation on
-the device); fp32, the naive baseline, uses diffusers' float32 PIL path.
-
-1. **Batch sweep** per configuration (cumulative: ``fp32`` -> ``fp16`` -> ``fp16-cl``
-   (channels-last UNet+VAE) -> ``fp16-cl-compile`` (torch.compile of the UNet); configurations
-   are cumulative only where the next one adds to the last, e.g. ``fp16-cl,fp16`` reloads): for each
-   batch size, ``--iters`` timed pipeline calls after warm-up; images/s (batch / mean call
-   time), p50/p95 call latency, peak device memory (``torch.cuda.max_memory_allocated``).
-2. **Concurrency sweep** per serving scenario: C closed-loop clients submit single-image
-   requests to an in-process asyncio micro-batcher that mimics ``@serve.batch`` (a batch
-   runs when it holds ``--max-batch-size`` requests or ``--batch-wait-ms`` after its first
-   request arrived; the pipeline runs in a worker thread, encoding in a thread pool beside
-   the next batch).  Scenarios:
-     * ``baseline``: fp32, PNG, max batch 1 (the naive per-request server),
-     * ``<best config>``: the most optimised configuration, JPEG, max batch 1,
-     * ``<best config>+batching``: the same with max batch ``--max-batch-size``.
-   Reported: images/s over the measured window, p50/p95/p99 latency, batch-size histogram,
-   speed-up against the baseline at each concurrency.
+1. **Batch sweep** (direct pipeline calls, the ceiling) per configuration (cumulative: ``fp32``
+   -> ``fp16`` -> ``fp16-cl`` (channels-last UNet+VAE) -> ``fp16-cl-compile`` (torch.compile of
+   the UNet); configurations are cumulative only where the next one adds to the last, e.g.
+   ``fp16-cl,fp16`` reloads): for each batch size, ``--iters`` timed calls after warm-up;
+   images/s (batch / mean call time), p50/p95 call latency, peak device memory. ``fp32`` is the
+   naive path (diffusers' float32 PIL output); the others call the service's ``SDTurboGenerator``.
+2. **The service** (unless ``--skip-service``): the real app, ``python -m loadtest.app_server``
+   (``serve_app.app:build_app`` -> Ray Serve -> HTTP) on a free loopback port with the app's own
+   settings (its batching knobs included: none is set here; ``--app-arg KEY=VALUE`` overrides),
+   driven by the load tool (``python -m loadtest run``) at each ``--concurrency`` level. Reported
+   per level: images/s, p50/p95/p99, the server-reported batch-size histogram, and images/s as a
+   fraction of the **ceiling**: the direct-call images/s of the configuration the app runs, at
+   the app's ``max_batch_size``. ``--baseline`` also drives the naive baseline server
+   (``loadtest.baseline_server``: fp32, PNG, one request at a time) on the same device.
 
 **Decoders** (``--decoders full,full-compiled,tiny``): the batch sweep is repeated per VAE
 decoder through the service's ``SDTurboGenerator`` (for every configuration, fp32 included):
-``full`` (the model's VAE, eager), ``full-compiled`` (``torch.compile`` of the decoder at the
+``full`` (the model's VAE, eager), ``full-compiled`` (the replica's ``CompiledDecoder`` for the
 sweep's batch sizes, ``--decoder-compile-mode``, compile time recorded), ``tiny`` (TAESD from
 ``--tiny-decoder``, by default the random-weight ``taesd-random`` preset of its architecture) and
-``tiny-compiled``. Each batch size also gets one profiled call (device synchronised at stage
-boundaries) printed as a profile line: text encoder / UNet / decode / other ms.
+``tiny-compiled``; each decoder's parameters and FLOPs per image are printed, and each batch size
+gets one more call, synchronised at stage boundaries, printed as a profile line: text encoder /
+UNet / decode / other ms. Rows are named ``<configuration> <decoder>`` (use ``--skip-service``).
 
-With ``torch.compile`` the batcher pads each batch up to the next size in
-``--compile-buckets`` (duplicated prompts, extra images dropped) so the UNet is compiled
-for a handful of shapes, not every batch size; the padding work is included in the timings.
-
-Writes ``gpu_benchmark.json``, ``gpu_benchmark.md`` and ``gpu_plot.png`` to ``--out``.
+Writes ``gpu_benchmark.json``, ``gpu_benchmark.md`` and ``gpu_plot.png`` to ``--out`` (and each
+server's raw results and log below it).
 """
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import gc
-import io
-import json
 import math
 import platform
 import random
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loadtest import report
-from loadtest.stats import LevelSummary, percentile, summarise
+from loadtest.stats import LevelSummary, mean_call_size, percentile
 from loadtest.workload import DEFAULT_PROMPTS, parse_int_list, parse_sizes
 
 BASELINE_NAME = "baseline (fp32, PNG, no batching)"
@@ -151,7 +140,7 @@ class Model:
 
     def use_decoder(self, decoder: str | None, tiny_source: str, tiny_revision: str, compile_mode: str,
                     batch_sizes: list[int], width: int, height: int) -> float | None:
-        """Decode with ``decoder`` from now on (None: back to the pipeline's own path).
+        """Decode with ``decoder`` from now on (None: back to the configuration's own path).
 
         A ``-compiled`` decoder is compiled here for exactly ``batch_sizes`` at this size;
         returns the seconds that took (None when nothing was compiled).
@@ -160,6 +149,7 @@ class Model:
 
         from serve_app.model import load_tiny_decoder, resolve_tiny_decoder
         from serve_app.model.decoders import CompiledDecoder, DecoderSet, LatentDecoder
+        from serve_app.model.profiling import decoder_cost
 
         self.decoder, self.decoder_set = decoder, None
         if decoder is None:
@@ -172,15 +162,13 @@ class Model:
         gc.collect()
         if self.device.startswith("cuda"):
             torch.cuda.empty_cache()
-        from serve_app.model.profiling import decoder_cost
-
         scale = self.pipe.vae_scale_factor
         self.decoder_cost = decoder_cost(vae, height // scale, width // scale)
         measured: Any = LatentDecoder(name, vae)
         compile_s = None
         if compiled:
             # The replica's own compiled decoder, compiled for exactly the swept batch sizes.
-            measured = CompiledDecoder(measured, compile_mode, batch_sizes, [(width, height)], self.pipe.vae_scale_factor)
+            measured = CompiledDecoder(measured, compile_mode, batch_sizes, [(width, height)], scale)
             compile_s = measured.compile(self.pipe.unet.config.out_channels, self.pipe.unet.dtype,
                                          self.pipe.device).seconds
         self.decoder_set = DecoderSet({name: measured})
@@ -219,6 +207,15 @@ class Model:
 
         return profile_stages(self.service_generator(), self.specs(prompts, seeds, width, height))
 
+    def close(self) -> None:
+        """Free the device for the service's own replica."""
+        import torch
+
+        self.pipe = None
+        gc.collect()
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
     def reset_peak(self) -> None:
         import torch
 
@@ -232,13 +229,6 @@ class Model:
         if self.device.startswith("cuda"):
             return torch.cuda.max_memory_allocated() / 2**20
         return None
-
-
-def pad_to_bucket(n: int, buckets: list[int]) -> int:
-    for b in sorted(buckets):
-        if b >= n:
-            return b
-    return n
 
 
 def batch_sweep(m: Model, batch_sizes: list[int], iters: int, warmup: int, width: int, height: int,
@@ -280,127 +270,86 @@ def batch_sweep(m: Model, batch_sizes: list[int], iters: int, warmup: int, width
     return rows
 
 
-def encode(img: Any, fmt: str) -> bytes:
-    buf = io.BytesIO()
-    if fmt == "PNG":
-        img.save(buf, format="PNG")
-    else:
-        img.save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
+# -- 2. the service that ships ------------------------------------------------------------------
+
+def app_settings(app_args: list[str]) -> Any:
+    """The settings the app will run with: its defaults, SDTURBO_* from the environment, ``--app-arg``."""
+    from serve_app.settings import Settings
+
+    return Settings.load(dict(kv.split("=", 1) for kv in app_args))
 
 
-async def serve_level(m: Model, concurrency: int, duration_s: float, max_batch: int, wait_s: float, fmt: str,
-                      width: int, height: int, buckets: list[int] | None, encode_pool: ThreadPoolExecutor,
-                      seed: int = 0) -> tuple[list[dict[str, Any]], float, float]:
-    """C closed-loop clients against an in-process micro-batcher; returns (records, t0, t1)."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
-    records: list[dict[str, Any]] = []
-    stop = asyncio.Event()
-    rng = random.Random(seed)
-
-    async def batcher() -> None:
-        while True:
-            first = await queue.get()
-            if first is None:
-                return
-            batch = [first]
-            deadline = loop.time() + wait_s
-            while len(batch) < max_batch:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    while len(batch) < max_batch and not queue.empty():
-                        batch.append(queue.get_nowait())
-                    break
-                try:
-                    item = await asyncio.wait_for(queue.get(), remaining)
-                except asyncio.TimeoutError:
-                    break
-                if item is None:
-                    queue.put_nowait(None)
-                    break
-                batch.append(item)
-            n = len(batch)
-            run_n = pad_to_bucket(n, buckets) if buckets else n
-            prompts = [b[0] for b in batch] + [batch[0][0]] * (run_n - n)
-            seeds = [b[1] for b in batch] + [0] * (run_n - n)
-            try:
-                images = await asyncio.to_thread(m.generate, prompts, seeds, width, height)
-            except Exception as exc:  # noqa: BLE001
-                for b in batch:
-                    b[2].set_exception(exc)
-                continue
-            for b, img in zip(batch, images[:n]):
-                fut = loop.run_in_executor(encode_pool, encode, img, fmt)
-                fut.add_done_callback(lambda f, b=b, n=n: b[2].set_result((n, f)))
-
-    async def client() -> None:
-        while not stop.is_set():
-            fut = loop.create_future()
-            t_wall, t0 = time.time(), time.perf_counter()
-            queue.put_nowait((rng.choice(DEFAULT_PROMPTS), rng.randrange(2**32), fut))
-            rec = {"start": t_wall, "status": 200, "ok": True, "images": 1, "width": width, "height": height}
-            try:
-                n, enc_fut = await fut
-                data = enc_fut.result()
-                rec.update(batch_size=n, bytes=len(data))
-            except Exception as exc:  # noqa: BLE001
-                rec.update(status=500, ok=False, error=f"{type(exc).__name__}: {str(exc)[:100]}")
-            rec["latency_ms"] = (time.perf_counter() - t0) * 1000
-            rec["concurrency"] = concurrency
-            records.append(rec)
-
-    b_task = asyncio.create_task(batcher())
-    t_start = time.time()
-    clients = [asyncio.create_task(client()) for _ in range(concurrency)]
-    await asyncio.sleep(duration_s)
-    stop.set()
-    t_stop = time.time()
-    await asyncio.gather(*clients)  # in-flight requests finish (recorded, outside the window if late)
-    queue.put_nowait(None)
-    await b_task
-    return records, t_start, t_stop
+def config_of(settings: Any, device: str) -> str:
+    """The batch-sweep configuration name of what the app runs (dtype, channels-last, compile)."""
+    dtype = settings.dtype if settings.dtype != "auto" else ("float16" if device.startswith("cuda") else "float32")
+    name = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}[dtype]
+    return name + ("-cl" if settings.channels_last else "") + ("-compile" if settings.compile else "")
 
 
-def concurrency_sweep(m: Model, name: str, levels: list[int], duration_s: float, warmup_s: float, max_batch: int,
-                      wait_ms: float, fmt: str, width: int, height: int, buckets: list[int] | None,
-                      peak_mem: dict[str, dict[str, float | None]]) -> list[LevelSummary]:
-    out = []
-    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="encode") as pool:
-        # warm-up at the largest batch this scenario can form (allocator, autotune, compile)
-        warm = pad_to_bucket(max_batch, buckets) if buckets else max_batch
-        m.generate(["warm-up"] * warm, list(range(warm)), width, height)
-        for c in levels:
-            m.reset_peak()
-            recs, t0, t1 = asyncio.run(serve_level(m, c, duration_s, max_batch, wait_ms / 1000.0, fmt, width, height,
-                                                   buckets, pool))
-            s = summarise(recs, c, run_start=t0, run_end=t1, warmup_s=warmup_s)
-            peak_mem.setdefault(name, {})[str(c)] = m.peak_mib()
-            out.append(s)
-            print(f"   [{name}] concurrency {c:>2}: {s.throughput_img_s:7.2f} img/s  p50 {s.latency_ms_p50:8.1f} ms"
-                  f"  p95 {s.latency_ms_p95:8.1f} ms  batches {dict(s.batch_size_hist)}", flush=True)
-    return out
+def ceiling_of(batch_sweep_rows: dict[str, list[dict[str, Any]]], config: str, batch: int) -> dict[str, Any] | None:
+    """The direct-call row the service is measured against: its configuration at its max batch."""
+    for row in batch_sweep_rows.get(config, []):
+        if row["batch_size"] == batch and "images_s" in row:
+            return {"config": config, **row}
+    return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m loadtest.gpu_benchmark", description="optimisation matrix on a GPU")
+def run_servers(args: argparse.Namespace, width: int, height: int, out: Path) -> dict[str, Any]:
+    """The app (and with ``--baseline`` the naive server) under the load tool, one after the other."""
+    from loadtest.benchmark import free_port, serve_target
+
+    load = argparse.Namespace(concurrency=args.concurrency, duration_s=args.duration_s, warmup_s=args.warmup_s,
+                              cooldown_s=1.0, size=f"{width}x{height}", output_format=None,
+                              start_timeout_s=args.start_timeout_s, ping_hz=5.0)
+    cache = [f"cache_dir={args.cache_dir}"] if args.cache_dir else []
+    device = "cuda" if args.device.startswith("cuda") else "cpu"
+    servers: dict[str, Any] = {}
+    if args.baseline:
+        port = free_port()
+        cmd = [sys.executable, "-m", "loadtest.baseline_server", "--model", args.model, "--device", args.device,
+               "--port", str(port), "--warmup-size", load.size] + (["--cache-dir", args.cache_dir] if args.cache_dir else [])
+        servers["baseline"] = serve_target("baseline", cmd, port, load, out, {})
+    port = free_port()
+    cmd = [sys.executable, "-m", "loadtest.app_server", "--port", str(port), f"model={args.model}", f"device={device}",
+           *cache, *args.app_arg]
+    servers["app"] = serve_target("app", cmd, port, load, out, {})
+    return servers
+
+
+def service_figures(app_levels: list[LevelSummary], ceiling: dict[str, Any] | None) -> dict[str, Any]:
+    figs: dict[str, Any] = {"ceiling_img_s": ceiling["images_s"] if ceiling else None}
+    for lv in app_levels:
+        figs[str(lv.concurrency)] = {
+            "img_s": lv.throughput_img_s, "p50_ms": lv.latency_ms_p50, "p95_ms": lv.latency_ms_p95,
+            "p99_ms": lv.latency_ms_p99, "batch_size_hist": lv.batch_size_hist,
+            "mean_call_size": mean_call_size(lv.batch_size_hist),
+            "fraction_of_ceiling": lv.throughput_img_s / ceiling["images_s"] if ceiling else None,
+        }
+    return figs
+
+
+# -- driver -----------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m loadtest.gpu_benchmark", description="direct-call ceiling and the real service on a GPU")
     p.add_argument("--model", default="sd-turbo-random", help="preset name or local diffusers directory")
     p.add_argument("--device", default="cuda")
     p.add_argument("--cache-dir", help="preset cache (default: the service's)")
     p.add_argument("--size", default="512x512")
-    p.add_argument("--configs", help="comma list from fp32,fp16,fp16-cl,fp16-cl-compile (default: all on cuda; fp32,fp32-cl on cpu)")
-    p.add_argument("--batch-sizes", default="1,2,4,8,12,16")
-    p.add_argument("--concurrency", default="1,4,8,16,32")
+    p.add_argument("--configs", help="comma list from fp32,fp16,fp16-cl,fp16-cl-compile (default: all on cuda; fp32 on cpu)")
+    p.add_argument("--batch-sizes", default="1,2,4,8,12,16", help="direct-call sweep (the app's max_batch_size is always added)")
+    p.add_argument("--concurrency", default="1,8,16,32,64", help="closed-loop clients against the service")
     p.add_argument("--iters", type=int, default=10, help="timed calls per batch size")
     p.add_argument("--warmup-iters", type=int, default=2)
-    p.add_argument("--duration-s", type=float, default=10.0, help="seconds per concurrency level")
-    p.add_argument("--warmup-s", type=float, default=2.0)
-    p.add_argument("--max-batch-size", type=int, default=16)
-    p.add_argument("--batch-wait-ms", type=float, default=10.0)
-    p.add_argument("--compile-buckets", default="1,2,4,8,16")
-    p.add_argument("--skip-concurrency", action="store_true", help="batch sweep only")
-    p.add_argument("--baseline-json", help="gpu_benchmark.json of an earlier run on the same GPU whose fp32 baseline "
-                                            "the speed-ups are computed against (when this run has no fp32 config)")
+    p.add_argument("--duration-s", type=float, default=20.0, help="seconds per concurrency level")
+    p.add_argument("--warmup-s", type=float, default=3.0, help="leading seconds of each level not measured")
+    p.add_argument("--compile-buckets", default="1,2,4,8,16", help="batch sizes swept with torch.compile")
+    p.add_argument("--app-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="build_app argument for the service (repeatable); the batching knobs stay the app's unless given here")
+    p.add_argument("--baseline", action="store_true", help="also drive the naive baseline server (fp32, PNG, no batching)")
+    p.add_argument("--start-timeout-s", type=float, default=600.0, help="how long a server may take to answer /ping")
+    p.add_argument("--skip-sweep", action="store_true", help="service only (no direct-call ceiling)")
+    p.add_argument("--skip-service", action="store_true", help="batch sweep only")
     p.add_argument("--decoders", help="batch sweep per decoder through the service's generator: comma list from "
                                        "full,full-compiled,tiny,tiny-compiled (default: the configurations' own path)")
     p.add_argument("--tiny-decoder", default="taesd-random",
@@ -410,25 +359,29 @@ def main(argv: list[str] | None = None) -> int:
                    help="torch.compile mode of -compiled decoders (default: reduce-overhead on cuda, default on cpu)")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes and counts (CPU tests)")
     p.add_argument("--out", default=f"results/gpu-{time.strftime('%Y%m%d-%H%M%S')}")
-    args = p.parse_args(argv)
+    return p
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.quick:
         args.size = "64x64" if args.size == "512x512" else args.size
         args.batch_sizes, args.concurrency = "1,2", "1,4"
-        args.iters, args.warmup_iters, args.duration_s, args.warmup_s = 2, 1, 1.0, 0.0
-        args.max_batch_size = min(args.max_batch_size, 4)
+        args.iters, args.warmup_iters, args.duration_s, args.warmup_s = 2, 1, 3.0, 0.5
     (width, height), = parse_sizes(args.size)
     on_cuda = args.device.startswith("cuda")
-    names = args.configs.split(",") if args.configs else (["fp32", "fp16", "fp16-cl", "fp16-cl-compile"] if on_cuda else ["fp32", "fp32-cl"])
+    settings = app_settings(args.app_arg)
+    service_config = config_of(settings, args.device)
+    names = args.configs.split(",") if args.configs else (["fp32", "fp16", "fp16-cl", "fp16-cl-compile"] if on_cuda else ["fp32"])
     configs = make_configs(names)
-    batch_sizes = parse_int_list(args.batch_sizes)
-    levels = parse_int_list(args.concurrency)
+    batch_sizes = sorted(set(parse_int_list(args.batch_sizes)) | {settings.max_batch_size})
     buckets = parse_int_list(args.compile_buckets)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
     import torch
 
+    # 1. Nothing is measured on a machine without the device asked for.
     if on_cuda and not torch.cuda.is_available():
         print("no CUDA device visible: nothing measured (use --device cpu for a smoke run)", file=sys.stderr)
         return 2
@@ -436,66 +389,55 @@ def main(argv: list[str] | None = None) -> int:
     print(f"== {info}", flush=True)
     result: dict[str, Any] = {"device": info, "command": "python -m loadtest.gpu_benchmark " + " ".join(argv if argv is not None else sys.argv[1:]),
                               "model": args.model, "size": args.size, "steps": 1, "configs": names, "batch_sweep": {},
-                              "concurrency_sweep": {}}
-    m = Model(args.model, args.device, args.cache_dir)
+                              "app_settings": {k: settings.as_dict()[k] for k in ("max_batch_size", "batch_wait_timeout_s", "dtype",
+                                                                                  "channels_last", "compile")},
+                              "service_config": service_config}
     t_all = time.time()
+    # 2. The ceiling: direct pipeline calls per configuration and batch size.
+    if not args.skip_sweep:
+        m = Model(args.model, args.device, args.cache_dir)
+        decoders = args.decoders.split(",") if args.decoders else []
+        compile_mode = args.decoder_compile_mode or ("reduce-overhead" if on_cuda else "default")
+        for cfg in configs:
+            print(f"== configuration {cfg.name}", flush=True)
+            t = time.time()
+            m.apply(cfg)
+            result.setdefault("load_s", {})[cfg.name] = time.time() - t
+            sweep_buckets = buckets if cfg.compile else None
+            # Per decoder (--decoders), or the configuration's own path.
+            for decoder in decoders:
+                label = f"{cfg.name} {decoder}"
+                print(f"== decoder {label}", flush=True)
+                sizes = [bs for bs in batch_sizes if not sweep_buckets or bs in sweep_buckets]
+                compile_s = m.use_decoder(decoder, args.tiny_decoder, args.tiny_decoder_revision, compile_mode, sizes,
+                                          width, height)
+                cost = result.setdefault("decoder_cost", {})[label] = m.decoder_cost
+                print(f"   [{label}] {cost['decoder_params'] / 1e6:.2f}M decoder parameters, "
+                      f"{cost['gflop_per_image']:.1f} GFLOP per {width}x{height} image", flush=True)
+                if compile_s is not None:
+                    result.setdefault("decoder_compile_s", {})[label] = compile_s
+                    print(f"   [{label}] compiled ({compile_mode}) for batches {sizes} in {compile_s:.1f} s", flush=True)
+                result["batch_sweep"][label] = batch_sweep(m, batch_sizes, args.iters, args.warmup_iters, width,
+                                                           height, sweep_buckets, label)
+            m.use_decoder(None, "", "", "", [], width, height)
+            if not decoders:
+                result["batch_sweep"][cfg.name] = batch_sweep(m, batch_sizes, args.iters, args.warmup_iters, width,
+                                                               height, sweep_buckets)
+        m.close()  # the service's replica loads its own copy
+    ceiling = ceiling_of(result["batch_sweep"], service_config, settings.max_batch_size)
+    result["ceiling"] = ceiling
+    # 3. The service that ships, through HTTP, at each concurrency.
     series: dict[str, list[LevelSummary]] = {}
-    peak_mem: dict[str, dict[str, float | None]] = {}
-    best_cfg = configs[-1]
-    decoders = args.decoders.split(",") if args.decoders else []
-    compile_mode = args.decoder_compile_mode or ("reduce-overhead" if on_cuda else "default")
-    for cfg in configs:
-        print(f"== configuration {cfg.name}", flush=True)
-        t = time.time()
-        m.apply(cfg)
-        result.setdefault("load_s", {})[cfg.name] = time.time() - t
-        sweep_buckets = buckets if cfg.compile else None
-        for decoder in decoders:
-            label = f"{cfg.name} {decoder}"
-            print(f"== decoder {label}", flush=True)
-            sizes = [bs for bs in batch_sizes if not sweep_buckets or bs in sweep_buckets]
-            compile_s = m.use_decoder(decoder, args.tiny_decoder, args.tiny_decoder_revision, compile_mode, sizes,
-                                      width, height)
-            cost = result.setdefault("decoder_cost", {})[label] = m.decoder_cost
-            print(f"   [{label}] {cost['decoder_params'] / 1e6:.2f}M decoder parameters, "
-                  f"{cost['gflop_per_image']:.1f} GFLOP per {width}x{height} image", flush=True)
-            if compile_s is not None:
-                result.setdefault("decoder_compile_s", {})[label] = compile_s
-                print(f"   [{label}] compiled ({compile_mode}) for batches {sizes} in {compile_s:.1f} s", flush=True)
-            result["batch_sweep"][label] = batch_sweep(m, batch_sizes, args.iters, args.warmup_iters, width, height,
-                                                       sweep_buckets, label)
-        m.use_decoder(None, "", "", "", [], width, height)
-        if not decoders:
-            result["batch_sweep"][cfg.name] = batch_sweep(m, batch_sizes, args.iters, args.warmup_iters, width,
-                                                           height, sweep_buckets)
-        if args.skip_concurrency:
-            continue
-        cb = buckets if cfg.compile else None
-        if cfg.name == "fp32":  # the naive baseline: fp32, PNG, one request at a time
-            name = BASELINE_NAME
-            series[name] = concurrency_sweep(m, name, levels, args.duration_s, args.warmup_s, 1, 0.0, "PNG", width, height,
-                                             cb, peak_mem)
-        if cfg is best_cfg:  # the most optimised configuration, without and with batching
-            name = f"{cfg.name}, JPEG, no batching"
-            series[name] = concurrency_sweep(m, name, levels, args.duration_s, args.warmup_s, 1, 0.0, "JPEG", width, height,
-                                             cb, peak_mem)
-            name = f"{cfg.name}, JPEG, batching <= {args.max_batch_size}"
-            series[name] = concurrency_sweep(m, name, levels, args.duration_s, args.warmup_s, args.max_batch_size,
-                                             args.batch_wait_ms, "JPEG", width, height, cb, peak_mem)
-    result["concurrency_sweep"] = {k: [s.as_dict() for s in v] for k, v in series.items()}
-    result["concurrency_peak_mem_mib"] = peak_mem
-    base_by_c: dict[int, float] = {}
-    if BASELINE_NAME in series:
-        base_by_c = {s.concurrency: s.throughput_img_s for s in series[BASELINE_NAME]}
-        result["baseline_source"] = "this run"
-    elif args.baseline_json:
-        prev = json.loads(Path(args.baseline_json).read_text())
-        base_by_c = {lv["concurrency"]: lv["throughput_img_s"] for lv in prev["concurrency_sweep"].get(BASELINE_NAME, [])}
-        result["baseline_source"] = f"{args.baseline_json} ({prev['device'].get('gpu')}, {prev['device']['date_utc']})"
-    if base_by_c:
-        result["speedup_vs_baseline"] = {k: {str(s.concurrency): s.throughput_img_s / base_by_c[s.concurrency]
-                                             for s in v if base_by_c.get(s.concurrency)} for k, v in series.items()}
+    if not args.skip_service:
+        servers = run_servers(args, width, height, out)
+        result["servers"] = servers
+        if "baseline" in servers:
+            series[BASELINE_NAME] = [LevelSummary(**lv) for lv in servers["baseline"]["levels"]]
+        app_name = f"the service ({service_config}, max batch {settings.max_batch_size})"
+        series[app_name] = [LevelSummary(**lv) for lv in servers["app"]["levels"]]
+        result["figures"] = service_figures(series[app_name], ceiling)
     result["elapsed_s"] = time.time() - t_all
+    # 4. Reports.
     report.write_json(out / "gpu_benchmark.json", result)
     if series:
         report.write_plot(out / "gpu_plot.png", series, title=f"{args.model} {args.size} 1 step on {info.get('gpu', args.device)}")
@@ -513,16 +455,18 @@ def render_md(r: dict[str, Any], series: dict[str, list[LevelSummary]]) -> str:
     d = r["device"]
     lines = [f"# GPU benchmark: {r['model']} {r['size']}, 1 step", "",
              f"- **device**: {d.get('gpu', d['device'])} ({d.get('gpu_mem_gib', '?')} GiB), CUDA {d.get('cuda')}, torch {d['torch']}",
-             f"- **date**: {d['date_utc']}", f"- **command**: `{r['command']}`", "",
-             "## Batch sweep (direct pipeline calls)", "",
-             "| configuration | batch | images/s | p50 ms | p95 ms | peak MiB |", "|---|---:|---:|---:|---:|---:|"]
-    for cfg, rows in r["batch_sweep"].items():
-        for row in rows:
-            if "error" in row:
-                lines.append(f"| {cfg} | {row['batch_size']} | {row['error']} | | | |")
-            else:
-                lines.append(f"| {cfg} | {row['batch_size']} | {_f(row['images_s'], 2)} | {_f(row['latency_ms_p50'])} | "
-                             f"{_f(row['latency_ms_p95'])} | {_f(row['peak_mem_mib'], 0)} |")
+             f"- **date**: {d['date_utc']}", f"- **command**: `{r['command']}`",
+             f"- **the app's settings**: {r['app_settings']} (configuration `{r['service_config']}`)", ""]
+    if r["batch_sweep"]:
+        lines += ["## Batch sweep (direct pipeline calls: the ceiling)", "",
+                  "| configuration | batch | images/s | p50 ms | p95 ms | peak MiB |", "|---|---:|---:|---:|---:|---:|"]
+        for cfg, rows in r["batch_sweep"].items():
+            for row in rows:
+                if "error" in row:
+                    lines.append(f"| {cfg} | {row['batch_size']} | {row['error']} | | | |")
+                else:
+                    lines.append(f"| {cfg} | {row['batch_size']} | {_f(row['images_s'], 2)} | {_f(row['latency_ms_p50'])} | "
+                                 f"{_f(row['latency_ms_p95'])} | {_f(row['peak_mem_mib'], 0)} |")
     profiled = [(cfg, row) for cfg, rows in r["batch_sweep"].items() for row in rows if "profile_ms" in row]
     if profiled:
         lines += ["", "## Where the time goes (one call per row, device synchronised at each stage, ms)", "",
@@ -539,18 +483,21 @@ def render_md(r: dict[str, Any], series: dict[str, list[LevelSummary]]) -> str:
     if r.get("decoder_compile_s"):
         lines += ["", "Decoder compile time (every swept batch size, at warm-up): " + ", ".join(
             f"{k} {v:.1f} s" for k, v in r["decoder_compile_s"].items())]
+    c = r.get("ceiling")
+    lines += ["", "**Ceiling**: " + (f"{_f(c['images_s'], 2)} images/s ({c['config']}, direct calls of batch {c['batch_size']})"
+                                     if c else "not measured (the app's configuration was not in the sweep)")]
     if series:
-        lines += ["", "## Concurrency sweep (in-process micro-batcher, closed-loop clients)", "", report.markdown_table(series)]
-        levels = [s.concurrency for s in next(iter(series.values()))]
-        lines += ["Peak device memory (MiB) per scenario and concurrency:", "",
-                  "| scenario | " + " | ".join(f"c={c}" for c in levels) + " |", "|---|" + "---:|" * len(levels)]
-        for k, v in r.get("concurrency_peak_mem_mib", {}).items():
-            lines.append(f"| {k} | " + " | ".join(_f(v.get(str(c)), 0) for c in levels) + " |")
-        if r.get("speedup_vs_baseline"):
-            lines += ["", f"Throughput against the naive baseline ({r.get('baseline_source')}):", "",
-                      "| scenario | " + " | ".join(f"speed-up at c={c}" for c in levels) + " |", "|---|" + "---:|" * len(levels)]
-            for k, v in r["speedup_vs_baseline"].items():
-                lines.append(f"| {k} | " + " | ".join((f"{v[str(c)]:.2f}x" if str(c) in v else "n/a") for c in levels) + " |")
+        lines += ["", "## The service (loadtest.app_server -> Ray Serve -> HTTP -> python -m loadtest run)", "",
+                  report.markdown_table(series), "",
+                  "| clients | images/s | of the ceiling | p50 ms | p95 ms | p99 ms | mean pipeline call |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
+        for level, f in r["figures"].items():
+            if level == "ceiling_img_s":
+                continue
+            frac = f["fraction_of_ceiling"]
+            lines.append(f"| {level} | {_f(f['img_s'], 2)} | {_f(frac * 100 if frac is not None else None, 0)}% | "
+                         f"{_f(f['p50_ms'])} | {_f(f['p95_ms'])} | {_f(f['p99_ms'])} | {_f(f['mean_call_size'], 2)} |")
+        lines += ["", "Targets (H100, sd-turbo-random, 512x512): >= 90% of the ceiling at >= 32 clients; p95 < 400 ms at 16 clients."]
     return "\n".join(lines) + "\n"
 
 

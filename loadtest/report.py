@@ -90,24 +90,38 @@ def _errs(e: Mapping[str, int]) -> str:
     return ", ".join(f"{k}:{v}" for k, v in e.items()) if e else "-"
 
 
-def markdown_table(series: Mapping[str, Sequence[LevelSummary]]) -> str:
-    """One Markdown table; a row per (series, concurrency)."""
+def usd_per_1000_images(usd_per_hour: float, images_per_s: float) -> float:
+    """What 1,000 images cost at a sustained throughput: the hourly price over images per hour.
+
+    ``usd_per_hour`` is the price of everything that served the measured throughput (instances x
+    price per instance-hour). NaN when nothing was served.
+    """
+    if not images_per_s or math.isnan(images_per_s) or images_per_s <= 0:
+        return math.nan
+    return usd_per_hour / (images_per_s * 3600.0) * 1000.0
+
+
+def markdown_table(series: Mapping[str, Sequence[LevelSummary]], instance_price: float | None = None) -> str:
+    """One Markdown table; a row per (series, concurrency). With ``instance_price`` (USD per
+    hour) a last column gives USD per 1,000 images at that level's throughput."""
+    cost_head, cost_rule = (" USD / 1k images |", "---:|") if instance_price is not None else ("", "")
     head = (
-        "| target | concurrency | requests | images/s | p50 ms | p95 ms | p99 ms | error rate | errors by status | batch_size (size:count) |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n"
+        f"| target | concurrency | requests | images/s | p50 ms | p95 ms | p99 ms | error rate | errors by status | batch_size (size:count) |{cost_head}\n"
+        f"|---|---:|---:|---:|---:|---:|---:|---:|---|---|{cost_rule}\n"
     )
     rows = []
     for name, levels in series.items():
         for s in levels:
+            cost = f" {_f(usd_per_1000_images(instance_price, s.throughput_img_s), 4)} |" if instance_price is not None else ""
             rows.append(
                 f"| {name} | {s.concurrency} | {s.requests} | {_f(s.throughput_img_s, 2)} | {_f(s.latency_ms_p50)} | "
                 f"{_f(s.latency_ms_p95)} | {_f(s.latency_ms_p99)} | {s.error_rate * 100:.1f}% | {_errs(s.errors_by_status)} | "
-                f"{_hist(s.batch_size_hist)} |"
+                f"{_hist(s.batch_size_hist)} |{cost}"
             )
     return head + "\n".join(rows) + "\n"
 
 
-def write_markdown(path: os.PathLike | str, series: Mapping[str, Sequence[LevelSummary]], title: str, meta: Mapping[str, Any] | None = None, extra: str = "") -> Path:
+def write_markdown(path: os.PathLike | str, series: Mapping[str, Sequence[LevelSummary]], title: str, meta: Mapping[str, Any] | None = None, extra: str = "", instance_price: float | None = None) -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"# {title}", ""]
@@ -115,7 +129,7 @@ def write_markdown(path: os.PathLike | str, series: Mapping[str, Sequence[LevelS
         for k, v in meta.items():
             lines.append(f"- **{k}**: {v}")
         lines.append("")
-    lines.append(markdown_table(series))
+    lines.append(markdown_table(series, instance_price))
     if extra:
         lines += ["", extra.rstrip(), ""]
     p.write_text("\n".join(lines))

@@ -166,3 +166,13 @@ def summarise(
         batch_size_mean=bmean,
         server_ms_p50=server_p50,
     )
+
+
+def mean_call_size(batch_size_hist: Mapping[str, int]) -> float:
+    """Mean images per pipeline call, from a per-request histogram (size -> requests).
+
+    ``batch_size_mean`` weighs each request; a call of k images holds k of them, so the
+    calls of size k number count_k / k. Calls cut by the measured window make this approximate.
+    """
+    calls = sum(count / int(size) for size, count in batch_size_hist.items() if int(size) > 0)
+    return sum(batch_size_hist.values()) / calls if calls else math.nan

@@ -1,36 +1,34 @@
 """The Ray Serve application builder: ``serve run serve_app.app:build_app key=value ...``.
 
-Reads the settings, turns the model setting into a local directory *before* any replica starts
-(so a missing model fails fast with a clear message, and weights are fetched once, not once per
-replica), sizes the model deployment to the machine's GPUs, and wires ingress to model.
+Reads the settings, sizes both deployments to the Ray cluster (refusing, before anything starts,
+a replica count that cannot fit: ``serve_app.cluster``), turns the model setting into a local
+directory *before* any replica starts (so a missing model fails fast with a clear message, and
+weights are fetched once, not once per replica), and wires ingress to model.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from ray.serve import Application
 
-from serve_app.deployments import Ingress, SDTurboModel
+from serve_app.cluster import ClusterResources, DeploymentSizes, current_resources, size_deployments
 from serve_app.logs import configure_logging, log_event
+from serve_app.replicas import Ingress, SDTurboModel
 from serve_app.settings import Settings
 
 logger = logging.getLogger("sd_turbo.app")
 
 
-def model_deployment_options(settings: Settings, gpu_count: int) -> dict[str, Any]:
+def model_deployment_options(settings: Settings, sizes: DeploymentSizes) -> dict[str, Any]:
     """Replica count and resources of the model deployment."""
-    use_gpu = gpu_count > 0 and settings.device != "cpu"
-    if settings.num_replicas == "auto":
-        replicas = gpu_count if use_gpu else 1
-    else:
-        replicas = int(settings.num_replicas)
     return {
-        "num_replicas": replicas,
+        "num_replicas": sizes.model_replicas,
         # One GPU per replica pins each replica to its own device (CUDA_VISIBLE_DEVICES).
-        "ray_actor_options": {"num_gpus": 1 if use_gpu else 0, "num_cpus": 1},
+        "ray_actor_options": {"num_gpus": sizes.model_gpus, "num_cpus": sizes.model_cpus},
         # Room for a full batch to run while the next one forms.
         "max_ongoing_requests": settings.effective_max_ongoing_requests,
         # The bounded queue: beyond it callers get 503 at once instead of waiting forever.
@@ -50,27 +48,54 @@ def build_app(args: Mapping[str, Any] | None = None) -> Application:
     return build_app_from_settings(Settings.load(args or {}))
 
 
-def build_app_from_settings(settings: Settings) -> Application:
-    from serve_app.model import cuda_device_count, resolve_model, resolve_tiny_decoder, select_device, select_dtype
+def build_app_from_settings(settings: Settings, resources: ClusterResources | None = None) -> Application:
+    """The application for ``settings`` on a Ray cluster with ``resources`` (default: the
+    connected cluster's, or before Ray starts, those of the local head it will start).
+
+    Raises DoesNotFit (before any model is fetched) when the replicas cannot fit.
+    """
+    from serve_app.model import resolve_model, resolve_safety_checker, resolve_tiny_decoder, select_device, select_dtype
 
     configure_logging(settings.log_level)
+    # 1. Size both deployments to the cluster, or refuse now with what was asked and what exists.
+    resources = resources or current_resources()
+    sizes = size_deployments(settings, resources)
+    # 2. Resolve the model once, here, before any replica starts.
     device = select_device(settings.device)
     half = select_dtype(settings.dtype, device).itemsize == 2
     resolved = resolve_model(settings.model, settings.model_revision, settings.cache_dir, half)
-    model_info = {"id": resolved.model_id, "revision": resolved.revision}
-    # TAESD, when loaded, is fetched (or found) here too, once, with the same fail-fast rules.
-    tiny = None
+    # TAESD, when loaded, is fetched (or found) here too, once, with the same fail-fast rules,
+    # and travels with the resolved model to both replicas.
     if "tiny" in settings.loaded_decoders:
         tiny = resolve_tiny_decoder(
             settings.tiny_decoder, settings.tiny_decoder_revision, resolved.local_dir, settings.cache_dir
         )
-        model_info["tiny_decoder"] = {"id": tiny.source_id, "revision": tiny.revision}
-    options = model_deployment_options(settings, cuda_device_count())
-    log_event(logger, "app_built", model=model_info, local_dir=resolved.local_dir, deployment=options)
-    model = SDTurboModel.options(**options).bind(settings, resolved.local_dir, resolved.model_id, tiny)
+        resolved = dataclasses.replace(resolved, tiny_decoder=tiny)
+    # The image safety checker is fetched or built here too, once, and fails start-up the same way.
+    safety = resolve_safety_checker(
+        settings.safety_checker,
+        settings.safety_checker_revision,
+        settings.cache_dir,
+        resolved.local_dir,
+        settings.fault_injection_unsafe_seeds,
+    )
+    options = model_deployment_options(settings, sizes)
+    log_event(
+        logger,
+        "app_built",
+        **resolved.log_fields(),
+        local_dir=resolved.local_dir,
+        safety_checker=safety.source if safety else None,
+        cluster={"cpus": resources.cpus, "gpus": resources.gpus},
+        deployment=options,
+        ingress_cpus=sizes.ingress_cpus,
+    )
+    # 3. Wire ingress to model. One object crosses the Ray seam: both replicas get the model as
+    #    it was resolved here (and the safety checker, for the model replica).
+    model = SDTurboModel.options(**options).bind(settings, resolved, safety)
     return Ingress.options(
-        num_replicas=settings.ingress_replicas,
+        num_replicas=sizes.ingress_replicas,
         # The ingress only parses, validates and awaits: it holds many requests cheaply.
         max_ongoing_requests=1000,
-        ray_actor_options={"num_cpus": 0.5},
-    ).bind(model, settings, resolved.local_dir, model_info)
+        ray_actor_options={"num_cpus": sizes.ingress_cpus},
+    ).bind(model, settings, resolved)

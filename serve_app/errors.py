@@ -64,3 +64,24 @@ class RequestTimeout(ServiceError):
 
 class ResponseTooLarge(ServiceError):
     status_code, error_type = 413, "response_too_large"
+
+
+class ImageBlocked(ServiceError):
+    """The image safety checker flagged the generated image; it is not returned."""
+
+    status_code, error_type = 422, "image_blocked"
+    MESSAGE = (
+        "the generated image was flagged by the image safety checker and is not returned; "
+        "try a different prompt or seed"
+    )
+
+    def __init__(self, message: str = MESSAGE):
+        super().__init__(message)
+
+
+class HTTPError(ServiceError):
+    """An error HTTP routing itself raises (no such route: 404, wrong method: 405, ...)."""
+
+    def __init__(self, status_code: int, error_type: str, message: str):
+        super().__init__(message)
+        self.status_code, self.error_type = status_code, error_type

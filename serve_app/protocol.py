@@ -7,10 +7,10 @@ are checked by the serving layer.
 
 from __future__ import annotations
 
-import unicodedata
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 MAX_SEED = 2**32 - 1
 MIN_SIDE, MAX_SIDE, DEFAULT_SIDE = 64, 1024, 512
@@ -21,40 +21,87 @@ MAX_PROMPT_CHARS = 2000
 
 OutputFormat = Literal["jpeg", "png", "webp"]
 DecoderName = Literal["full", "tiny"]
+
+
+def _whole_number(value: object) -> object:
+    # JSON Schema counts 3.0 as an integer; anything else that is not an int stays refused.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# An integer field: a JSON integer, or a number with no fractional part (never a string or a bool).
+JsonInt = Annotated[int, BeforeValidator(_whole_number)]
 IMAGE_MEDIA_TYPES: dict[str, str] = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 
 
-def _check_text(value: str) -> str:
-    # Control characters (other than ordinary whitespace) are never part of a real prompt and
-    # can corrupt logs and downstream tools.
-    for char in value:
-        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co") and char not in "\n\t\r":
-            raise ValueError(f"must not contain control characters (found U+{ord(char):04X})")
+# Characters a prompt must not contain: control (Cc) and format (Cf) characters, private-use (Co)
+# code points and unpaired surrogates (Cs, see below), except tab, newline and carriage return.
+# They are never part of a real prompt and can corrupt logs and downstream tools. Listed once, here, as a regular-expression character
+# class: it is both the published schema's `pattern` (so a prompt the schema allows is never
+# refused for its characters) and what the server checks. The Cf ranges cover Unicode 15.1
+# (tests/serve_app/test_protocol.py checks them against this Python's Unicode data).
+# BMP characters as \uXXXX escapes (the same in Python's and ECMAScript's regular expressions)...
+_FORBIDDEN_BMP = (
+    r"\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f"  # Cc
+    r"\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"  # Cf
+    r"\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+    r"\ue000-\uf8ff"  # Co
+)
+# ...and the rest as the characters themselves: ECMAScript has no \U escape.
+_FORBIDDEN_ASTRAL = [
+    (0x110BD, 0x110BD), (0x110CD, 0x110CD), (0x13430, 0x1343F), (0x1BCA0, 0x1BCA3),  # Cf
+    (0x1D173, 0x1D17A), (0xE0001, 0xE0001), (0xE0020, 0xE007F),
+    (0xF0000, 0xFFFFD), (0x100000, 0x10FFFD),  # Co
+]
+_FORBIDDEN_CHARS = _FORBIDDEN_BMP + "".join(f"{chr(low)}-{chr(high)}" for low, high in _FORBIDDEN_ASTRAL)
+# Unpaired surrogates (Cs), which JSON's \uD800 escapes can smuggle in, are not in the pattern:
+# a JSON Schema string is Unicode text (RFC 7493), which holds none, and schema tools cannot even
+# compile a pattern that names them. pydantic refuses them as no valid string.
+# White space as str.strip() sees it (less the forbidden characters above): a prompt of only
+# these is blank.
+_BLANK_CHARS = r"\t\n\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# Disjoint classes one after the other: matching takes time linear in the length.
+TEXT_PATTERN = f"^[^{_FORBIDDEN_CHARS}]*$"
+PROMPT_PATTERN = f"^[{_BLANK_CHARS}]*[^{_FORBIDDEN_CHARS}{_BLANK_CHARS}][^{_FORBIDDEN_CHARS}]*$"
+_FORBIDDEN = re.compile(f"[{_FORBIDDEN_CHARS}]")
+_TEXT = re.compile(TEXT_PATTERN)
+_PROMPT = re.compile(PROMPT_PATTERN)
+
+
+def _check_text(value: str, pattern: re.Pattern) -> str:
+    # The published pattern decides; the message names the first offending character.
+    if pattern.match(value) is None:
+        found = _FORBIDDEN.search(value)
+        if found is None:
+            raise ValueError("must not be blank")
+        raise ValueError(f"must not contain control characters (found U+{ord(found.group()):04X})")
     return value
 
 
 class GenerateRequest(BaseModel):
     """One image to generate."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
+    # Strict: a JSON value of another type is refused, never converted (false is not 0.0, "3"
+    # is not 3), so the published schema's types are the whole contract.
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
         "examples": [{"prompt": "a lighthouse on a cliff at sunset, oil painting", "seed": 42}]
     })
 
     prompt: str = Field(
         min_length=1,
         max_length=MAX_PROMPT_CHARS,
-        description="What to draw. At most the text encoder's token limit (75 tokens for SD-Turbo); "
-        "longer prompts are rejected, never truncated.",
+        description="What to draw: some text, no control characters. At most the text encoder's token "
+        "limit (75 tokens for SD-Turbo); longer prompts are rejected, never truncated.",
+        json_schema_extra={"pattern": PROMPT_PATTERN},
     )
-    negative_prompt: str | None = Field(
-        default=None,
-        max_length=MAX_PROMPT_CHARS,
-        description="What to avoid. Used only when guidance_scale > 1.",
+    negative_prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS, json_schema_extra={"pattern": TEXT_PATTERN})] | None = (
+        Field(default=None, description="What to avoid, no control characters. Used only when guidance_scale > 1.")
     )
-    seed: int | None = Field(
-        default=None, ge=0, le=MAX_SEED, description="Random seed; drawn at random when absent."
+    # Bounds of optional integers go inside the union and before the validator: else pydantic
+    # publishes them under names JSON Schema does not know ("ge", "le": no bound at all).
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED), BeforeValidator(_whole_number)] | None = Field(
+        default=None, description="Random seed; drawn at random when absent."
     )
-    num_inference_steps: int = Field(default=1, ge=1, le=MAX_STEPS)
+    num_inference_steps: JsonInt = Field(default=1, ge=1, le=MAX_STEPS)
     guidance_scale: float = Field(
         default=0.0,
         ge=0.0,
@@ -62,13 +109,13 @@ class GenerateRequest(BaseModel):
         allow_inf_nan=False,
         description="Classifier-free guidance; SD-Turbo is trained for 0.0.",
     )
-    width: int = Field(default=DEFAULT_SIDE, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=8)
-    height: int = Field(default=DEFAULT_SIDE, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=8)
+    width: JsonInt = Field(default=DEFAULT_SIDE, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=8)
+    height: JsonInt = Field(default=DEFAULT_SIDE, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=8)
     output_format: OutputFormat | None = Field(
         default=None, description="Image format; the server's default (jpeg) when absent."
     )
-    quality: int | None = Field(
-        default=None, ge=1, le=100, description="JPEG/WebP quality; ignored for PNG."
+    quality: Annotated[int, Field(ge=1, le=100), BeforeValidator(_whole_number)] | None = Field(
+        default=None, description="JPEG/WebP quality; ignored for PNG."
     )
     delivery: Literal["inline", "s3"] = Field(
         default="inline",
@@ -86,24 +133,29 @@ class GenerateRequest(BaseModel):
     @field_validator("prompt")
     @classmethod
     def _prompt_has_text(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return _check_text(value)
+        return _check_text(value, _PROMPT)
 
     @field_validator("negative_prompt")
     @classmethod
     def _negative_prompt_text(cls, value: str | None) -> str | None:
-        return None if value is None else _check_text(value)
+        return None if value is None else _check_text(value, _TEXT)
 
 
 class DecoderSource(BaseModel):
     id: str = Field(description="Where TAESD came from: Hub id, path, model:<folder> or preset:taesd-random.")
     revision: str | None
+    random_weights: bool = Field(description="True for the offline preset taesd-random: its images are noise.")
 
 
 class ModelInfo(BaseModel):
+    """Which model made the image."""
+
     id: str
     revision: str | None
+    random_weights: bool = Field(
+        description="True for the offline presets: the weights are random and the images noise, "
+        "never the real model's output.",
+    )
     tiny_decoder: DecoderSource | None = Field(default=None, description="The tiny decoder, when loaded.")
 
 

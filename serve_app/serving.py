@@ -7,11 +7,9 @@ tested with a fake one and runs unchanged inside the Ray ingress deployment.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -58,16 +56,12 @@ class NoMetrics:
         pass
 
 
-# JSON field names, numbers and quotes around the base64 image.
-_JSON_OVERHEAD_BYTES = 2048
-
-
 @dataclass
 class ImageOutcome:
     """What the transport needs to answer: the image bytes and the JSON metadata.
 
-    ``response.image`` is left empty here; ``response_with_image`` fills it (or not, when the
-    image went to S3 and ``response.image_url`` says where).
+    ``response.image`` is left empty here: the transport sends the bytes its own way (base64 in
+    JSON, or raw), or none when the image went to S3 and ``response.image_url`` says where.
     """
 
     image: bytes
@@ -125,9 +119,14 @@ class ImageService:
                 )
 
     async def generate(
-        self, request: GenerateRequest, request_id: str, client: str = "-", raw: bool = False
+        self,
+        request: GenerateRequest,
+        request_id: str,
+        client: str = "-",
+        response_bytes: Callable[[int], int] | None = None,
     ) -> ImageOutcome:
-        """``raw``: the caller will send the bytes themselves, not JSON with base64."""
+        """``response_bytes``: how large the transport's answer is for an image of n bytes (by
+        default the image alone); answers over ``max_response_bytes`` go to S3 or are refused."""
         started = time.perf_counter()
         # 1. Model- and server-dependent validation.
         self.check_request(request)
@@ -167,7 +166,7 @@ class ImageService:
                 self.cache.put(cache_key, result, len(result.image))
         # 5. Delivery: S3 when asked for, or when the answer would not fit a SageMaker response.
         stored = None
-        answer_bytes = len(result.image) if raw else 4 * ((len(result.image) + 2) // 3) + _JSON_OVERHEAD_BYTES
+        answer_bytes = len(result.image) if response_bytes is None else response_bytes(len(result.image))
         too_large = answer_bytes > self.settings.max_response_bytes
         if request.delivery == "s3" or (too_large and self.store is not None):
             stored = await self.store.put(request_id, result.image, IMAGE_MEDIA_TYPES[output_format], output_format)
@@ -220,18 +219,3 @@ class ImageService:
             timings_ms=timings.model_dump(),
         )
         return ImageOutcome(image=result.image, response=response)
-
-
-def response_with_image(outcome: ImageOutcome) -> dict:
-    """The JSON body: metadata plus the image as base64."""
-    body = outcome.response.model_dump()
-    if outcome.response.image_url is None:
-        body["image"] = base64.b64encode(outcome.image).decode("ascii")
-    return body
-
-
-def new_request_id(supplied: str | None) -> str:
-    """Use the caller's id when it is a sane token, else a fresh one."""
-    if supplied and len(supplied) <= 128 and supplied.isascii() and supplied.isprintable() and " " not in supplied:
-        return supplied
-    return uuid.uuid4().hex

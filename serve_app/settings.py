@@ -6,18 +6,22 @@ A setting is read, in increasing priority, from
   3. an application argument (``serve run serve_app.app:build_app <name>=<value>``,
      or ``args:`` in a Serve config YAML).
 
-The container entrypoint maps SageMaker's own environment onto these names
+pydantic-settings reads and converts the environment; each field's type, bounds and choices
+are its validation. The container entrypoint maps SageMaker's own environment onto these names
 (``container/entrypoint.py``), so this module is the single list of what can be tuned.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Literal
+
+from pydantic import Field, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+from serve_app.protocol import OutputFormat
 
 ENV_PREFIX = "SDTURBO_"
 
@@ -30,17 +34,25 @@ DEFAULT_MODEL_REVISION = "b261bac6fd2cf515557d5d0707481eafa0485ec2"
 DEFAULT_TINY_DECODER = "madebyollin/taesd"
 DEFAULT_TINY_DECODER_REVISION = "614f76814bbe30edbe2e627ace1c2234c81a2c0e"
 DECODER_NAMES = ("full", "tiny")
-COMPILE_DECODER_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-
-OUTPUT_FORMATS = ("jpeg", "png", "webp")
 
 
-def _setting(default: Any, doc: str) -> Any:
-    return field(default=default, metadata={"doc": doc})
+def _setting(default: Any, doc: str, **bounds: Any) -> Any:
+    """A field with its default, its one-line documentation (the README's table) and bounds."""
+    return Field(default, description=doc, **bounds)
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        case_sensitive=False,
+        extra="forbid",
+        frozen=True,
+        # YAML `args:` may hold numbers where a setting is text (e.g. a revision of digits).
+        coerce_numbers_to_str=True,
+        # Bounds and choices apply to the defaults too.
+        validate_default=True,
+    )
+
     # --- Model source -----------------------------------------------------------------------
     model: str = _setting(
         DEFAULT_MODEL,
@@ -56,8 +68,8 @@ class Settings:
         "Where offline presets are built and kept.",
     )
     # --- Compute ------------------------------------------------------------------------------
-    device: str = _setting("auto", "'auto' (cuda when available), 'cuda' or 'cpu'.")
-    dtype: str = _setting(
+    device: Literal["auto", "cuda", "cpu"] = _setting("auto", "'auto' (cuda when available), 'cuda' or 'cpu'.")
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = _setting(
         "auto", "'auto' (float16 on cuda, float32 on cpu), 'float16', 'bfloat16' or 'float32'."
     )
     channels_last: bool = _setting(
@@ -86,10 +98,12 @@ class Settings:
         f"Hub revision (commit sha) of tiny_decoder; empty means the pinned {DEFAULT_TINY_DECODER} "
         "commit, and is an error for any other Hub id.",
     )
-    compile_decoder: str = _setting(
-        "off",
-        "torch.compile the loaded decoders at warm-up for fixed batch buckets: 'off', 'default', "
-        "'reduce-overhead' (CUDA graphs), 'max-autotune' or 'max-autotune-no-cudagraphs'.",
+    compile_decoder: Literal["off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = (
+        _setting(
+            "off",
+            "torch.compile the loaded decoders at warm-up for fixed batch buckets: 'off', 'default', "
+            "'reduce-overhead' (CUDA graphs), 'max-autotune' or 'max-autotune-no-cudagraphs'.",
+        )
     )
     compile_decoder_buckets: str = _setting(
         "",
@@ -105,121 +119,156 @@ class Settings:
         "reuses earlier results; empty: torch's default under /tmp.",
     )
     # --- Serving ------------------------------------------------------------------------------
-    num_replicas: str = _setting("auto", "Model replicas: 'auto' (one per GPU, 1 on CPU) or an integer.")
-    max_batch_size: int = _setting(8, "Most requests coalesced into one pipeline call.")
+    num_replicas: Literal["auto"] | PositiveInt = _setting(
+        "auto", "Model replicas: 'auto' (one per GPU, 1 on CPU) or an integer."
+    )
+    # Batching follows the device (serve_app/device_loop.py): a request on an idle replica
+    # starts at once; requests arriving while a call runs join the next call. One value per
+    # knob project-wide: the Serve YAML, the GPU benchmark and Terraform's defaults follow
+    # these (tests/deployments/test_batching_knobs.py).
+    max_batch_size: int = _setting(
+        8,
+        "Most requests in one pipeline call; arrivals during a running call fill the next one up to this.",
+        ge=1,
+        le=256,
+    )
     batch_wait_timeout_s: float = _setting(
-        0.02, "How long a partial batch waits for more requests before running."
+        0.0,
+        "How long Ray's @serve.batch gathers simultaneous arrivals before handing them to the "
+        "device loop: a delay added to a request that finds the replica idle (0: starts at once). "
+        "Batch size under load never depends on it.",
+        ge=0,
+        le=10,
     )
     max_ongoing_requests: int = _setting(
-        0, "Requests one model replica holds at once; 0 means 2 x max_batch_size."
+        0, "Requests one model replica holds at once; 0 means 2 x max_batch_size.", ge=0
     )
     max_queued_requests: int = _setting(
-        64, "Requests waiting for a model replica beyond that; past it callers get 503. -1: unbounded."
+        64, "Requests waiting for a model replica beyond that; past it callers get 503. -1: unbounded.", ge=-1
     )
     request_timeout_s: float = _setting(
-        50.0, "A request still unanswered after this gets 504 (below SageMaker's 60 s limit)."
+        50.0, "A request still unanswered after this gets 504 (below SageMaker's 60 s limit).", gt=0
     )
-    ingress_replicas: int = _setting(1, "Replicas of the HTTP ingress deployment.")
+    ingress_replicas: int = _setting(1, "Replicas of the HTTP ingress deployment.", ge=1)
     host: str = _setting("127.0.0.1", "HTTP bind address (the container sets 0.0.0.0).")
-    port: int = _setting(8000, "HTTP port (the container sets 8080).")
+    port: int = _setting(8000, "HTTP port (the container sets 8080).", ge=1, le=65535)
     app_name: str = _setting("sd-turbo", "Ray Serve application name.")
     drain_timeout_s: float = _setting(
-        25.0, "On SIGTERM, how long in-flight requests may take to finish (SageMaker kills at 30 s)."
+        25.0, "On SIGTERM, how long in-flight requests may take to finish (SageMaker kills at 30 s).", ge=0
     )
     object_store_bytes: int = _setting(
-        512 * 1024 * 1024, "Ray object store size (entrypoint only); kept small for containers' /dev/shm."
+        512 * 1024 * 1024, "Ray object store size (entrypoint only); kept small for containers' /dev/shm.", ge=1
     )
     ray_temp_dir: str = _setting("/tmp/ray", "Ray's session and log directory (entrypoint only).")
-    metrics_port: int = _setting(9090, "Port of Ray's Prometheus metrics endpoint (entrypoint only).")
+    metrics_port: int = _setting(
+        9090, "Port of Ray's Prometheus metrics endpoint (entrypoint only).", ge=1, le=65535
+    )
+    # --- Start-up ---------------------------------------------------------------------------
+    startup_deadline_s: float = _setting(
+        840.0,
+        "If the app is not running this long after start, the container exits non-zero with Ray's "
+        "reason (under `serve run` the ingress logs it); below SageMaker's 900 s start-up health check. 0: none.",
+        ge=0,
+    )
     # --- Request limits -----------------------------------------------------------------------
-    max_body_bytes: int = _setting(64 * 1024, "Largest accepted request body (413 beyond).")
-    default_output_format: str = _setting("jpeg", "Format when a request names none.")
-    default_quality: int = _setting(90, "JPEG/WebP quality when a request names none.")
+    max_body_bytes: int = _setting(64 * 1024, "Largest accepted request body (413 beyond).", ge=1)
+    default_output_format: OutputFormat = _setting("jpeg", "Format when a request names none.")
+    default_quality: int = _setting(90, "JPEG/WebP quality when a request names none.", ge=1, le=100)
     max_response_bytes: int = _setting(
         6_000_000,
         "Largest JSON response (SageMaker real-time caps payloads at 6 MB); beyond it the image "
         "goes to S3 when s3_output_bucket is set, else the request gets 413.",
+        ge=1,
     )
     # --- Guardrails ---------------------------------------------------------------------------
     prompt_blocklist: str = _setting(
         "", "Comma-separated words/phrases; prompts containing one (case-insensitive) get 422."
     )
     rate_limit_per_minute: int = _setting(
-        0, "Requests per minute per client IP at the ingress; 0 disables (IAM fronts SageMaker)."
+        0, "Requests per minute per client IP at the ingress; 0 disables (IAM fronts SageMaker).", ge=0
     )
-    rate_limit_burst: int = _setting(0, "Burst allowance of the rate limiter; 0 means rate_limit_per_minute.")
+    rate_limit_burst: int = _setting(
+        0, "Burst allowance of the rate limiter; 0 means rate_limit_per_minute.", ge=0
+    )
+    # --- Image safety checker and CloudWatch metrics (serve_app/model/safety.py, serve_app/emf.py)
+    safety_checker: str = _setting(
+        "",
+        "Image safety checker run on every image: '' (off), a Hub id (e.g. "
+        "CompVis/stable-diffusion-safety-checker), a local checker directory, 'model' (the model "
+        "directory's safety_checker/ and feature_extractor/), or 'random' (offline preset: the "
+        "published architecture with random weights, flags nothing; tests). Flagged images get 422.",
+    )
+    safety_checker_revision: str = _setting(
+        "",
+        "Hub revision (commit sha) of `safety_checker`; empty: the pinned commit for "
+        "CompVis/stable-diffusion-safety-checker, required for any other Hub id.",
+    )
+    fault_injection_unsafe_seeds: str = _setting(
+        "",
+        "TESTING ONLY: comma-separated seeds whose images the safety checker reports as unsafe "
+        "(the checker still runs; needs safety_checker). Empty: off.",
+        pattern=r"^[0-9,\s]*$",
+    )
+    endpoint_name: str = _setting(
+        "",
+        "SageMaker endpoint name: the EndpointName dimension of the CloudWatch EMF metric lines "
+        "written to stdout (Terraform sets it). Empty: no EMF lines.",
+        max_length=255,
+    )
+    variant_name: str = _setting(
+        "AllTraffic",
+        "SageMaker production variant: the VariantName dimension of the EMF metric lines.",
+        min_length=1,
+        max_length=255,
+    )
     # --- S3 outputs ---------------------------------------------------------------------------
     s3_output_bucket: str = _setting("", "Bucket for `delivery: s3` and for oversized responses.")
     s3_output_prefix: str = _setting("outputs/", "Key prefix of images written to S3.")
-    s3_presign_expiry_s: int = _setting(3600, "Lifetime of the presigned URL returned for S3 images.")
+    # SigV4 presigned URLs live at most 7 days.
+    s3_presign_expiry_s: int = _setting(
+        3600, "Lifetime of the presigned URL returned for S3 images.", ge=1, le=7 * 24 * 3600
+    )
     s3_endpoint_url: str = _setting("", "S3 endpoint override (e.g. a local emulator); empty: AWS.")
     # --- Testing ------------------------------------------------------------------------------
     fault_injection_oom_above: int = _setting(
-        0, "TESTING ONLY: pipeline calls of more images than this raise a simulated CUDA OOM. 0: off."
+        0, "TESTING ONLY: pipeline calls of more images than this raise a simulated CUDA OOM. 0: off.", ge=0
+    )
+    fault_injection_load_stall_s: float = _setting(
+        0.0,
+        "TESTING ONLY: the model replica stalls this long before loading (as on a hung model mount), "
+        "to exercise the start-up deadline. 0: off.",
+        ge=0,
+    )
+    # --- Browser pages ------------------------------------------------------------------------
+    playground: bool = _setting(
+        True, "Serve the browser playground at / (it calls /predict like any client); /docs is served either way."
     )
     # --- Cache and logs -----------------------------------------------------------------------
     cache_max_bytes: int = _setting(
-        64 * 1024 * 1024, "Byte budget of the LRU cache of encoded images for seeded requests; 0 disables."
+        64 * 1024 * 1024, "Byte budget of the LRU cache of encoded images for seeded requests; 0 disables.", ge=0
     )
-    log_level: str = _setting("INFO", "Log level of the service's JSON logs.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = _setting(
+        "INFO", "Log level of the service's JSON logs."
+    )
 
-    # ------------------------------------------------------------------------------------------
+    @field_validator("log_level", mode="before")
     @classmethod
-    def load(
-        cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
-    ) -> Settings:
-        """Defaults, then ``SDTURBO_*`` environment variables, then ``overrides``."""
-        environ = os.environ if environ is None else environ
-        types = get_type_hints(cls)
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            raw = environ.get(ENV_PREFIX + f.name.upper())
-            if raw is not None:
-                values[f.name] = _coerce(f.name, raw, types[f.name])
-        unknown = sorted(set(overrides or {}) - set(types))
-        if unknown:
-            raise ValueError(
-                f"Unknown setting(s) {unknown}; known settings: {', '.join(sorted(types))}"
-            )
-        for name, raw in (overrides or {}).items():
-            values[name] = _coerce(name, raw, types[name])
-        settings = cls(**values)
-        settings.validate()
-        return settings
+    def _upper_case_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
-    def validate(self) -> None:
-        problems = []
-        if self.max_batch_size < 1:
-            problems.append("max_batch_size must be >= 1")
-        if self.batch_wait_timeout_s < 0:
-            problems.append("batch_wait_timeout_s must be >= 0")
-        if self.num_replicas != "auto" and not (self.num_replicas.isdigit() and int(self.num_replicas) >= 1):
-            problems.append("num_replicas must be 'auto' or a positive integer")
-        if self.device not in ("auto", "cuda", "cpu"):
-            problems.append("device must be auto, cuda or cpu")
-        if self.dtype not in ("auto", "float16", "bfloat16", "float32"):
-            problems.append("dtype must be auto, float16, bfloat16 or float32")
-        if self.default_output_format not in OUTPUT_FORMATS:
-            problems.append(f"default_output_format must be one of {OUTPUT_FORMATS}")
-        if self.request_timeout_s <= 0:
-            problems.append("request_timeout_s must be > 0")
-        problems.extend(self._decoder_problems())
-        if problems:
-            raise ValueError("Invalid settings: " + "; ".join(problems))
+    @field_validator("decoders")
+    @classmethod
+    def _known_decoders(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",")]
+        if any(name not in DECODER_NAMES for name in names) or len(set(names)) != len(names):
+            raise ValueError(f"must be 'full', 'tiny' or 'full,tiny', got {value!r}")
+        return value
 
-    def _decoder_problems(self) -> list[str]:
-        problems = []
-        names = [name.strip() for name in self.decoders.split(",")]
-        if not names or any(name not in DECODER_NAMES for name in names) or len(set(names)) != len(names):
-            problems.append(f"decoders must be 'full', 'tiny' or 'full,tiny', got {self.decoders!r}")
-        if self.compile_decoder not in COMPILE_DECODER_MODES:
-            problems.append(f"compile_decoder must be one of {COMPILE_DECODER_MODES}")
-        for parse in (lambda: self.decoder_compile_buckets, lambda: self.decoder_compile_sizes):
-            try:
-                parse()
-            except ValueError as exc:
-                problems.append(str(exc))
-        return problems
+    @model_validator(mode="after")
+    def _decoder_compile_shapes_parse(self) -> Settings:
+        # The parsers raise ValueError with the setting named; pydantic reports it as invalid.
+        _ = self.decoder_compile_buckets, self.decoder_compile_sizes
+        return self
 
     @property
     def loaded_decoders(self) -> tuple[str, ...]:
@@ -256,39 +305,63 @@ class Settings:
             sizes.append((int(width), int(height)))
         return tuple(sizes)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Arguments over the environment over the defaults: no .env or secrets files.
+        return init_settings, env_settings
+
+    @classmethod
+    def load(
+        cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Defaults, then ``SDTURBO_*`` variables of ``environ`` (the process's by default), then
+        ``overrides`` (text, as ``serve run`` passes them, or typed values)."""
+        overrides = dict(overrides or {})
+        unknown = sorted(set(overrides) - set(cls.model_fields))
+        if unknown:
+            raise ValueError(f"Unknown setting(s) {unknown}; known settings: {', '.join(sorted(cls.model_fields))}")
+        from_environment = _EnvironmentSource(cls, os.environ if environ is None else environ)()
+        try:
+            return cls.model_validate({**from_environment, **overrides})
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']} (got {error['input']!r})"
+                for error in exc.errors()
+            )
+            raise ValueError(f"Invalid settings: {problems}") from None
+
     @property
     def effective_max_ongoing_requests(self) -> int:
         # Twice the batch size: one full batch runs while the next one forms.
         return self.max_ongoing_requests or 2 * self.max_batch_size
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
 
-def _coerce(name: str, raw: Any, typ: Any) -> Any:
-    if not isinstance(raw, str):
-        return raw if typ is not float else float(raw)
-    try:
-        if typ is bool:
-            lowered = raw.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if typ is int:
-            return int(raw)
-        if typ is float:
-            return float(raw)
-        return raw
-    except ValueError:
-        raise ValueError(f"Setting {name!r}: cannot read {raw!r} as {typ.__name__}") from None
+class _EnvironmentSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping (tests pass ``{}`` to ignore
+    the developer's own SDTURBO_* variables); ``.env`` files are read the same way upstream."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]):
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name.lower(): value for name, value in self._environ.items()}
 
 
 def describe_settings() -> str:
     """A Markdown table of every setting (used to keep the README's table honest)."""
     rows = ["| setting | environment variable | default | meaning |", "| --- | --- | --- | --- |"]
-    for f in dataclasses.fields(Settings):
-        default = str(f.default).replace(str(Path.home()), "~")
-        rows.append(f"| `{f.name}` | `{ENV_PREFIX}{f.name.upper()}` | `{default}` | {f.metadata['doc']} |")
+    for name, field in Settings.model_fields.items():
+        default = str(field.default).replace(str(Path.home()), "~")
+        rows.append(f"| `{name}` | `{ENV_PREFIX}{name.upper()}` | `{default}` | {field.description} |")
     return "\n".join(rows)

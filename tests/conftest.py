@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import time
 from pathlib import Path
 
 import pytest
+
+from loadtest.ports import free_port
 
 # Tests never reach the Hugging Face Hub; a test that means to try it says so.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -28,15 +29,13 @@ def tiny_model_dir(cache_dir) -> Path:
     return ensure_preset("tiny", cache_dir)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
-def running_serve_app(overrides: dict, cache_dir: str, metrics_port: int | None = None):
-    """Start Ray, Serve on a free loopback port and the app with ``overrides``; yield its URL."""
+def running_serve_app(overrides: dict, cache_dir: str, metrics_port: int | None = None, num_cpus: int = 4, num_gpus: int = 0):
+    """Start Ray, Serve on a free loopback port and the app with ``overrides``; yield its URL.
+
+    ``num_gpus`` declares GPUs to Ray (it accepts them on a CPU-only machine): placement is then
+    real, and replicas that find no CUDA run on CPU.
+    """
     import httpx
     import ray
     from ray import serve
@@ -44,7 +43,7 @@ def running_serve_app(overrides: dict, cache_dir: str, metrics_port: int | None 
     from serve_app.app import build_app
 
     port = free_port()
-    init_options = {"num_cpus": 4, "include_dashboard": False, "log_to_driver": False}
+    init_options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "include_dashboard": False, "log_to_driver": False}
     if metrics_port:
         init_options["_metrics_export_port"] = metrics_port
     ray.init(**init_options)
@@ -60,3 +59,11 @@ def running_serve_app(overrides: dict, cache_dir: str, metrics_port: int | None 
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def safety_preset_dir(cache_dir) -> Path:
+    """The `random` safety-checker preset: the published CLIP ViT-L/14 architecture, random weights."""
+    from serve_app.model.safety import ensure_safety_preset
+
+    return ensure_safety_preset(cache_dir)

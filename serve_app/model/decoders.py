@@ -1,7 +1,8 @@
 """The VAE decoders: the model's full VAE, TAESD (the tiny decoder), and compiled versions of both.
 
-The pipeline stops at the latents (``output_type="latent"``); a decoder turns them into uint8
-pixels on the device (NHWC), so the one host copy is of the final bytes, as before. Two decoders:
+The pipeline stops at the latents (``output_type="latent"``); a decoder turns them into images
+on the device, exactly what the pipeline's own decode and "pt" post-processing give (floats in
+[0, 1], NCHW), for the safety checker and the uint8 quantisation that follow. Two decoders:
 
 * ``full``: the model's own ``AutoencoderKL`` (~49M decoder parameters): the reference images.
 * ``tiny``: TAESD (``AutoencoderTiny``, ~1.2M decoder parameters), a distilled decoder of the same
@@ -34,6 +35,7 @@ from diffusers import AutoencoderTiny, StableDiffusionPipeline
 
 from serve_app.model.loading import ModelLoadError
 from serve_app.model.presets import TINY_DECODER_PRESET, ensure_preset
+from serve_app.model.resolved import ResolvedDecoder
 from serve_app.settings import DEFAULT_TINY_DECODER, DEFAULT_TINY_DECODER_REVISION, Settings
 
 logger = logging.getLogger(__name__)
@@ -55,16 +57,6 @@ _TINY_HINT = (
 
 
 # --- Finding TAESD ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ResolvedDecoder:
-    """The tiny decoder's source turned into a local AutoencoderTiny directory."""
-
-    local_dir: str
-    source_id: str  # what users asked for: hub id, path, "model:<subfolder>" or "preset:taesd-random"
-    revision: str | None
-    is_random: bool  # True for the preset: never report its images as TAESD's
-
-
 def resolve_tiny_decoder(source: str, revision: str, model_dir: str, cache_dir: str) -> ResolvedDecoder:
     """Turn the ``tiny_decoder`` setting into a local directory, downloading or building as needed.
 
@@ -146,21 +138,19 @@ def load_tiny_decoder(resolved: ResolvedDecoder, device: torch.device | str, dty
 
 # --- Decoding ---------------------------------------------------------------------------------
 class LatentDecoder:
-    """Latents as the UNet leaves them -> uint8 NHWC pixels on the same device."""
+    """Latents as the UNet leaves them -> images in [0, 1] (NCHW) on the same device."""
 
     def __init__(self, name: str, vae: torch.nn.Module):
         self.name = name
         self.vae = vae
         self._scaling_factor = vae.config.scaling_factor
 
-    def pixels(self, latents: torch.Tensor) -> torch.Tensor:
-        # The arithmetic of StableDiffusionPipeline's decode and its "pt" post-processing, then
-        # uint8 quantisation on the device (one copy of bytes later, never of floats).
+    def images(self, latents: torch.Tensor) -> torch.Tensor:
+        # The arithmetic of StableDiffusionPipeline's decode and its "pt" post-processing.
         images = self.vae.decode(latents / self._scaling_factor, return_dict=False)[0]
-        images = (images / 2 + 0.5).clamp(0, 1)
-        return (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+        return (images / 2 + 0.5).clamp(0, 1)
 
-    __call__ = pixels
+    __call__ = images
 
 
 @dataclass
@@ -195,7 +185,7 @@ class CompiledDecoder:
         self.latent_shapes = {(height // latent_scale, width // latent_scale) for width, height in self.sizes}
         # ``backend`` other than inductor (tests: "eager") takes no mode.
         compile_mode = None if mode == "default" or backend != "inductor" else mode
-        self._compiled = torch.compile(eager.pixels, mode=compile_mode, dynamic=False, backend=backend)
+        self._compiled = torch.compile(eager.images, mode=compile_mode, dynamic=False, backend=backend)
         self._cudagraphs = compile_mode in _CUDAGRAPH_MODES
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"decode-{eager.name}")
 
@@ -233,9 +223,9 @@ class CompiledDecoder:
         with torch.inference_mode(), torch.compiler.set_stance(stance):
             if self._cudagraphs:
                 torch.compiler.cudagraph_mark_step_begin()
-            pixels = self._compiled(latents)
+            images = self._compiled(latents)
             # A CUDA graph's output is overwritten by its next replay: keep a copy of our own.
-            return pixels.clone() if self._cudagraphs else pixels
+            return images.clone() if self._cudagraphs else images
 
 
 Decoder = LatentDecoder | CompiledDecoder

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from diffusers import StableDiffusionPipeline
 
 from serve_app.model.presets import PRESETS, ensure_preset
+from serve_app.model.resolved import ResolvedModel
 
 logger = logging.getLogger(__name__)
 
@@ -26,26 +26,6 @@ _COMPONENT_DIRS = ("unet", "vae", "text_encoder")
 
 class ModelLoadError(RuntimeError):
     """The configured model could not be found or loaded; the message says what was tried."""
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    """A model source turned into a local diffusers directory."""
-
-    local_dir: str
-    model_id: str  # what users asked for: hub id, path, or "preset:<name>"
-    revision: str | None
-    is_random: bool  # True for presets: never report their images as the real model's
-
-    @property
-    def variant(self) -> str | None:
-        """'fp16' when the directory only holds half-precision weight files."""
-        unet = Path(self.local_dir) / "unet"
-        if any(unet.glob("*.fp16.safetensors")) and not any(
-            p for p in unet.glob("*.safetensors") if ".fp16." not in p.name
-        ):
-            return "fp16"
-        return None
 
 
 _OFFLINE_HINT = (
@@ -110,10 +90,6 @@ def select_dtype(dtype: str, device: str) -> torch.dtype:
         # Half precision halves memory and uses tensor cores; CPUs run float32 fastest.
         return torch.float16 if device == "cuda" else torch.float32
     return _DTYPES[dtype]
-
-
-def cuda_device_count() -> int:
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def load_pipeline(

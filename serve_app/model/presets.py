@@ -26,6 +26,7 @@ import gzip
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -220,24 +221,28 @@ def build_tiny_decoder(seed: int = 0) -> AutoencoderTiny:
 
 def ensure_preset(name: str, cache_dir: str | os.PathLike) -> Path:
     """Return the directory of a built preset, building it first if needed."""
+    target = Path(cache_dir) / "presets" / f"{name}-v{PRESET_FORMAT_VERSION}"
     if name == TINY_DECODER_PRESET:
-        return _build_once(name, cache_dir, "config.json", build_tiny_decoder)
-    return _build_once(name, cache_dir, "model_index.json", lambda: build_pipeline(name))
+        return build_once(
+            target, "config.json", lambda staging: build_tiny_decoder().save_pretrained(str(staging), safe_serialization=True)
+        )
+    return build_once(
+        target, "model_index.json", lambda staging: build_pipeline(name).save_pretrained(str(staging), safe_serialization=True)
+    )
 
 
-def _build_once(name: str, cache_dir: str | os.PathLike, marker: str, build) -> Path:
-    """Build ``build()`` with ``save_pretrained`` into the cache unless ``marker`` shows it is there.
+def build_once(target: Path, marker: str, write: Callable[[Path], None]) -> Path:
+    """Return ``target``, first running ``write(directory)`` unless ``target/marker`` exists.
 
     Built into a temporary sibling and renamed into place, so a crash mid-build never leaves
     a half-written directory that would later load as a broken model.
     """
-    target = Path(cache_dir) / "presets" / f"{name}-v{PRESET_FORMAT_VERSION}"
     if (target / marker).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        build().save_pretrained(str(staging), safe_serialization=True)
+        write(staging)
         try:
             staging.rename(target)
         except OSError:

@@ -32,7 +32,7 @@ def test_lock_pins_every_requirement_with_hashes_and_matches_pyproject_torch():
     assert lock.count("--hash=sha256:") >= len(pins)
     versions = dict(pins)
     pyproject = (REPO / "pyproject.toml").read_text()
-    for name in ("torch", "diffusers", "transformers", "accelerate"):
+    for name in ("torch", "diffusers", "transformers", "accelerate", "swagger-ui-bundle-v2"):
         assert f'"{name}=={versions[name]}"' in pyproject, name
     assert f'"ray[serve]=={versions["ray"]}"' in pyproject
 

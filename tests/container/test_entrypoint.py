@@ -22,7 +22,8 @@ ENTRYPOINT = REPO / "container" / "entrypoint.py"
 pytestmark = [pytest.mark.integration]
 
 
-def start(env_overrides: dict, tmp_path: Path) -> subprocess.Popen:
+def start(env_overrides: dict, tmp_path: Path, stdout_file: str | None = None) -> subprocess.Popen:
+    """The entrypoint with stderr (and stdout, unless ``stdout_file`` names its own file) in the log."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SDTURBO_")}
     env.update(
         {
@@ -36,8 +37,9 @@ def start(env_overrides: dict, tmp_path: Path) -> subprocess.Popen:
     )
     env.update(env_overrides)
     log = open(tmp_path / "entrypoint.log", "w")
+    stdout = open(tmp_path / stdout_file, "w") if stdout_file else log
     return subprocess.Popen(
-        [sys.executable, str(ENTRYPOINT), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
+        [sys.executable, str(ENTRYPOINT), "serve"], env=env, stdout=stdout, stderr=log, cwd=tmp_path
     )
 
 
@@ -110,6 +112,44 @@ def test_unreachable_hub_model_fails_fast(tmp_path):
     process = start(env, tmp_path)
     assert process.wait(timeout=90) == 2
     assert "Could not fetch model 'stabilityai/sd-turbo'" in read_log(tmp_path)
+
+
+@pytest.mark.timeout(120)
+def test_settings_that_cannot_fit_the_container_are_refused_before_ray_starts(tmp_path, cache_dir, tiny_model_dir):
+    env = {"SDTURBO_MODEL": "tiny", "SDTURBO_CACHE_DIR": cache_dir, "SDTURBO_NUM_REPLICAS": "1000",
+           "SDTURBO_PORT": str(free_port())}
+    process = start(env, tmp_path)
+    assert process.wait(timeout=90) == 5
+    log = read_log(tmp_path)
+    assert "the settings do not fit this container: num_replicas=1000" in log and "this Ray cluster has" in log
+    assert "starting Ray head" not in log
+
+
+@pytest.mark.timeout(300)
+def test_a_replica_not_running_by_the_startup_deadline_ends_the_container_with_rays_reason(
+    tmp_path, cache_dir, tiny_model_dir
+):
+    deadline_s = 80  # from container start: Ray alone took 50 s to come up on a loaded 2-core box
+    env = {
+        "SDTURBO_MODEL": "tiny",
+        "SDTURBO_CACHE_DIR": cache_dir,
+        "SDTURBO_PORT": str(free_port()),
+        "SDTURBO_STARTUP_DEADLINE_S": str(deadline_s),
+        # The model replica's constructor never finishes (as on a hung model mount) ...
+        "SDTURBO_FAULT_INJECTION_LOAD_STALL_S": "3600",
+        # ... and Ray explains slow replicas after 2 s, not its default 30 s.
+        "RAY_SERVE_SLOW_STARTUP_WARNING_S": "2",
+        "RAY_SERVE_SLOW_STARTUP_WARNING_PERIOD_S": "2",
+    }
+    process = start(env, tmp_path)
+    assert process.wait(timeout=deadline_s + 120) == 4, read_log(tmp_path)
+    log = read_log(tmp_path)
+    assert f"(startup_deadline_s={deadline_s}): application 'sd-turbo' is DEPLOYING" in log, log
+    assert "deployment SDTurboModel is UPDATING (replicas: 1 STARTING)" in log
+    assert "has 1 replicas that have taken more than 2s to initialize" in log  # Ray's own words
+    # Serve stops a replica stuck in its (threaded) constructor at once, not after its 20 s grace.
+    stopped_late = [line for line in log.splitlines() if "SDTurboModel" in line and "did not shut down" in line]
+    assert not stopped_late and "deployment='SDTurboModel', app='sd-turbo') is stopped" in log, stopped_late
 
 
 def test_other_arguments_run_as_a_command(tmp_path):

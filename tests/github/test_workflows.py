@@ -271,12 +271,45 @@ def test_image_is_built_from_container_dockerfile_and_tagged_with_commit_sha(rel
     assert _find(build, lambda s: _uses(s).startswith("docker/setup-buildx-action@"))
 
 
+PRODUCTION_ROOT = "infra/live/production"
+
+
 def test_plan_uses_the_new_image_tag(release):
     plan = release["jobs"]["plan"]
-    assert plan["defaults"]["run"]["working-directory"] == "infra/examples/realtime"
+    assert plan["defaults"]["run"]["working-directory"] == PRODUCTION_ROOT
     text = _run_text(plan)
     assert '-var "image_tag=${{ github.sha }}"' in text
     assert "-out=tfplan" in text
+
+
+def test_terraform_runs_in_the_production_root_not_an_example(release):
+    """plan and deploy both work in infra/live/production, whose backend block is committed."""
+    root = REPO_ROOT / PRODUCTION_ROOT
+    assert 'backend "s3" {}' in (root / "versions.tf").read_text()
+    assert 'source = "../.."' in (root / "main.tf").read_text()
+    assert "examples" not in (WORKFLOW_DIR / "release.yml").read_text()
+    plan, deploy = release["jobs"]["plan"], release["jobs"]["deploy"]
+    # The workflow no longer generates configuration: what is planned is what is reviewed in git.
+    for job in (plan, deploy):
+        assert "backend.tf" not in _run_text(job)
+    [upload] = [s for s in _steps(plan) if _uses(s).startswith("actions/upload-artifact@")]
+    assert all(p.startswith(f"{PRODUCTION_ROOT}/") for p in upload["with"]["path"].split())
+    [download] = [s for s in _steps(deploy) if _uses(s).startswith("actions/download-artifact@")]
+    assert download["with"]["path"] == PRODUCTION_ROOT
+    terraform_steps = [s for s in _steps(deploy) if "terraform " in s.get("run", "")]
+    assert terraform_steps and all(s.get("working-directory") == PRODUCTION_ROOT for s in terraform_steps)
+
+
+def test_plan_passes_only_the_production_roots_variables(release):
+    """Every -var the plan passes is a variable of infra/live/production (Terraform would refuse
+    the others), and the optional instance price is passed only when it is set."""
+    declared = set(re.findall(r'^variable "([^"]+)"', (REPO_ROOT / PRODUCTION_ROOT / "variables.tf").read_text(), re.M))
+    plan_step = next(s for s in _steps(release["jobs"]["plan"]) if "terraform plan" in s.get("run", ""))
+    passed = set(re.findall(r'-var "([a-z_]+)=', plan_step["run"]))
+    assert passed and passed <= declared, passed - declared
+    assert {"image_tag", "region", "github_repository", "terraform_state_bucket"} <= passed
+    assert 'if [ -n "${INSTANCE_PRICE_USD_PER_HOUR}" ]' in plan_step["run"]
+    assert plan_step["env"]["INSTANCE_PRICE_USD_PER_HOUR"] == "${{ vars.SAGEMAKER_INSTANCE_PRICE_USD_PER_HOUR }}"
 
 
 def test_deploy_is_gated_applies_the_plan_then_smoke_tests(release):

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 import urllib.request
 
@@ -61,6 +60,8 @@ from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import FakeEndpoint, FakeEndpointConfig
 from moto.sagemaker.responses import SageMakerResponse
 from moto.server import ThreadedMotoServer
+
+from loadtest.ports import free_port
 
 _LOCK = threading.Lock()
 _TAGS: dict[str, dict[str, str]] = {}
@@ -224,19 +225,13 @@ class _Capture(logging.Handler):
         self.lines.append(text)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class MotoServer:
     """ThreadedMotoServer on 127.0.0.1 with the scaffolding installed and its log captured."""
 
     def __init__(self) -> None:
         install_application_autoscaling_tagging()
         install_sagemaker_fidelity()
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._capture = _Capture()

@@ -88,27 +88,34 @@ def test_apply_invoke_destroy_on_real_aws(tmp_path):
 
     tf = Terraform(tmp_path, extra_env={"AWS_REGION": cfg["region"]})
     sub = f"examples/{cfg['mode']}"
+    # The example's module call with this run's values (Terraform override file; the example
+    # itself stays as committed). The provider takes the region from AWS_REGION.
+    module_args = {
+        "name": cfg["name"],
+        "image_uri": cfg["image_uri"],
+        "instance_type": cfg["instance_type"],
+        "model_id": cfg["model_id"],
+        "create_endpoint": True,
+        "ecr_force_delete": True,
+        "bucket_force_destroy": True,
+    }
+    (tf.dir(sub) / "e2e_override.tf").write_text(
+        'module "sd_turbo" {\n' + "".join(f"  {k} = {json.dumps(v)}\n" for k, v in module_args.items()) + "}\n"
+    )
     tf.init(sub)
-    args = [
-        "-var", f"region={cfg['region']}",
-        "-var", f"name={cfg['name']}",
-        "-var", f"image_uri={cfg['image_uri']}",
-        "-var", f"instance_type={cfg['instance_type']}",
-        "-var", f"model_id={cfg['model_id']}",
-        "-var", "force_destroy=true",
-    ]  # fmt: skip
     try:
-        tf.run("apply", "-auto-approve", "-input=false", *args, sub=sub, timeout=3600)
+        tf.run("apply", "-auto-approve", "-input=false", sub=sub, timeout=3600)
         outputs = {k: v["value"] for k, v in json.loads(tf.run("output", "-json", sub=sub).stdout).items()}
-        endpoint = outputs["endpoint_name"]
+        stack = outputs["sd_turbo"]
+        endpoint = stack["endpoint_name"]
         sm = boto3.client("sagemaker", region_name=cfg["region"])
         assert sm.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "InService"
         if cfg["mode"] == "realtime":
             result = _invoke_realtime(boto3, cfg, endpoint)
         else:
-            result = _invoke_async(boto3, cfg, endpoint, outputs["bucket_name"])
+            result = _invoke_async(boto3, cfg, endpoint, stack["bucket_name"])
         image = base64.b64decode(result["image"])
         assert image[:2] == b"\xff\xd8", "default output format is JPEG"
         assert result["seed"] == 7 and result["width"] == 512 and result["height"] == 512
     finally:
-        tf.run("destroy", "-auto-approve", "-input=false", *args, sub=sub, timeout=3600)
+        tf.run("destroy", "-auto-approve", "-input=false", sub=sub, timeout=3600)

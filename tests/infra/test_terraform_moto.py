@@ -1,13 +1,20 @@
-"""terraform apply / destroy of the examples against a moto server on loopback.
+"""terraform apply / update / destroy against a moto server on loopback.
 
-Both configurations (examples/realtime, examples/async) are applied for real through the AWS
-provider, read back with boto3, then destroyed; the test asserts nothing is left and that the
-server never answered 5xx / NotImplemented (see moto_scaffolding.py for the one gap we fill).
+Two configurations are applied for real through the AWS provider, read back with boto3, then
+destroyed; each test asserts nothing is left and that the server never answered 5xx /
+NotImplemented (see moto_scaffolding.py for the gaps we fill):
 
-Test-only settings (not production defaults):
-* instance_type = ml.g4dn.xlarge: moto 5.2 validates instance types against a list without g5;
-  the module default stays ml.g5.xlarge.
-* force_destroy = true: lets destroy remove the bucket and the ECR repository.
+* infra/live/production, the root the release workflow deploys (real-time endpoint, GitHub
+  deploy role, dashboard), including a rollout of a new image tag;
+* infra/examples/async (async endpoint, bucket, topics, scale to zero).
+
+Test-only settings, written into an override file (Terraform's *_override.tf mechanism: the
+committed configuration stays as it is, the file only replaces the named arguments):
+* the provider points at moto; the production root's S3 backend becomes local state;
+* instance types from moto 5.2's list, which lacks ml.g5: ml.g4dn.12xlarge (4 GPUs, so the GPU
+  alarms and dashboard are checked at 4 x 100 %) for production, ml.g4dn.xlarge for async;
+* the stack name sdt-moto, and force_destroy / force_delete so destroy can remove the bucket
+  and the repository.
 """
 
 from __future__ import annotations
@@ -38,12 +45,35 @@ SERVICES = [
     "sns",
     "sts",
 ]
+PRODUCTION = "live/production"
+ASYNC_EXAMPLE = "examples/async"
+# What the test changes in each configuration's call of the stack module.
+MODULE_OVERRIDES = {
+    PRODUCTION: {"name": NAME, "instance_type": "ml.g4dn.12xlarge", "max_capacity": 3, "ecr_force_delete": True},
+    ASYNC_EXAMPLE: {
+        "name": NAME, "instance_type": "ml.g4dn.xlarge", "max_capacity": 3,
+        "ecr_force_delete": True, "bucket_force_destroy": True,
+    },
+}  # fmt: skip
+PRODUCTION_VARS = {
+    "region": REGION,
+    "image_tag": IMAGE_TAG,
+    "github_repository": "acme/sd-turbo-serve",
+    "terraform_state_bucket": "acme-tf-state",
+    "instance_price_usd_per_hour": "7.5",  # any positive figure: the test checks the formula
+}
 
 
-def _provider_override(url: str) -> str:
+def _hcl(value) -> str:
+    return json.dumps(value)  # strings, numbers and booleans read the same in HCL
+
+
+def _override(url: str, sub: str) -> str:
     endpoints = "\n".join(f'    {svc} = "{url}"' for svc in SERVICES)
-    return f"""# Written by tests/infra/test_terraform_moto.py: point the provider at moto on loopback.
-provider "aws" {{
+    module_args = "\n".join(f"  {key} = {_hcl(value)}" for key, value in MODULE_OVERRIDES[sub].items())
+    backend = 'terraform {\n  backend "local" {}\n}\n\n' if sub == PRODUCTION else ""
+    return f"""# Written by tests/infra/test_terraform_moto.py: moto on loopback, local state, test-only values.
+{backend}provider "aws" {{
   region                      = "{REGION}"
   access_key                  = "testing"
   secret_key                  = "testing"
@@ -55,6 +85,10 @@ provider "aws" {{
   endpoints {{
 {endpoints}
   }}
+}}
+
+module "sd_turbo" {{
+{module_args}
 }}
 """
 
@@ -69,29 +103,19 @@ def _client(server: MotoServer, service: str):
     )
 
 
-def _tf_vars(extra: dict[str, str]) -> list[str]:
-    base = {
-        "region": REGION,
-        "name": NAME,
-        "image_tag": IMAGE_TAG,
-        "instance_type": "ml.g4dn.xlarge",  # test-only: moto has no ml.g5.* (see module docstring)
-        "force_destroy": "true",
-        "max_capacity": "3",
-    }
-    base.update(extra)
+def _tf_vars(values: dict[str, str]) -> list[str]:
     out: list[str] = []
-    for key, value in base.items():
+    for key, value in values.items():
         out += ["-var", f"{key}={value}"]
     return out
 
 
-def _apply_read_destroy(tmp_path, mode: str, extra_vars: dict[str, str], check, rollout: bool = False) -> None:
-    sub = f"examples/{mode}"
+def _apply_read_destroy(tmp_path, sub: str, tf_vars: dict[str, str], check, rollout: bool = False) -> None:
     with MotoServer() as server:
         tf = Terraform(tmp_path)
-        (tf.dir(sub) / "moto_override.tf").write_text(_provider_override(server.url))
+        (tf.dir(sub) / "moto_override.tf").write_text(_override(server.url, sub))
         tf.init(sub)
-        args = _tf_vars(extra_vars)
+        args = _tf_vars(tf_vars)
         try:
             tf.run("apply", "-auto-approve", "-input=false", *args, sub=sub, timeout=420)
             outputs = json.loads(tf.run("output", "-json", sub=sub).stdout)
@@ -101,14 +125,14 @@ def _apply_read_destroy(tmp_path, mode: str, extra_vars: dict[str, str], check, 
             assert plan.returncode == 0, f"plan after apply is not empty:\n{plan.stdout[-4000:]}\n{plan.stderr[-2000:]}"
             check(server, {k: v["value"] for k, v in outputs.items()}, state)
             if rollout:
-                _check_rollout(server, tf, sub, extra_vars)
+                _check_rollout(server, tf, sub, tf_vars)
         finally:
             tf.run("destroy", "-auto-approve", "-input=false", *args, sub=sub, timeout=420)
         _assert_nothing_left(server)
         assert server.errors() == [], "moto answered 5xx / NotImplemented:\n" + "\n".join(server.errors())
 
 
-def _check_rollout(server: MotoServer, tf: Terraform, sub: str, extra_vars: dict[str, str]) -> None:
+def _check_rollout(server: MotoServer, tf: Terraform, sub: str, tf_vars: dict[str, str]) -> None:
     """A new image tag (what the deploy workflow passes) updates the endpoint in place.
 
     New model and endpoint configuration are created first (create_before_destroy), the endpoint
@@ -119,14 +143,15 @@ def _check_rollout(server: MotoServer, tf: Terraform, sub: str, extra_vars: dict
     sm = _client(server, "sagemaker")
     before = sm.describe_endpoint(EndpointName=NAME)
     new_tag = "fedcba9876543210"
-    args = _tf_vars({**extra_vars, "image_tag": new_tag})
+    args = _tf_vars({**tf_vars, "image_tag": new_tag})
     tf.run("plan", "-input=false", "-out=rollout.tfplan", *args, sub=sub, timeout=300)
     plan = json.loads(tf.run("show", "-json", "rollout.tfplan", sub=sub).stdout)
     actions = {rc["address"]: rc["change"]["actions"] for rc in plan["resource_changes"] if rc["change"]["actions"] != ["no-op"]}
+    endpoint = "module.sd_turbo.module.endpoint[0]"
     assert actions == {
-        "module.sd_turbo.aws_sagemaker_model.this[0]": ["create", "delete"],
-        "module.sd_turbo.aws_sagemaker_endpoint_configuration.this[0]": ["create", "delete"],
-        "module.sd_turbo.aws_sagemaker_endpoint.this[0]": ["update"],
+        f"{endpoint}.aws_sagemaker_model.this": ["create", "delete"],
+        f"{endpoint}.aws_sagemaker_endpoint_configuration.this": ["create", "delete"],
+        f"{endpoint}.aws_sagemaker_endpoint.this": ["update"],
     }, actions
     tf.run("apply", "-auto-approve", "-input=false", "rollout.tfplan", sub=sub, timeout=420)
     after = sm.describe_endpoint(EndpointName=NAME)
@@ -163,6 +188,7 @@ def _assert_nothing_left(server: MotoServer) -> None:
     assert aas.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
     assert aas.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"] == []
     assert _client(server, "cloudwatch").describe_alarms()["MetricAlarms"] == []
+    assert _client(server, "cloudwatch").list_dashboards()["DashboardEntries"] == []
     assert _client(server, "sns").list_topics()["Topics"] == []
     assert _client(server, "ecr").describe_repositories()["repositories"] == []
     assert _client(server, "s3").list_buckets()["Buckets"] == []
@@ -183,30 +209,43 @@ def _dims(alarm: dict) -> dict[str, str]:
     return {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
 
 
-def _check_common(server: MotoServer, outputs: dict, state: dict, mode: str) -> dict:
+def _dashboard(server: MotoServer) -> list[dict]:
+    body = _client(server, "cloudwatch").get_dashboard(DashboardName=NAME)["DashboardBody"]
+    return json.loads(body)["widgets"]
+
+
+def _widget(widgets: list[dict], title_start: str) -> dict:
+    [found] = [w for w in widgets if w["properties"].get("title", "").startswith(title_start)]
+    return found["properties"]
+
+
+def _check_common(server: MotoServer, state: dict, *, instance_type: str, gpus: int) -> dict:
+    """What both stacks share: endpoint, model, ECR, execution role, canary, alarms, logs, scaling."""
     sm = _client(server, "sagemaker")
     endpoint = sm.describe_endpoint(EndpointName=NAME)
     assert endpoint["EndpointStatus"] == "InService"
-    assert outputs["endpoint_name"] == NAME
-    assert outputs["endpoint_type"] == mode
 
     config = sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
     [variant] = config["ProductionVariants"]
     assert variant["VariantName"] == "AllTraffic"
-    assert variant["InstanceType"] == "ml.g4dn.xlarge"
+    assert variant["InstanceType"] == instance_type
     assert variant["InitialInstanceCount"] == 1
     assert variant["ContainerStartupHealthCheckTimeoutInSeconds"] == 900
+    # The newest host AMI AWS provider 5.100 accepts (NVIDIA driver 550).
+    assert variant["InferenceAmiVersion"] == "al2-ami-sagemaker-inference-gpu-3-1"
     # g4dn has local NVMe storage: SageMaker rejects a volume KMS key there, so none is set.
     assert not config.get("KmsKeyId")
 
     model = sm.describe_model(ModelName=variant["ModelName"])
     repo = _client(server, "ecr").describe_repositories(repositoryNames=[NAME])["repositories"][0]
     assert model["PrimaryContainer"]["Image"] == f"{repo['repositoryUri']}:{IMAGE_TAG}"
-    assert outputs["ecr_repository_url"] == repo["repositoryUri"]
-    env = model["PrimaryContainer"]["Environment"]
-    assert env["SDTURBO_MODEL"] == "stabilityai/sd-turbo"
-    assert env["SDTURBO_MAX_BATCH_SIZE"] == "4"
-    assert env["SDTURBO_PORT"] == "8080"
+    # The app's settings; batching knobs are absent, so the app's own defaults apply.
+    assert model["PrimaryContainer"]["Environment"] == {
+        "SDTURBO_MODEL": "stabilityai/sd-turbo",
+        "SDTURBO_PORT": "8080",
+        "SDTURBO_ENDPOINT_NAME": NAME,
+        "SDTURBO_VARIANT_NAME": "AllTraffic",
+    }
     role = _client(server, "iam").get_role(RoleName=f"{NAME}-sagemaker-execution")["Role"]
     assert model["ExecutionRoleArn"] == role["Arn"]
 
@@ -227,8 +266,7 @@ def _check_common(server: MotoServer, outputs: dict, state: dict, mode: str) -> 
         assert "*" not in actions
 
     # Blue/green canary with automatic rollback, as applied (moto does not echo DeploymentConfig).
-    resources = _resources(state)
-    ep_state = resources["module.sd_turbo.aws_sagemaker_endpoint.this[0]"]
+    ep_state = _resources(state)["module.sd_turbo.module.endpoint[0].aws_sagemaker_endpoint.this"]
     [deployment] = ep_state["deployment_config"]
     [bg] = deployment["blue_green_update_policy"]
     [routing] = bg["traffic_routing_configuration"]
@@ -239,16 +277,17 @@ def _check_common(server: MotoServer, outputs: dict, state: dict, mode: str) -> 
 
     alarms = _alarms(server)
     assert rollback <= set(alarms)
+    # CloudWatch sums GPUUtilization / GPUMemoryUtilization over the instance's GPUs.
     gpu = alarms[f"{NAME}-gpu-utilization"]
-    assert (gpu["Namespace"], gpu["MetricName"], gpu["Threshold"]) == ("/aws/sagemaker/Endpoints", "GPUUtilization", 90.0)
+    assert (gpu["Namespace"], gpu["MetricName"], gpu["Threshold"]) == ("/aws/sagemaker/Endpoints", "GPUUtilization", 90.0 * gpus)
     assert _dims(gpu) == {"EndpointName": NAME, "VariantName": "AllTraffic"}
     mem = alarms[f"{NAME}-gpu-memory-utilization"]
-    assert (mem["Namespace"], mem["MetricName"], mem["Threshold"]) == ("/aws/sagemaker/Endpoints", "GPUMemoryUtilization", 90.0)
+    assert (mem["Namespace"], mem["MetricName"], mem["Threshold"]) == ("/aws/sagemaker/Endpoints", "GPUMemoryUtilization", 90.0 * gpus)
     err = alarms[f"{NAME}-invocation-5xx-errors"]
     assert (err["Namespace"], err["MetricName"], err["Statistic"], err["Threshold"]) == ("AWS/SageMaker", "Invocation5XXErrors", "Sum", 5.0)
     lat = alarms[f"{NAME}-model-latency-p90"]
     assert (lat["MetricName"], lat["ExtendedStatistic"], lat["Threshold"]) == ("ModelLatency", "p90", 3_000_000.0)
-    topic = outputs["alarm_topic_arn"]
+    [topic] = [t["TopicArn"] for t in _client(server, "sns").list_topics()["Topics"] if t["TopicArn"].endswith(f":{NAME}-alarms")]
     for name in (f"{NAME}-gpu-utilization", f"{NAME}-invocation-5xx-errors"):
         assert alarms[name]["AlarmActions"] == [topic]
     attrs = _client(server, "sns").get_topic_attributes(TopicArn=topic)["Attributes"]
@@ -263,14 +302,14 @@ def _check_common(server: MotoServer, outputs: dict, state: dict, mode: str) -> 
     assert target["ScalableDimension"] == "sagemaker:variant:DesiredInstanceCount"
     assert target["MaxCapacity"] == 3
     policies = {p["PolicyName"]: p for p in aas.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]}
-    assert "aws sagemaker-runtime invoke-endpoint" in outputs["invoke_endpoint_command"]
-    return {"target": target, "policies": policies, "alarms": alarms, "config": config}
+    return {"target": target, "policies": policies, "alarms": alarms, "config": config, "widgets": _dashboard(server)}
 
 
-@pytest.mark.timeout(600)
-def test_realtime_apply_readback_destroy(tmp_path):
+@pytest.mark.timeout(900)
+def test_production_root_apply_readback_rollout_destroy(tmp_path):
     def check(server, outputs, state):
-        got = _check_common(server, outputs, state, "realtime")
+        got = _check_common(server, state, instance_type="ml.g4dn.12xlarge", gpus=4)
+        assert outputs["endpoint_name"] == NAME
         assert got["target"]["MinCapacity"] == 1
         assert "AsyncInferenceConfig" not in got["config"]
         [policy] = got["policies"].values()
@@ -278,11 +317,38 @@ def test_realtime_apply_readback_destroy(tmp_path):
         cfg = policy["TargetTrackingScalingPolicyConfiguration"]
         assert cfg["PredefinedMetricSpecification"]["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
         assert cfg["TargetValue"] == 60.0
-        assert outputs.get("bucket_name") is None  # null outputs are omitted
+        assert _client(server, "s3").list_buckets()["Buckets"] == []  # no bucket for real-time
         cmd = outputs["invoke_endpoint_command"]
         assert cmd.startswith(f"aws sagemaker-runtime invoke-endpoint --region {REGION} --endpoint-name {NAME} ")
         assert "--content-type application/json" in cmd and cmd.endswith("response.json")
         json.loads(cmd.split("--body '", 1)[1].rsplit("'", 1)[0])  # the body is valid JSON
+        repo = _client(server, "ecr").describe_repositories(repositoryNames=[NAME])["repositories"][0]
+        assert outputs["ecr_repository_url"] == repo["repositoryUri"]
+
+        # Dashboard, as CloudWatch stores it: GPU graphs scaled to 4 GPUs, the app's EMF
+        # metrics, the cost per 1,000 images from the price variable.
+        widgets = got["widgets"]
+        assert outputs["dashboard_url"].endswith(f"#dashboards/dashboard/{NAME}")
+        gpu = _widget(widgets, "GPU utilisation")
+        assert gpu["yAxis"]["left"]["max"] == 400 and gpu["annotations"]["horizontal"][0]["value"] == 360
+        assert _widget(widgets, "GPU memory utilisation")["yAxis"]["left"]["max"] == 400
+        latency = _widget(widgets, "ModelLatency")
+        assert {m[-1]["stat"] for m in latency["metrics"] if isinstance(m[0], str)} == {"p50", "p95", "p99"}
+        emf = {m[1] for w in widgets for m in w["properties"].get("metrics", []) if m[0] == "SDTurbo"}
+        assert emf == {"BatchSize", "QueueMs", "InferenceMs", "EncodeMs", "CacheHits", "CacheMisses", "SafetyRefusals", "Images"}
+        assert all(m[2:6] == ["EndpointName", NAME, "VariantName", "AllTraffic"] for w in widgets for m in w["properties"].get("metrics", []) if m[0] == "SDTurbo")
+        [rejections] = _widget(widgets, "App: rejections")["metrics"]
+        assert "{SDTurbo,EndpointName,VariantName,ErrorType}" in rejections[0]["expression"]
+        cost = _widget(widgets, "Estimated cost")
+        expressions = {m[0]["id"]: m[0]["expression"] for m in cost["metrics"] if isinstance(m[0], dict)}
+        assert expressions["cost"] == "7.5 * (inv / ipi) * PERIOD(inv) / 3600 / images * 1000"
+        inputs = {m[-1]["id"]: m[:2] for m in cost["metrics"] if isinstance(m[0], str)}
+        assert inputs == {
+            "images": ["SDTurbo", "Images"],
+            "inv": ["AWS/SageMaker", "Invocations"],
+            "ipi": ["AWS/SageMaker", "InvocationsPerInstance"],
+        }
+        assert _widget(widgets, "Instances in service")["metrics"][0][0]["expression"] == "inv / ipi"
 
         # GitHub OIDC deploy role: trust pinned to repo + branch + environment.
         iam = _client(server, "iam")
@@ -299,22 +365,18 @@ def test_realtime_apply_readback_destroy(tmp_path):
         [provider] = iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]
         assert provider["Arn"] == stmt["Principal"]["Federated"]
 
-    _apply_read_destroy(
-        tmp_path,
-        "realtime",
-        {"create_github_oidc_role": "true", "github_repository": "acme/sd-turbo-serve"},
-        check,
-        rollout=True,
-    )
+    _apply_read_destroy(tmp_path, PRODUCTION, PRODUCTION_VARS, check, rollout=True)
 
 
-@pytest.mark.timeout(600)
-def test_async_apply_readback_destroy(tmp_path):
+@pytest.mark.timeout(900)
+def test_async_example_apply_readback_destroy(tmp_path):
     def check(server, outputs, state):
-        got = _check_common(server, outputs, state, "async")
+        stack = outputs["sd_turbo"]
+        got = _check_common(server, state, instance_type="ml.g4dn.xlarge", gpus=1)
+        assert stack["endpoint_name"] == NAME and stack["endpoint_type"] == "async"
         assert got["target"]["MinCapacity"] == 0  # scale to zero
 
-        bucket = outputs["bucket_name"]
+        bucket = stack["bucket_name"]
         async_cfg = got["config"]["AsyncInferenceConfig"]
         out = async_cfg["OutputConfig"]
         assert out["S3OutputPath"] == f"s3://{bucket}/async-outputs/"
@@ -323,7 +385,8 @@ def test_async_apply_readback_destroy(tmp_path):
         notif = out["NotificationConfig"]
         assert notif["SuccessTopic"].endswith(f":{NAME}-async-success")
         assert notif["ErrorTopic"].endswith(f":{NAME}-async-error")
-        assert async_cfg["ClientConfig"]["MaxConcurrentInvocationsPerInstance"] == 4
+        # 2 x the app's default max_batch_size (8) x 1 GPU: what one model replica holds.
+        assert async_cfg["ClientConfig"]["MaxConcurrentInvocationsPerInstance"] == 16
 
         policies = got["policies"]
         backlog = policies[f"{NAME}-backlog-target-tracking"]
@@ -345,6 +408,9 @@ def test_async_apply_readback_destroy(tmp_path):
         age = alarms[f"{NAME}-async-backlog-age"]
         assert (age["MetricName"], age["Threshold"]) == ("ApproximateAgeOfOldestRequest", 900.0)
         assert _dims(age) == {"EndpointName": NAME}
+        assert _widget(got["widgets"], "Async backlog")
+        # No price in the example: the cost widget says what to set.
+        assert any("instance_price_usd_per_hour" in w["properties"].get("markdown", "") for w in got["widgets"])
 
         s3 = _client(server, "s3")
         pab = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
@@ -357,6 +423,6 @@ def test_async_apply_readback_destroy(tmp_path):
         cmd = outputs["invoke_endpoint_command"]
         assert f"aws sagemaker-runtime invoke-endpoint-async --region {REGION} --endpoint-name {NAME}" in cmd
         assert f"--input-location s3://{bucket}/async-inputs/request.json" in cmd
-        assert outputs.get("github_actions_role_arn") is None
+        assert stack.get("github_actions_role_arn") is None
 
-    _apply_read_destroy(tmp_path, "async", {}, check)
+    _apply_read_destroy(tmp_path, ASYNC_EXAMPLE, {"image_tag": IMAGE_TAG}, check)

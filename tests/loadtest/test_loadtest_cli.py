@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.loadtest.loadtest_helpers import free_port
+from loadtest.ports import free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -98,10 +98,11 @@ def test_http_target_counts_errors_batches_and_writes_reports(tool, standin, tmp
 
 def test_http_target_duration_bound(tool, standin, tmp_path):
     r = tool(["run", "--target", "http", "--url", standin, "--concurrency", "2", "--duration-s", "1.5",
-              "--out", str(tmp_path), "--quiet"])
+              "--out", str(tmp_path), "--quiet", "--instance-price", "2.5"])
     assert r.returncode == 0, r.stderr
     lv = json.loads((tmp_path / "summary.json").read_text())["levels"][0]
     assert lv["requests"] > 5
+    assert lv["usd_per_1000_images"] == pytest.approx(2.5 / (lv["throughput_img_s"] * 3600) * 1000)
     assert 1.4 <= lv["window_s"] <= 3.0
 
 
@@ -165,3 +166,21 @@ def test_sagemaker_target_against_moto(tool, tmp_path):
         assert len({row["request_id"] for row in rows}) == 10
     finally:
         server.stop()
+
+
+def test_report_with_an_instance_price_adds_usd_per_1000_images(tool, tmp_path):
+    from loadtest import report
+
+    # Two levels of 11 successful requests each, one every 0.1 s: 11 images in a 1 s window.
+    records = [{"target": "http", "concurrency": c, "start": 100.0 + i * 0.1, "latency_ms": 0.0, "status": 200,
+                "ok": True, "batch_size": 1, "images": 1} for c in (1, 4) for i in range(11)]
+    raw = report.write_raw_csv(tmp_path / "raw.csv", records)
+    r = tool(["report", str(raw), "--instance-price", "4.0"])
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["meta"]["instance_price_usd_per_hour"] == 4.0
+    for level in summary["levels"]:
+        assert level["throughput_img_s"] == pytest.approx(11.0)
+        assert level["usd_per_1000_images"] == pytest.approx(4.0 / (11.0 * 3600) * 1000)
+    assert "USD / 1k images" in (tmp_path / "report.md").read_text() and "0.1010" in r.stdout
+    assert tool(["report", str(raw), "--instance-price", "-1"]).returncode == 2

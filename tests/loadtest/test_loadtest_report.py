@@ -50,3 +50,21 @@ def test_json_markdown_and_plot(tmp_path):
     png = report.write_plot(tmp_path / "plot.png", series, title="t")
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_usd_per_1000_images_is_the_hourly_price_over_images_per_hour():
+    # 10 images/s = 36,000 images/hour; at $4.00/hour that is $0.1111 per 1,000 images.
+    assert report.usd_per_1000_images(4.0, 10.0) == pytest.approx(4.0 / 36.0)
+    assert report.usd_per_1000_images(1.0, 1000 / 3600) == pytest.approx(1.0)  # 1,000 images in one hour
+    assert math.isnan(report.usd_per_1000_images(4.0, 0.0)) and math.isnan(report.usd_per_1000_images(4.0, math.nan))
+
+
+def test_markdown_table_adds_the_cost_column_only_with_a_price():
+    recs = _records()
+    levels = [summarise([r for r in recs if r["concurrency"] == c], c) for c in (1, 4)]
+    assert "USD / 1k images" not in report.markdown_table({"app": levels})
+    md = report.markdown_table({"app": levels}, instance_price=3.6)
+    assert "USD / 1k images |" in md.splitlines()[0] and md.splitlines()[1].endswith("---:|")
+    for line, level in zip(md.splitlines()[2:], levels):
+        expected = 3.6 / (level.throughput_img_s * 3600) * 1000
+        assert line.endswith(f" {expected:.4f} |")

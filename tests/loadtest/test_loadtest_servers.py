@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from tests.loadtest.loadtest_helpers import REPO_ROOT, free_port, run_tool, subprocess_env, wait_http_ok
+from loadtest.ports import free_port
+from tests.loadtest.loadtest_helpers import REPO_ROOT, run_tool, subprocess_env, wait_http_ok
 
 
 def _post(port: int, body: bytes, ctype: str = "application/json", accept: str = "application/json"):
@@ -90,26 +91,33 @@ def test_cpu_benchmark_drives_baseline_and_app(model_cache, tmp_path):
     assert "throughput ratio app / baseline" in r.stdout  # the ratios are printed
 
 
-@pytest.mark.timeout(180)
-def test_gpu_benchmark_cpu_smoke(model_cache, tmp_path):
+@pytest.mark.integration
+@pytest.mark.timeout(420)
+def test_gpu_benchmark_cpu_smoke_drives_the_real_service(model_cache, tmp_path):
     out = tmp_path / "gpu"
     r = subprocess.run([sys.executable, "-m", "loadtest.gpu_benchmark", "--model", "tiny", "--device", "cpu", "--quick",
                         "--cache-dir", model_cache, "--out", str(out)],
-                       cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=170)
+                       cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads((out / "gpu_benchmark.json").read_text())
     assert res["device"]["gpu"] == "none" and res["size"] == "64x64"
-    assert set(res["batch_sweep"]) == {"fp32", "fp32-cl"}
-    assert [row["batch_size"] for row in res["batch_sweep"]["fp32"]] == [1, 2]
-    assert all(row["images_s"] > 0 for rows in res["batch_sweep"].values() for row in rows)
-    sweep = res["concurrency_sweep"]
-    assert list(sweep) == ["baseline (fp32, PNG, no batching)", "fp32-cl, JPEG, no batching", "fp32-cl, JPEG, batching <= 4"]
-    assert all(lv["ok"] > 0 for levels in sweep.values() for lv in levels)
-    assert all(lv["batch_size_hist"] == {"1": lv["ok"]} for lv in sweep["baseline (fp32, PNG, no batching)"])
-    # with 4 clients and batching on, some batch held more than one request
-    batched4 = sweep["fp32-cl, JPEG, batching <= 4"][1]
-    assert batched4["concurrency"] == 4 and max(int(k) for k in batched4["batch_size_hist"]) > 1
-    assert (out / "gpu_plot.png").exists() and "Batch sweep" in (out / "gpu_benchmark.md").read_text()
+    # 1. The direct-call sweep, with the app's own max batch added: the ceiling.
+    from serve_app.settings import Settings
+
+    max_batch = Settings().max_batch_size
+    assert res["app_settings"]["max_batch_size"] == max_batch and res["service_config"] == "fp32"
+    assert [row["batch_size"] for row in res["batch_sweep"]["fp32"]] == sorted({1, 2, max_batch})
+    assert res["ceiling"]["batch_size"] == max_batch and res["ceiling"]["images_s"] > 0
+    # 2. The service itself (app_server -> Ray Serve -> HTTP -> the load tool), not an emulation.
+    assert "loadtest.app_server" in res["servers"]["app"]["server_cmd"]
+    levels = res["servers"]["app"]["levels"]
+    assert [lv["concurrency"] for lv in levels] == [1, 4]
+    assert all(lv["ok"] > 0 and lv["errors"] == 0 and lv["batch_size_hist"] for lv in levels)
+    figures = res["figures"]
+    assert figures["4"]["fraction_of_ceiling"] > 0 and figures["4"]["mean_call_size"] >= 1
+    assert (out / "gpu_plot.png").exists() and (out / "app" / "raw.csv").exists()
+    md = (out / "gpu_benchmark.md").read_text()
+    assert "Batch sweep" in md and "The service" in md and "of the ceiling" in md
 
 
 @pytest.mark.timeout(300)
@@ -117,12 +125,12 @@ def test_gpu_benchmark_decoder_sweep_with_stage_profile(model_cache, tmp_path):
     out = tmp_path / "dec"
     r = subprocess.run([sys.executable, "-m", "loadtest.gpu_benchmark", "--model", "tiny", "--device", "cpu",
                         "--size", "64x64", "--configs", "fp32", "--batch-sizes", "1,2", "--iters", "2",
-                        "--warmup-iters", "1", "--decoders", "full,tiny", "--skip-concurrency",
+                        "--warmup-iters", "1", "--decoders", "full,tiny", "--skip-service", "--app-arg", "max_batch_size=2",
                         "--cache-dir", model_cache, "--out", str(out)],
                        cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=280)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads((out / "gpu_benchmark.json").read_text())
-    assert list(res["batch_sweep"]) == ["fp32 full", "fp32 tiny"] and not res["concurrency_sweep"]
+    assert list(res["batch_sweep"]) == ["fp32 full", "fp32 tiny"] and "servers" not in res
     for rows in res["batch_sweep"].values():
         assert [row["batch_size"] for row in rows] == [1, 2]
         for row in rows:
@@ -143,14 +151,18 @@ def test_gpu_benchmark_refuses_missing_cuda(tmp_path):
     assert not (tmp_path / "gpu_benchmark.json").exists()
 
 
-def test_pad_to_bucket():
-    from loadtest.gpu_benchmark import make_configs, pad_to_bucket
+def test_configurations_and_the_services_configuration():
+    from loadtest.gpu_benchmark import ceiling_of, config_of, make_configs
+    from serve_app.settings import Settings
 
-    assert [pad_to_bucket(n, [1, 2, 4, 8, 16]) for n in (1, 3, 5, 9, 16, 17)] == [1, 4, 8, 16, 16, 17]
     cfgs = {c.name: c for c in make_configs(["fp32", "fp16-cl", "fp16-cl-compile"])}
     assert cfgs["fp32"].dtype == "float32" and not cfgs["fp32"].channels_last
     assert cfgs["fp16-cl"].dtype == "float16" and cfgs["fp16-cl"].channels_last and not cfgs["fp16-cl"].compile
     assert cfgs["fp16-cl-compile"].compile
+    assert config_of(Settings(), "cuda") == "fp16" and config_of(Settings(), "cpu") == "fp32"
+    assert config_of(Settings(dtype="bfloat16", channels_last=True, compile=True), "cuda") == "bf16-cl-compile"
+    sweep = {"fp16": [{"batch_size": 4, "images_s": 30.0}, {"batch_size": 8, "images_s": 40.0}]}
+    assert ceiling_of(sweep, "fp16", 8)["images_s"] == 40.0 and ceiling_of(sweep, "fp32", 8) is None
 
 
 @pytest.mark.timeout(900)

@@ -95,3 +95,11 @@ def test_summarise_warmup_longer_than_run_measures_whole_run():
     s = summarise(recs, 1, run_start=0.0, run_end=2.0, warmup_s=30)
     assert s.window_s == pytest.approx(2.0)
     assert s.throughput_img_s == pytest.approx(1.0)
+
+
+def test_mean_call_size_counts_calls_not_requests():
+    from loadtest.stats import mean_call_size
+
+    # 8 requests from one call of 8, 2 requests from two calls of 1: 10 requests in 3 calls.
+    assert mean_call_size({"8": 8, "1": 2}) == pytest.approx(10 / 3)
+    assert math.isnan(mean_call_size({}))

@@ -34,7 +34,7 @@ def fixed_image_model(image: bytes, batch_size: int = 1, timings=(1.0, 1.0, 1.0)
 
 def make_service(generate, settings_overrides=None, token_limit: int = 75, store=None, model_id: str = "m") -> ImageService:
     settings = Settings.load(settings_overrides or {}, environ={})
-    info = ModelInfo(id=model_id, revision=None)
+    info = ModelInfo(id=model_id, revision=None, random_weights=model_id.startswith("preset:"))
     return ImageService(settings, info, WordCounter(token_limit), generate, store=store)
 
 

@@ -34,8 +34,22 @@ def test_generates_an_image(base_url, route):
     body = response.json()
     image = decode(body)
     assert image.format == "JPEG" and image.size == (256, 192)
-    assert body["model"] == {"id": "preset:tiny", "revision": None, "tiny_decoder": None}
+    assert body["model"] == {"id": "preset:tiny", "revision": None, "random_weights": True, "tiny_decoder": None}
     assert body["timings_ms"]["inference"] > 0
+
+
+def test_the_ingress_replica_process_never_loads_torch(base_url):
+    from pathlib import Path
+
+    from ray import serve
+
+    stats = serve.get_app_handle("sd-turbo").process_stats.remote().result()
+    assert stats["torch_loaded"] is False and stats["diffusers_loaded"] is False
+    # Also from outside the process: no torch shared library is mapped into it.
+    maps = Path(f"/proc/{stats['pid']}/maps").read_text()
+    assert "libtorch" not in maps
+    # Its peers report the weights as random, never as the real model's.
+    assert httpx.get(base_url + "/ping").json()["model"]["random_weights"] is True
 
 
 def test_seeded_repeat_is_cached_and_identical(base_url):

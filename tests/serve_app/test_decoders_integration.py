@@ -32,7 +32,7 @@ def test_default_is_the_full_decoder_and_the_model_reports_its_tiny_decoder(base
     body = post(base_url, prompt="a lighthouse", seed=1).json()
     assert body["decoder"] == "full"
     # The random preset says so: its images are never passed off as TAESD's.
-    assert body["model"]["tiny_decoder"] == {"id": "preset:taesd-random", "revision": None}
+    assert body["model"]["tiny_decoder"] == {"id": "preset:taesd-random", "revision": None, "random_weights": True}
 
 
 def test_a_request_chooses_the_tiny_decoder_and_the_raw_answer_says_so(base_url):

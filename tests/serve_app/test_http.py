@@ -7,7 +7,9 @@ import json
 import pytest
 from PIL import Image
 
-from serve_app.http import negotiate_image_format
+from serve_app.http import negotiate_image_format, new_request_id, response_with_image
+from serve_app.protocol import GenerateResponse, ModelInfo, Timings
+from serve_app.serving import ImageOutcome
 from tests.serve_app.fakes import fixed_image_model, make_http_client, make_service
 
 
@@ -37,7 +39,7 @@ def test_generate_returns_json_with_base64_image(client, route):
     body = response.json()
     assert Image.open(io.BytesIO(base64.b64decode(body["image"]))).format == "JPEG"
     assert body["seed"] == 3 and body["batch_size"] == 2 and body["request_id"] == "r-1"
-    assert body["model"] == {"id": "preset:tiny", "revision": None, "tiny_decoder": None}
+    assert body["model"] == {"id": "preset:tiny", "revision": None, "random_weights": True, "tiny_decoder": None}
     assert set(body["timings_ms"]) == {"queue", "inference", "encode", "total"}
 
 
@@ -127,8 +129,9 @@ def test_openapi_documents_routes_and_error_responses(client):
     schema = client.get("/openapi.json").json()
     predict = schema["paths"]["/predict"]["post"]
     assert {"400", "413", "415", "422", "503", "504"} <= set(predict["responses"])
-    body_schema = predict["requestBody"]["content"]["application/json"]["schema"]
-    assert "prompt" in body_schema["required"]
+    body_ref = predict["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    body_schema = schema["components"]["schemas"][body_ref.rsplit("/", 1)[-1]]
+    assert predict["requestBody"]["required"] is True and "prompt" in body_schema["required"]
     assert "/invocations" in schema["paths"] and "/ping" in schema["paths"]
     assert client.get("/docs").status_code == 200
 
@@ -172,3 +175,63 @@ def test_an_unexpected_bug_is_a_json_500_with_the_request_id():
 
     response = make_http_client(make_service(broken)).post("/predict", json={"prompt": "a"})
     assert response.status_code == 500 and response.json()["error"]["type"] == "internal_error"
+
+
+def test_request_ids_honour_sane_client_ids_only():
+    assert new_request_id("abc-123") == "abc-123"
+    assert new_request_id("bad id") != "bad id"
+    assert len(new_request_id(None)) == 32
+    assert new_request_id("x" * 200) != "x" * 200
+
+
+def test_the_json_body_carries_the_image_as_base64_unless_it_went_to_s3():
+    meta = dict(
+        format="jpeg", seed=7, width=8, height=8, num_inference_steps=1, guidance_scale=0.0, batch_size=1,
+        model=ModelInfo(id="m", revision=None, random_weights=False), decoder="full", cached=False,
+        timings_ms=Timings(queue=0, inference=0, encode=0, total=0), request_id="r",
+    )
+    inline = ImageOutcome(b"img-7", GenerateResponse(image=None, **meta))
+    assert response_with_image(inline)["image"] == "aW1nLTc="  # base64 of b"img-7"
+    stored = ImageOutcome(b"img-7", GenerateResponse(image=None, image_url="https://s3/x", **meta))
+    assert response_with_image(stored)["image"] is None
+
+
+def test_unknown_routes_and_methods_get_the_json_error_body(client):
+    missing = client.get("/nowhere")
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found"
+    wrong = client.get("/predict")
+    assert wrong.status_code == 405 and wrong.json()["error"]["type"] == "method_not_allowed"
+    assert "POST" in wrong.headers["allow"]
+
+
+def test_an_unknown_declared_length_is_read_only_up_to_the_limit(client, state):
+    def chunks():
+        yield b'{"prompt": "'
+        for _ in range(10):
+            yield b"x" * 500
+
+    response = client.post("/predict", content=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and "exceeds the limit of 2048" in response.json()["error"]["message"]
+    assert state["calls"] == []
+
+
+def test_a_flagged_image_is_a_documented_422_audited_without_prompt_or_image(caplog):
+    import logging
+
+    from serve_app.errors import ImageBlocked
+
+    async def flagging_model(spec, fmt, quality, submitted_at):
+        raise ImageBlocked()
+
+    rejected = []
+    client = make_http_client(make_service(flagging_model), on_rejected=rejected.append)
+    with caplog.at_level(logging.INFO, logger="sd_turbo.audit"):
+        response = client.post("/predict", json={"prompt": "a secret prompt", "seed": 3})
+    assert response.status_code == 422
+    assert response.json()["error"]["type"] == "image_blocked" and "safety checker" in response.json()["error"]["message"]
+    assert rejected == ["image_blocked"]
+    (record,) = [r.fields for r in caplog.records if r.name == "sd_turbo.audit"]
+    assert record["decision"] == "rejected" and record["error_type"] == "image_blocked"
+    assert "secret" not in caplog.text and "image" not in record
+    described = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["responses"]["422"]["description"]
+    assert "image_blocked" in described

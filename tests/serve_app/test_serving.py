@@ -3,9 +3,8 @@ import asyncio
 import pytest
 
 from serve_app.batching import GenerationResult
-from serve_app.errors import InvalidField, RequestTimeout
+from serve_app.errors import InvalidField, RequestTimeout, ResponseTooLarge
 from serve_app.protocol import GenerateRequest
-from serve_app.serving import new_request_id, response_with_image
 from tests.serve_app.fakes import make_service
 
 
@@ -32,8 +31,7 @@ async def test_fills_defaults_and_reports_metadata():
     response = outcome.response
     assert (response.seed, response.batch_size, response.cached, response.request_id) == (7, 3, False, "rid")
     assert response.timings_ms.inference == 2.0
-    body = response_with_image(outcome)
-    assert body["image"] == "aW1nLTc="  # base64 of b"img-7"
+    assert outcome.image == b"img-7" and response.image is None  # the transport encodes it
 
 
 async def test_unseeded_requests_get_a_reported_random_seed_and_are_not_cached():
@@ -76,17 +74,19 @@ async def test_too_long_prompts_are_rejected_not_truncated():
     assert info.value.field == "negative_prompt"
 
 
+async def test_the_answer_size_the_transport_reports_decides_if_it_fits():
+    service = service_for(FakeModel(), max_response_bytes="10", cache_max_bytes="0")
+    request = GenerateRequest(prompt="a", seed=1)  # a 5-byte image: b"img-1"
+    assert (await service.generate(request, "x")).image == b"img-1"  # by default: the image alone
+    assert (await service.generate(request, "y", response_bytes=lambda n: n + 5)).image == b"img-1"
+    with pytest.raises(ResponseTooLarge, match="makes a 11-byte response, over the 10-byte limit"):
+        await service.generate(request, "z", response_bytes=lambda n: n + 6)
+
+
 async def test_slow_generation_times_out_and_is_cancelled():
     model = FakeModel(delay=5)
     with pytest.raises(RequestTimeout):
         await service_for(model, request_timeout_s="0.1").generate(GenerateRequest(prompt="a"), "x")
-
-
-def test_request_ids_honour_sane_client_ids_only():
-    assert new_request_id("abc-123") == "abc-123"
-    assert new_request_id("bad id") != "bad id"
-    assert len(new_request_id(None)) == 32
-    assert new_request_id("x" * 200) != "x" * 200
 
 
 async def test_the_decoder_is_chosen_per_request_and_reported():

@@ -26,9 +26,16 @@ def test_environment_then_overrides_take_priority():
         ({"num_replicas": "two"}, "num_replicas"),
         ({"compile": "maybe"}, "compile"),
         ({"max_batch_sise": "4"}, "Unknown setting"),
-        ({"decoders": "tiny,fast"}, "decoders must be"),
-        ({"decoders": "full,full"}, "decoders must be"),
-        ({"compile_decoder": "fastest"}, "compile_decoder must be"),
+        ({"default_quality": "101"}, "default_quality"),
+        ({"port": "70000"}, "port"),
+        ({"request_timeout_s": "0"}, "request_timeout_s"),
+        ({"default_output_format": "bmp"}, "default_output_format"),
+        ({"log_level": "loud"}, "log_level"),
+        ({"startup_deadline_s": "-1"}, "startup_deadline_s"),
+        ({"ingress_replicas": "0"}, "ingress_replicas"),
+        ({"decoders": "tiny,fast"}, "decoders: .*must be"),
+        ({"decoders": "full,full"}, "decoders: .*must be"),
+        ({"compile_decoder": "fastest"}, "compile_decoder"),
         ({"compile_decoder_buckets": "1,two"}, "compile_decoder_buckets"),
         ({"compile_decoder_buckets": "1,2", "max_batch_size": "8"}, "reach max_batch_size"),
         ({"compile_decoder_sizes": "512"}, "compile_decoder_sizes"),
@@ -37,6 +44,25 @@ def test_environment_then_overrides_take_priority():
 def test_bad_values_are_refused_with_the_setting_named(overrides, message):
     with pytest.raises(ValueError, match=message):
         Settings.load(overrides, environ={})
+
+
+def test_the_process_environment_is_read_by_default(monkeypatch):
+    monkeypatch.setenv("SDTURBO_MAX_QUEUED_REQUESTS", "-1")
+    monkeypatch.setenv("SDTURBO_NUM_REPLICAS", "3")
+    settings = Settings.load()
+    assert settings.max_queued_requests == -1 and settings.num_replicas == 3
+
+
+def test_typed_values_from_a_serve_config_yaml_are_accepted():
+    settings = Settings.load({"max_batch_size": 8, "batch_wait_timeout_s": 0.02, "model_revision": 1234}, environ={})
+    assert settings.max_batch_size == 8 and settings.model_revision == "1234"
+    assert Settings.load({"log_level": "debug"}, environ={}).log_level == "DEBUG"
+
+
+def test_settings_are_immutable():
+    settings = Settings.load(environ={})
+    with pytest.raises(ValueError):
+        settings.max_batch_size = 2
 
 
 def test_decoder_settings_parse_into_what_a_replica_loads():
@@ -54,7 +80,7 @@ def test_decoder_settings_parse_into_what_a_replica_loads():
 
 def test_every_setting_is_documented():
     table = describe_settings()
-    for name in Settings.__dataclass_fields__:
+    for name in Settings.model_fields:
         assert f"`SDTURBO_{name.upper()}`" in table
 
 

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from serve_app.errors import InvalidField, ResponseTooLarge
+from serve_app.http import json_response_bytes, response_with_image
 from serve_app.protocol import GenerateRequest
-from serve_app.serving import response_with_image
 from serve_app.storage import S3ImageStore
 from tests.conftest import free_port
 from tests.serve_app.fakes import fixed_image_model, make_service
@@ -59,12 +59,14 @@ def test_oversized_answers_go_to_s3_when_configured_and_are_refused_otherwise(s3
     big = b"x" * 3000
     limit = {"max_response_bytes": "4000"}  # base64 of 3000 bytes + JSON overhead > 4000
     with pytest.raises(ResponseTooLarge, match="over the 4000-byte limit"):
-        asyncio.run(service(limit, big).generate(GenerateRequest(prompt="p"), "r"))
+        asyncio.run(service(limit, big).generate(GenerateRequest(prompt="p"), "r", response_bytes=json_response_bytes))
     # Raw bytes (Accept: image/...) are smaller than base64 JSON and fit.
-    raw = asyncio.run(service(limit, big).generate(GenerateRequest(prompt="p"), "r", raw=True))
+    raw = asyncio.run(service(limit, big).generate(GenerateRequest(prompt="p"), "r"))
     assert raw.response.image_url is None
     store = S3ImageStore(BUCKET, "big/", 600, endpoint_url=s3_endpoint)
-    routed = asyncio.run(service(limit, big, store).generate(GenerateRequest(prompt="p"), "r2"))
+    routed = asyncio.run(
+        service(limit, big, store).generate(GenerateRequest(prompt="p"), "r2", response_bytes=json_response_bytes)
+    )
     assert routed.response.s3_uri == f"s3://{BUCKET}/big/r2.jpeg"
 
 

@@ -1,41 +1,19 @@
-provider "aws" {
-  region = var.region
-}
+# An asynchronous endpoint: requests are uploaded to S3 and queued with InvokeEndpointAsync,
+# results land in S3 with an SNS notification, and the endpoint scales to zero instances when
+# the queue is empty (the first request after idle waits for an instance to start). Region and
+# credentials come from the environment:
+#
+#   terraform init && terraform apply                    # ECR repository, key, bucket, role
+#   docker push "$(terraform output -json sd_turbo | jq -r .ecr_repository_url):<tag>"
+#   terraform apply -var image_tag=<tag>                 # the endpoint
+
+provider "aws" {}
 
 module "sd_turbo" {
-  source = "../../"
+  source = "../.."
 
-  name          = var.name
-  endpoint_type = "async"
-
-  create_endpoint = var.create_endpoint
+  name            = "sd-turbo-async"
+  endpoint_type   = "async"
+  create_endpoint = var.image_tag != null
   image_tag       = var.image_tag
-  image_uri       = var.image_uri
-  instance_type   = var.instance_type
-  min_capacity    = var.min_capacity
-  max_capacity    = var.max_capacity
-
-  # Async: requests queue in S3, the endpoint scales to zero when idle.
-  async_max_concurrent_invocations_per_instance = 4
-  async_object_expiration_days                  = 7
-
-  model_id              = var.model_id
-  model_revision        = var.model_revision
-  container_environment = var.container_environment
-
-  alarm_email_endpoints = var.alarm_email_endpoints
-
-  create_github_oidc_role     = var.create_github_oidc_role
-  create_github_oidc_provider = var.create_github_oidc_provider
-  github_repository           = var.github_repository
-  github_branch               = var.github_branch
-  github_environment          = var.github_environment
-  terraform_state_bucket      = var.terraform_state_bucket
-  terraform_state_key_prefix  = var.terraform_state_key_prefix
-  terraform_lock_table        = var.terraform_lock_table
-
-  bucket_force_destroy = var.force_destroy
-  ecr_force_delete     = var.force_destroy
-
-  tags = var.tags
 }

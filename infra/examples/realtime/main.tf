@@ -1,37 +1,20 @@
-provider "aws" {
-  region = var.region
-}
+# A real-time endpoint with the stack's defaults (ml.g5.xlarge, 1-2 instances, canary
+# deployments, alarms, dashboard). Region and credentials come from the environment
+# (AWS_REGION, AWS_PROFILE...):
+#
+#   terraform init && terraform apply                    # ECR repository, key, role
+#   docker push "$(terraform output -json sd_turbo | jq -r .ecr_repository_url):<tag>"
+#   terraform apply -var image_tag=<tag>                 # the endpoint
+#
+# The production deployment (remote state, GitHub deploy role) is infra/live/production.
+
+provider "aws" {}
 
 module "sd_turbo" {
-  source = "../../"
+  source = "../.."
 
-  name          = var.name
-  endpoint_type = "realtime"
-
-  create_endpoint = var.create_endpoint
+  name            = "sd-turbo-realtime"
+  endpoint_type   = "realtime"
+  create_endpoint = var.image_tag != null
   image_tag       = var.image_tag
-  image_uri       = var.image_uri
-  instance_type   = var.instance_type
-  min_capacity    = var.min_capacity
-  max_capacity    = var.max_capacity
-
-  model_id              = var.model_id
-  model_revision        = var.model_revision
-  container_environment = var.container_environment
-
-  alarm_email_endpoints = var.alarm_email_endpoints
-
-  create_github_oidc_role     = var.create_github_oidc_role
-  create_github_oidc_provider = var.create_github_oidc_provider
-  github_repository           = var.github_repository
-  github_branch               = var.github_branch
-  github_environment          = var.github_environment
-  terraform_state_bucket      = var.terraform_state_bucket
-  terraform_state_key_prefix  = var.terraform_state_key_prefix
-  terraform_lock_table        = var.terraform_lock_table
-
-  bucket_force_destroy = var.force_destroy
-  ecr_force_delete     = var.force_destroy
-
-  tags = var.tags
 }

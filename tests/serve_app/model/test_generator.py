@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from serve_app.batching import GenerationSpec
+from serve_app.device_loop import PipelineCallCancelled
 from serve_app.model import GenerationOutOfMemory, SDTurboGenerator, load_pipeline, resolve_model
 
 
@@ -51,11 +52,11 @@ def test_out_of_memory_splits_the_batch_and_retries(generator, monkeypatch):
     real_run = generator._run_pipeline
     sizes = []
 
-    def run_with_memory_for_two(specs):
+    def run_with_memory_for_two(specs, should_stop=None):
         sizes.append(len(specs))
         if len(specs) > 2:
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
-        return real_run(specs)
+        return real_run(specs, should_stop)
 
     monkeypatch.setattr(generator, "_run_pipeline", run_with_memory_for_two)
     specs = [GenerationSpec(prompt=str(i), seed=i, width=64, height=64) for i in range(5)]
@@ -65,7 +66,7 @@ def test_out_of_memory_splits_the_batch_and_retries(generator, monkeypatch):
 
 
 def test_a_single_image_that_does_not_fit_is_a_clear_error(generator, monkeypatch):
-    def always_oom(specs):
+    def always_oom(specs, should_stop=None):
         raise torch.OutOfMemoryError("CUDA out of memory (injected)")
 
     monkeypatch.setattr(generator, "_run_pipeline", always_oom)
@@ -75,3 +76,29 @@ def test_a_single_image_that_does_not_fit_is_a_clear_error(generator, monkeypatc
 
 def test_device_stats_are_empty_on_cpu(generator):
     assert generator.device_stats() == {}
+
+
+def test_a_call_nobody_waits_for_stops_after_the_current_step(generator):
+    polls = []
+
+    def gone_after_first_step():
+        polls.append(1)
+        return len(polls) > 1  # asked before the call starts, then after each step
+
+    spec = GenerationSpec(prompt="abandoned", seed=1, width=64, height=64, num_inference_steps=4)
+    with pytest.raises(PipelineCallCancelled):
+        generator.generate([spec], should_stop=gone_after_first_step)
+    assert len(polls) == 2  # stopped after step 1 of 4: no more steps, no VAE decode
+
+
+def test_a_call_abandoned_before_it_starts_never_runs(generator, monkeypatch):
+    monkeypatch.setattr(generator, "pipe", None)  # any use of the pipeline would fail
+    with pytest.raises(PipelineCallCancelled):
+        generator.generate([GenerationSpec(prompt="x", seed=1, width=64, height=64)], should_stop=lambda: True)
+
+
+def test_a_call_still_wanted_runs_every_step(generator):
+    polls = []
+    spec = GenerationSpec(prompt="wanted", seed=1, width=64, height=64, num_inference_steps=3)
+    (result,) = generator.generate([spec], should_stop=lambda: polls.append(1) and False)
+    assert result.image.size == (64, 64) and len(polls) == 4

@@ -1,14 +1,11 @@
 ################################################################################
-# Application Auto Scaling
+# Application Auto Scaling of one SageMaker production variant
 #   real-time: target tracking on invocations per instance (or concurrency)
 #   async:     target tracking on ApproximateBacklogSizePerInstance, min capacity 0,
 #              plus a step policy that scales 0 -> 1 on HasBacklogWithoutCapacity
 ################################################################################
 
 locals {
-  enable_autoscaling = local.create_endpoint && var.enable_autoscaling
-  min_capacity       = coalesce(var.min_capacity, local.is_async ? 0 : 1)
-
   realtime_predefined_metric = {
     invocations = "SageMakerVariantInvocationsPerInstance"
     concurrency = "SageMakerVariantConcurrentRequestsPerModelHighResolution"
@@ -16,36 +13,34 @@ locals {
 }
 
 resource "aws_appautoscaling_target" "this" {
-  count = local.enable_autoscaling ? 1 : 0
-
   service_namespace  = "sagemaker"
-  resource_id        = "endpoint/${aws_sagemaker_endpoint.this[0].name}/variant/${local.variant_name}"
+  resource_id        = "endpoint/${var.endpoint_name}/variant/${var.variant_name}"
   scalable_dimension = "sagemaker:variant:DesiredInstanceCount"
-  min_capacity       = local.min_capacity
+  min_capacity       = var.min_capacity
   max_capacity       = var.max_capacity
 
-  tags = local.tags
+  tags = var.tags
 
   lifecycle {
     precondition {
-      condition     = local.is_async || local.min_capacity >= 1
-      error_message = "Real-time endpoints cannot scale to zero: min_capacity must be at least 1 (use endpoint_type = \"async\" for scale to zero)."
+      condition     = var.async || var.min_capacity >= 1
+      error_message = "Real-time endpoints cannot scale to zero: min_capacity must be at least 1 (only async endpoints scale to zero)."
     }
     precondition {
-      condition     = var.max_capacity >= local.min_capacity
+      condition     = var.max_capacity >= var.min_capacity
       error_message = "max_capacity must be >= min_capacity."
     }
   }
 }
 
 resource "aws_appautoscaling_policy" "realtime" {
-  count = local.enable_autoscaling && !local.is_async ? 1 : 0
+  count = var.async ? 0 : 1
 
   name               = "${var.name}-${var.realtime_scaling_metric}-target-tracking"
   policy_type        = "TargetTrackingScaling"
-  service_namespace  = aws_appautoscaling_target.this[0].service_namespace
-  resource_id        = aws_appautoscaling_target.this[0].resource_id
-  scalable_dimension = aws_appautoscaling_target.this[0].scalable_dimension
+  service_namespace  = aws_appautoscaling_target.this.service_namespace
+  resource_id        = aws_appautoscaling_target.this.resource_id
+  scalable_dimension = aws_appautoscaling_target.this.scalable_dimension
 
   target_tracking_scaling_policy_configuration {
     target_value       = var.realtime_target_value
@@ -59,13 +54,13 @@ resource "aws_appautoscaling_policy" "realtime" {
 }
 
 resource "aws_appautoscaling_policy" "async_backlog" {
-  count = local.enable_autoscaling && local.is_async ? 1 : 0
+  count = var.async ? 1 : 0
 
   name               = "${var.name}-backlog-target-tracking"
   policy_type        = "TargetTrackingScaling"
-  service_namespace  = aws_appautoscaling_target.this[0].service_namespace
-  resource_id        = aws_appautoscaling_target.this[0].resource_id
-  scalable_dimension = aws_appautoscaling_target.this[0].scalable_dimension
+  service_namespace  = aws_appautoscaling_target.this.service_namespace
+  resource_id        = aws_appautoscaling_target.this.resource_id
+  scalable_dimension = aws_appautoscaling_target.this.scalable_dimension
 
   target_tracking_scaling_policy_configuration {
     target_value       = var.async_backlog_target_per_instance
@@ -79,7 +74,7 @@ resource "aws_appautoscaling_policy" "async_backlog" {
 
       dimensions {
         name  = "EndpointName"
-        value = aws_sagemaker_endpoint.this[0].name
+        value = var.endpoint_name
       }
     }
   }
@@ -88,13 +83,13 @@ resource "aws_appautoscaling_policy" "async_backlog" {
 # Target tracking alone never leaves 0 instances (per-instance backlog is undefined at 0):
 # this step policy, fired by the HasBacklogWithoutCapacity alarm, adds the first instance.
 resource "aws_appautoscaling_policy" "async_scale_from_zero" {
-  count = local.enable_autoscaling && local.is_async ? 1 : 0
+  count = var.async ? 1 : 0
 
   name               = "${var.name}-has-backlog-without-capacity"
   policy_type        = "StepScaling"
-  service_namespace  = aws_appautoscaling_target.this[0].service_namespace
-  resource_id        = aws_appautoscaling_target.this[0].resource_id
-  scalable_dimension = aws_appautoscaling_target.this[0].scalable_dimension
+  service_namespace  = aws_appautoscaling_target.this.service_namespace
+  resource_id        = aws_appautoscaling_target.this.resource_id
+  scalable_dimension = aws_appautoscaling_target.this.scalable_dimension
 
   step_scaling_policy_configuration {
     adjustment_type         = "ChangeInCapacity"
@@ -109,13 +104,13 @@ resource "aws_appautoscaling_policy" "async_scale_from_zero" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "has_backlog_without_capacity" {
-  count = local.enable_autoscaling && local.is_async ? 1 : 0
+  count = var.async ? 1 : 0
 
   alarm_name          = "${var.name}-has-backlog-without-capacity"
   alarm_description   = "Async requests are queued while the endpoint has 0 instances: scale 0 -> 1."
   namespace           = "AWS/SageMaker"
   metric_name         = "HasBacklogWithoutCapacity"
-  dimensions          = { EndpointName = aws_sagemaker_endpoint.this[0].name }
+  dimensions          = { EndpointName = var.endpoint_name }
   statistic           = "Average"
   period              = 60
   evaluation_periods  = 2
@@ -124,5 +119,5 @@ resource "aws_cloudwatch_metric_alarm" "has_backlog_without_capacity" {
   comparison_operator = "GreaterThanOrEqualToThreshold"
   treat_missing_data  = "missing"
   alarm_actions       = [aws_appautoscaling_policy.async_scale_from_zero[0].arn]
-  tags                = local.tags
+  tags                = var.tags
 }

@@ -1,38 +1,50 @@
 ################################################################################
-# CloudWatch alarms -> SNS topic "<name>-alarms"
+# CloudWatch alarms -> SNS (alarm_topic_arn)
 #   GPU utilisation / GPU memory        namespace /aws/sagemaker/Endpoints
 #   5xx, model errors, model latency    namespace AWS/SageMaker (also deployment rollback alarms)
 #   async backlog age                   namespace AWS/SageMaker (async only)
+#
+# SageMaker's GPUUtilization and GPUMemoryUtilization are the SUM over an instance's GPUs
+# (0-100 % per GPU, so 0-400 % on a 4-GPU instance), averaged over the instances: a per-GPU
+# threshold is multiplied by gpus_per_instance. A CPU instance (0 GPUs) gets no GPU alarms.
 ################################################################################
 
 locals {
+  has_gpus = var.gpus_per_instance > 0
+
   variant_dimensions = {
-    EndpointName = local.endpoint_name
-    VariantName  = local.variant_name
+    EndpointName = var.endpoint_name
+    VariantName  = var.variant_name
   }
 
+  gpu_utilization_threshold        = var.gpu_utilization_threshold * var.gpus_per_instance
+  gpu_memory_utilization_threshold = var.gpu_memory_utilization_threshold * var.gpus_per_instance
+  gpus_text                        = "${var.gpus_per_instance} GPU${var.gpus_per_instance == 1 ? "" : "s"} of ${var.instance_type}"
+
   alarms = merge(
-    {
+    local.has_gpus ? {
       gpu-utilization = {
-        description = "GPU utilisation above ${var.gpu_utilization_threshold}% (sustained): the variant is saturated."
+        description = "GPU utilisation above ${var.gpu_utilization_threshold}% per GPU (${local.gpu_utilization_threshold}% summed over the ${local.gpus_text}), sustained: the variant is saturated."
         namespace   = "/aws/sagemaker/Endpoints"
         metric      = "GPUUtilization"
         statistic   = "Average"
         extended    = null
-        threshold   = var.gpu_utilization_threshold
+        threshold   = local.gpu_utilization_threshold
         dimensions  = local.variant_dimensions
         rollback    = false
       }
       gpu-memory-utilization = {
-        description = "GPU memory utilisation above ${var.gpu_memory_utilization_threshold}%: risk of CUDA OOM (lower SDTURBO_MAX_BATCH_SIZE or use a larger GPU)."
+        description = "GPU memory above ${var.gpu_memory_utilization_threshold}% per GPU (${local.gpu_memory_utilization_threshold}% summed over the ${local.gpus_text}): risk of CUDA OOM (lower SDTURBO_MAX_BATCH_SIZE or use a larger GPU)."
         namespace   = "/aws/sagemaker/Endpoints"
         metric      = "GPUMemoryUtilization"
         statistic   = "Average"
         extended    = null
-        threshold   = var.gpu_memory_utilization_threshold
+        threshold   = local.gpu_memory_utilization_threshold
         dimensions  = local.variant_dimensions
         rollback    = false
       }
+    } : {},
+    {
       invocation-5xx-errors = {
         description = "More than ${var.error_5xx_threshold} 5xx responses per ${var.alarm_period_seconds}s. Rolls back a deployment in progress."
         namespace   = "AWS/SageMaker"
@@ -64,7 +76,7 @@ locals {
         rollback    = true
       }
     },
-    local.is_async ? {
+    var.async ? {
       async-backlog-age = {
         description = "Oldest queued async request is older than ${var.async_backlog_age_threshold_seconds}s."
         namespace   = "AWS/SageMaker"
@@ -72,17 +84,15 @@ locals {
         statistic   = "Maximum"
         extended    = null
         threshold   = var.async_backlog_age_threshold_seconds
-        dimensions  = { EndpointName = local.endpoint_name }
+        dimensions  = { EndpointName = var.endpoint_name }
         rollback    = false
       }
     } : {},
   )
-
-  rollback_alarm_names = [for k, v in local.alarms : "${var.name}-${k}" if v.rollback]
 }
 
 resource "aws_cloudwatch_metric_alarm" "this" {
-  for_each = local.create_endpoint ? local.alarms : {}
+  for_each = local.alarms
 
   alarm_name          = "${var.name}-${each.key}"
   alarm_description   = each.value.description
@@ -98,7 +108,7 @@ resource "aws_cloudwatch_metric_alarm" "this" {
   comparison_operator = "GreaterThanThreshold"
   # No data = no traffic or no instances (async scaled to zero): not an incident.
   treat_missing_data = "notBreaching"
-  alarm_actions      = [aws_sns_topic.alarms.arn]
-  ok_actions         = [aws_sns_topic.alarms.arn]
-  tags               = local.tags
+  alarm_actions      = [var.alarm_topic_arn]
+  ok_actions         = [var.alarm_topic_arn]
+  tags               = var.tags
 }

@@ -4,29 +4,48 @@
 only counts as running once it can serve, and coalesces concurrent calls with ``@serve.batch``.
 ``Ingress`` serves the HTTP app from ``serve_app.http`` and forwards to the model through a
 deployment handle, turning Ray's failures into the service's errors.
+
+Everything imported at module level is free of torch and diffusers (from the model package only
+``resolved`` and ``tokens``): the ingress process only parses, validates and awaits. The model
+replica imports the rest of ``serve_app.model`` in its own methods.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, RequestCancelledError
 
 from serve_app.batching import GenerationResult, GenerationSpec
+from serve_app.device_loop import CallRecord, DeviceLoop, DeviceRequest, PipelineCallCancelled
+from serve_app.emf import EmfWriter
 from serve_app.encoding import encode_image
-from serve_app.errors import InsufficientMemory, ModelUnavailable, NotReady, Overloaded, ServiceError
+from serve_app.errors import ImageBlocked, InsufficientMemory, ModelUnavailable, NotReady, Overloaded, ServiceError
 from serve_app.guardrails import RateLimiter
+from serve_app.health import PipelineHealth
+from serve_app.http import create_http_app
 from serve_app.logs import configure_logging, log_event
 from serve_app.metrics import IngressMetrics, ModelMetrics
+from serve_app.model.resolved import ResolvedModel
+from serve_app.model.tokens import PromptTokenCounter
 from serve_app.protocol import ModelInfo
+from serve_app.serving import ImageService
 from serve_app.settings import Settings
+from serve_app.startup import StartupWatch
+from serve_app.storage import S3ImageStore
 
-logger = logging.getLogger("sd_turbo.deployments")
+if TYPE_CHECKING:  # the safety module imports torch: only the model replica loads it, at run time
+    from serve_app.model.safety import ResolvedSafetyChecker
+
+logger = logging.getLogger("sd_turbo.replicas")
 
 MODEL_DEPLOYMENT = "SDTurboModel"
 INGRESS_DEPLOYMENT = "Ingress"
@@ -38,19 +57,27 @@ OVERLOAD_RETRY_AFTER_S = 1
 
 @serve.deployment(name=MODEL_DEPLOYMENT)
 class SDTurboModel:
-    def __init__(self, settings: Settings, local_dir: str, model_id: str, tiny_decoder=None):
-        from serve_app.model import SDTurboGenerator, configure_pipeline, decoders_for_settings, load_pipeline
-        from serve_app.model.loading import ResolvedModel
+    async def __init__(self, settings: Settings, resolved: ResolvedModel, safety: ResolvedSafetyChecker | None = None):
+        # Load in a worker thread: a synchronous constructor blocks the replica's user-code
+        # event loop, so Serve could not stop a replica that is still loading (Ctrl+C on
+        # `serve run`, a start-up deadline) before its 20 s grace period ran out (issue 16).
+        await asyncio.to_thread(self._load, settings, resolved, safety)
+
+    def _load(self, settings: Settings, resolved: ResolvedModel, safety: ResolvedSafetyChecker | None) -> None:
+        from serve_app.model import (
+            ImageSafetyChecker,
+            SDTurboGenerator,
+            configure_pipeline,
+            decoders_for_settings,
+            load_pipeline,
+        )
 
         configure_logging(settings.log_level)
         self.settings = settings
         started = time.perf_counter()
+        time.sleep(settings.fault_injection_load_stall_s)  # testing only; 0 by default
         # 1. Load once, here, never in the request path.
-        pipe = load_pipeline(
-            device=settings.device,
-            dtype=settings.dtype,
-            resolved=ResolvedModel(local_dir, model_id, settings.model_revision, False),
-        )
+        pipe = load_pipeline(device=settings.device, dtype=settings.dtype, resolved=resolved)
         configure_pipeline(
             pipe,
             channels_last=settings.channels_last,
@@ -59,18 +86,30 @@ class SDTurboModel:
             vae_slicing=settings.vae_slicing,
             vae_tiling=settings.vae_tiling,
         )
-        # VAE decoders: the full VAE and/or TAESD (``tiny_decoder``: a ResolvedDecoder), compiled
-        # here when compile_decoder says so, never in the request path.
-        decoders = decoders_for_settings(pipe, settings, tiny_decoder)
+        # VAE decoders: the full VAE and/or TAESD (resolved.tiny_decoder), compiled here when
+        # compile_decoder says so, never in the request path.
+        decoders = decoders_for_settings(pipe, settings, resolved.tiny_decoder)
         self.generator = SDTurboGenerator(
             pipe,
             max_group_size=settings.max_batch_size,
             simulate_oom_above=settings.fault_injection_oom_above,
+            # The image safety checker (a ResolvedSafetyChecker, or None when off), beside the pipeline.
+            safety_checker=ImageSafetyChecker.load(safety, pipe.device, pipe.unet.dtype) if safety else None,
             decoders=decoders,
         )
-        self.metrics = ModelMetrics()
+        self.metrics = ModelMetrics(emf=EmfWriter.from_settings(settings))
+        # A call running twice as long as any request may wait serves nobody: the device is stuck.
+        self.health = PipelineHealth(stall_after_s=2 * settings.request_timeout_s)
         self._held = 0  # requests in this replica: waiting for a batch, in one, or encoding
-        # 2. Size the batcher from the settings (the decorator's values are only defaults).
+        # 2. Batch formation follows the device (serve_app/device_loop.py): Ray's batcher hands
+        #    requests over, the loop runs whatever waits when the device frees up. The
+        #    decorator's values are only defaults; the settings size both.
+        self.device_loop = DeviceLoop(
+            self._run_on_device,
+            settings.max_batch_size,
+            on_call=self._call_ended,
+            on_abandoned=self.metrics.abandoned,
+        )
         self._generate_batch.set_max_batch_size(settings.max_batch_size)
         self._generate_batch.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
         # 3. Warm up before Serve marks the replica running (and /ping turns 200).
@@ -83,7 +122,7 @@ class SDTurboModel:
         log_event(
             logger,
             "model_ready",
-            model=model_id,
+            **resolved.log_fields(),
             device=str(pipe.device),
             dtype=str(pipe.unet.dtype),
             decoders=list(decoders.names),
@@ -95,11 +134,24 @@ class SDTurboModel:
     async def generate(
         self, spec: GenerationSpec, output_format: str, quality: int, submitted_at: float
     ) -> GenerationResult:
-        """One request: wait for its batch, then encode its image."""
+        """One request: wait for its pipeline call, then encode its image."""
+        arrived_at = time.time()
         self._held += 1
         self.metrics.queue_depth.set(self._held)
+        request = self.device_loop.prepare(spec)
         try:
-            generated = await self._generate_batch(spec)
+            try:
+                await self._generate_batch(request)
+                generated = await request.future
+            except asyncio.CancelledError:
+                # The caller gave up (Ray cancels this task): the device loop drops the request,
+                # or stops its call at the next step if nobody else waits for it.
+                request.future.cancel()
+                raise
+            self.metrics.batching_delay(max(0.0, (generated.started_at - arrived_at) * 1000.0))
+            if generated.flagged:  # withheld: this request fails, the rest of its batch does not
+                self.metrics.safety_refused()
+                raise ImageBlocked()
             loop = asyncio.get_running_loop()
             encode_started = time.perf_counter()
             data = await loop.run_in_executor(
@@ -118,30 +170,39 @@ class SDTurboModel:
             encode_ms=(time.perf_counter() - encode_started) * 1000.0,
             decoder=generated.decoder,
         )
-        self.metrics.queue_ms.observe(result.queue_ms)
-        self.metrics.encode_ms.observe(result.encode_ms)
+        self.metrics.image_done(result.queue_ms, result.inference_ms, result.encode_ms)
         return result
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
-    async def _generate_batch(self, specs: list[GenerationSpec]) -> list:
-        # The pipeline runs in a worker thread so this replica's event loop keeps accepting
-        # requests (and forming the next batch) while the device is busy.
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
+    async def _generate_batch(self, requests: list[DeviceRequest]) -> list[None]:
+        # Hand over and return at once: Ray's one-batch-at-a-time semaphore is then never held
+        # by a running call, so requests never queue behind it in small timer-cut batches
+        # (issue 11); the device loop merges everything that waits into the next call.
+        self.device_loop.enqueue(requests)
+        return [None] * len(requests)
+
+    def _run_on_device(self, specs: list[GenerationSpec], should_stop) -> list:
+        """One device-loop call, on its worker thread."""
         from serve_app.model import GenerationOutOfMemory
 
+        self.health.call_started()
         try:
-            images = await asyncio.to_thread(self.generator.generate, specs)
+            images = self.generator.generate(specs, should_stop)
         except GenerationOutOfMemory as exc:
+            self.health.call_ended()  # this request's size, not the device, is the problem
             raise InsufficientMemory(str(exc)) from None
-        # One observation per pipeline call (a batch may have been split into several).
-        seen_calls = set()
-        for g in images:
-            key = (g.started_at, g.batch_size)
-            if key not in seen_calls:
-                seen_calls.add(key)
-                self.metrics.batch_size.observe(g.batch_size)
-                self.metrics.inference_ms.observe(g.inference_ms)
-        self._record_gpu()
+        except PipelineCallCancelled:
+            self.health.call_ended()  # its callers gave up: it stopped early, as asked
+            raise
+        except Exception as exc:
+            self.health.call_failed(exc)
+            raise
+        self.health.call_succeeded()
         return images
+
+    def _call_ended(self, record: CallRecord) -> None:
+        self.metrics.pipeline_call(record)
+        self._record_gpu()
 
     def _record_gpu(self) -> None:
         stats = self.generator.device_stats()
@@ -159,30 +220,36 @@ class SDTurboModel:
             "held": self._held,
             "oom_splits": self.generator.oom_splits,
             "actor_name": ray.get_runtime_context().get_actor_name(),
+            "device_busy": self.device_loop.busy,
+            "waiting_for_device": self.device_loop.waiting,
+            **self.metrics.snapshot(),
+            # Placement: the GPU Ray assigned this replica, and where the pipeline actually runs.
+            "gpu_ids": ray.get_gpu_ids(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "device": str(self.generator.device),
         }
 
     def check_health(self) -> None:
         # Ray calls this periodically; raising marks the replica unhealthy and replaces it.
-        if self.generator is None:
-            raise RuntimeError("pipeline not loaded")
+        self.health.check()
 
 
 @serve.deployment(name=INGRESS_DEPLOYMENT)
 @serve.ingress()
 class Ingress:
-    def __init__(self, model, settings: Settings, local_dir: str, model_info: dict):
-        from serve_app.model import PromptTokenCounter
-        from serve_app.serving import ImageService
-
+    def __init__(self, model, settings: Settings, resolved: ResolvedModel):
         configure_logging(settings.log_level)
         self.settings = settings
         self.model = model
-        self.model_info = ModelInfo(**model_info)
-        self.metrics = IngressMetrics()
+        self.model_info = ModelInfo(
+            id=resolved.model_id,
+            revision=resolved.revision,
+            random_weights=resolved.is_random,
+            tiny_decoder=resolved.tiny_decoder.info() if resolved.tiny_decoder else None,
+        )
+        self.metrics = IngressMetrics(emf=EmfWriter.from_settings(settings))
         store = None
         if settings.s3_output_bucket:
-            from serve_app.storage import S3ImageStore
-
             store = S3ImageStore(
                 settings.s3_output_bucket,
                 settings.s3_output_prefix,
@@ -192,7 +259,7 @@ class Ingress:
         self.service = ImageService(
             settings,
             self.model_info,
-            PromptTokenCounter(local_dir),
+            PromptTokenCounter(resolved.local_dir),
             self._call_model,
             store=store,
             metrics=self.metrics,
@@ -208,14 +275,15 @@ class Ingress:
         self._inflight = 0
         # `serve run` names the application "default"; the container names it from the settings.
         self.app_name = serve.get_replica_context().app_name
+        # Whatever runs the app (`serve run`, a Serve config), the reason it is not running by
+        # the start-up deadline is logged; the container entrypoint also exits on it (issue 16).
+        self._startup_watch = StartupWatch(self.app_name, settings.startup_deadline_s)
         try:
             self._readiness_task = asyncio.get_running_loop().create_task(self._poll_readiness())
         except RuntimeError:  # no loop yet: started by the first /ping instead
             pass
 
     def __serve_build_asgi_app__(self):
-        from serve_app.http import create_http_app
-
         return create_http_app(
             lambda: self.service,
             self._is_ready,
@@ -223,6 +291,7 @@ class Ingress:
             model_info=lambda: self.model_info,
             admit=self._admit,
             on_rejected=self.metrics.rejected,
+            playground=self.settings.playground,
         )
 
     # --- graceful shutdown -------------------------------------------------------------------
@@ -231,6 +300,15 @@ class Ingress:
             raise NotReady("the server is shutting down; retry on another instance", retry_after_s=1)
         if self.rate_limiter is not None:
             self.rate_limiter.acquire(request.client.host if request.client else "-")
+
+    async def process_stats(self) -> dict:
+        """This replica's process: what it has loaded and what it costs (operators and tests)."""
+        return {
+            "pid": os.getpid(),
+            "rss_bytes": _rss_bytes(),
+            "torch_loaded": "torch" in sys.modules,
+            "diffusers_loaded": "diffusers" in sys.modules,
+        }
 
     async def drain(self) -> int:
         """Stop taking new work (/ping turns 503); returns the requests still in flight."""
@@ -258,6 +336,7 @@ class Ingress:
                 app = status.applications.get(self.app_name)
                 deployment = app.deployments.get(MODEL_DEPLOYMENT) if app else None
                 self._ready = bool(deployment) and deployment.status == "HEALTHY"
+                self._startup_watch.observe(app)
             except Exception:  # noqa: BLE001 - a failed poll means "not known ready"
                 logger.exception("readiness poll failed")
                 self._ready = False
@@ -303,3 +382,12 @@ class Ingress:
             raise ModelUnavailable(
                 "the model replica holding this request stopped; it was not completed", retry_after_s=2
             ) from None
+
+
+def _rss_bytes() -> int:
+    """Resident set size of this process (Linux), 0 where /proc is not available."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0

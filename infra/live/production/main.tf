@@ -1,0 +1,34 @@
+################################################################################
+# The production deployment of sd-turbo-serve: the root the release workflow plans and
+# applies (.github/workflows/release.yml). What the service runs on is committed here and
+# reviewed like code; only per-account facts and the image tag are variables.
+################################################################################
+
+provider "aws" {
+  region = var.region
+}
+
+module "sd_turbo" {
+  source = "../.."
+
+  name          = "sd-turbo"
+  endpoint_type = "realtime"
+  instance_type = "ml.g5.xlarge"
+  max_capacity  = 2
+
+  create_endpoint = var.create_endpoint
+  image_tag       = var.image_tag
+
+  alarm_email_endpoints       = var.alarm_email_endpoints
+  instance_price_usd_per_hour = var.instance_price_usd_per_hour
+
+  # The role the release workflow assumes: pushes to ECR from main, applies from the
+  # "production" environment (required reviewers), reads/writes this state.
+  create_github_oidc_role     = true
+  create_github_oidc_provider = var.create_github_oidc_provider
+  github_repository           = var.github_repository
+  github_branch               = "main"
+  github_environment          = "production"
+  terraform_state_bucket      = var.terraform_state_bucket
+  terraform_state_key_prefix  = var.terraform_state_key_prefix
+}

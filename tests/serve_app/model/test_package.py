@@ -1,0 +1,27 @@
+"""The model package loads torch and diffusers only when a name that needs them is used."""
+
+import subprocess
+import sys
+
+import serve_app.model as model_package
+
+
+def test_every_exported_name_resolves_from_its_module():
+    assert sorted(model_package.__all__) == sorted(model_package._EXPORTS)
+    for name, module in model_package._EXPORTS.items():
+        assert getattr(model_package, name) is getattr(sys.modules[f"serve_app.model.{module}"], name)
+
+
+def test_the_ingress_side_counts_tokens_without_torch(tiny_model_dir):
+    # A fresh interpreter: this one has long imported torch.
+    code = (
+        "import sys\n"
+        "import serve_app.replicas\n"
+        "from serve_app.model import PromptTokenCounter, ResolvedModel\n"
+        f"counter = PromptTokenCounter({str(tiny_model_dir)!r})\n"
+        "assert counter.count('a lighthouse at sunset') > 0 and counter.max_prompt_tokens == 75\n"
+        "print(sorted(m for m in ('torch', 'diffusers') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

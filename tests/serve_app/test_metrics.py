@@ -1,0 +1,55 @@
+"""The service's metric events: Prometheus as before, and one EMF record per event with its values."""
+
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+from serve_app.device_loop import CallRecord
+from serve_app.emf import EmfWriter
+from serve_app.metrics import IngressMetrics, ModelMetrics
+from tests.serve_app.emf_documents import emf_lines, metrics_of
+
+
+def emf_stream():
+    stream = io.StringIO()
+    return EmfWriter("ep", "AllTraffic", stream=stream), stream
+
+
+def images_of_one_call(size: int, inference_ms: float) -> tuple:
+    image = SimpleNamespace(started_at=1764028800.0, batch_size=size, inference_ms=inference_ms)
+    return (image,) * size
+
+
+def test_model_events_become_emf_records_with_their_values():
+    emf, stream = emf_stream()
+    metrics = ModelMetrics(emf=emf)
+    # One BatchSize value per pipeline call, not per image.
+    metrics.pipeline_call(CallRecord(6, "completed", 210.5, results=images_of_one_call(6, 210.5)))
+    metrics.image_done(queue_ms=12.25, inference_ms=210.5, encode_ms=3.5)
+    metrics.safety_refused()
+    batch, image, refusal = emf_lines(stream.getvalue())
+    assert {k: v[0] for k, v in metrics_of(batch).items()} == {"BatchSize": 6}
+    assert {k: v[0] for k, v in metrics_of(image).items()} == {
+        "QueueMs": 12.25, "InferenceMs": 210.5, "EncodeMs": 3.5, "Images": 1
+    }
+    assert {k: v[0] for k, v in metrics_of(refusal).items()} == {"SafetyRefusals": 1}
+
+
+def test_ingress_events_become_emf_records():
+    emf, stream = emf_stream()
+    metrics = IngressMetrics(emf=emf)
+    metrics.cache_hit()
+    metrics.cache_miss()
+    metrics.rejected("image_blocked")
+    hit, miss, rejection = emf_lines(stream.getvalue())
+    assert metrics_of(hit)["CacheHits"][0] == 1 and metrics_of(miss)["CacheMisses"][0] == 1
+    assert metrics_of(rejection)["Rejections"][0] == 1 and rejection["ErrorType"] == "image_blocked"
+
+
+def test_without_an_endpoint_name_only_prometheus_counts():
+    metrics = ModelMetrics()
+    # No EMF writer: nothing written, nothing raised.
+    metrics.pipeline_call(CallRecord(2, "completed", 1.0, results=images_of_one_call(2, 1.0)))
+    metrics.safety_refused()
+    IngressMetrics().rejected("overloaded")
