@@ -7,38 +7,60 @@ SageMaker starts a bring-your-own container as ``docker run IMAGE serve`` and th
   * on scale-in sends SIGTERM, then SIGKILL 30 s later.
 
 ``serve`` therefore:
+  0. if the host's NVIDIA driver is older than the CUDA forward-compatibility driver of the base
+     image, re-runs itself with that driver first on LD_LIBRARY_PATH (``cuda_compat.py``),
   1. maps SageMaker's environment onto the app's SDTURBO_* settings (``sagemaker_environment``),
+     and starts the 503 "loading" responder on the port (``port_handover.py``, its own process),
   2. builds the application, which resolves the model first: a model that cannot be found fails
      here, with the reason, and the container exits non-zero instead of hanging,
   3. starts a Ray head sized to the container's CPUs and GPUs (Ray's own detection, the same
      numbers the app was sized with in step 2: settings that cannot fit end the container here),
-     with a small object store that fits a container's /dev/shm (until Ray Serve's proxy takes
-     the port, /ping answers 503 "loading"; for the second or two between the proxy binding the
-     port and the app's routes appearing, Ray's proxy answers 404, also not-ready to SageMaker),
+     with a small object store that fits a container's /dev/shm,
   4. deploys the Serve app on 0.0.0.0:8080 and waits for it to run, at most until the start-up
      deadline (SDTURBO_STARTUP_DEADLINE_S, counted from the container's start, below SageMaker's
      start-up health check): a replica that fails, or is still not running then (unschedulable,
-     a constructor that never returns), ends the container non-zero with Ray's reason,
-  5. on SIGTERM drains: /ping turns 503, new requests get 503, in-flight requests finish (up to
-     SDTURBO_DRAIN_TIMEOUT_S), then Serve and Ray shut down and the process exits 0.
+     a constructor that never returns), ends the container non-zero with Ray's reason. Ray's proxy
+     shares the port with the responder, which hands it over only once the proxy answers /ping
+     itself: every /ping is answered quickly, from the first second on,
+  5. on SIGTERM stops within SageMaker's 30 s: /ping turns 503, new requests get 503, in-flight
+     requests may finish until the drain deadline (``drain_deadline_s``); those that cannot are
+     answered with a 503 "shutting_down" error, then Ray shuts down and the process exits 0.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import MutableMapping
 from pathlib import Path
 
+from cuda_compat import library_path_with_compat
+
 SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
+PORT_RESPONDER = Path(__file__).resolve().with_name("port_handover.py")
 
 EXIT_MODEL_LOAD_FAILED = 2
 EXIT_DEPLOY_FAILED = 3
 EXIT_STARTUP_DEADLINE = 4
 EXIT_DOES_NOT_FIT = 5
+
+# Stop timing. SageMaker sends SIGKILL 30 s after SIGTERM (as `docker stop -t 30` does), so the
+# drain, answering what could not finish, and Ray's shutdown must all fit in that.
+STOP_GRACE_S = 30.0
+# Scheduling slack, and the safety net: a shutdown still running then exits before the SIGKILL.
+STOP_MARGIN_S = 1.0
+HARD_EXIT_AFTER_S = STOP_GRACE_S - STOP_MARGIN_S
+# Ray's shutdown after the drain (ray.shutdown; Serve's own graceful teardown is skipped: every
+# request has been answered by then). Measured in the image on the 2-core development machine
+# (tests/container/test_image.py prints it; figures in docs/container.md), reserved with margin.
+SHUTDOWN_RESERVE_S = 4.0
+# Answering the requests aborted at the deadline (milliseconds) and Ray's proxy relaying them.
+ABORT_RESERVE_S = 1.5
+RESPONSE_RELAY_S = 0.5
 
 
 def log(message: str) -> None:
@@ -67,42 +89,45 @@ def sagemaker_environment(
     return {key: value for key, value in implied.items() if key not in environ}
 
 
-class StartingResponder:
-    """Answers 503 on the service port while the model is fetched and Ray starts.
+class PortResponder:
+    """The 503 "loading" responder process (port_handover.py) that holds the service port.
 
     Fetching real weights can take minutes; SageMaker's health checks during that time get a
-    clear "loading" 503 instead of a refused connection. Stopped just before Ray Serve's proxy
-    binds the port.
+    clear "loading" 503 instead of a refused connection. It is a process of its own so that
+    model building and ray.init in this one never slow its answers down (shared GIL).
     """
 
     def __init__(self, host: str, port: int):
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        self._process = subprocess.Popen(
+            [sys.executable, str(PORT_RESPONDER), host, str(port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        started = self._process.stdout.readline().split()
+        if not started or started[0] != "listening":
+            self._process.wait(timeout=10)
+            raise RuntimeError(f"the port responder could not listen on {host}:{port} (see its error above)")
+        # Without SO_REUSEPORT steering, the port must be free before Ray's proxy binds it.
+        self.shares_port = started[-1] == "steering=yes"
 
-        class Handler(BaseHTTPRequestHandler):
-            def _loading(self) -> None:
-                body = b'{"status": "loading"}'
-                self.send_response(503)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Retry-After", "5")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+    def hand_over(self, probe_deadline_s: float = 30.0) -> str:
+        """Give the port to Ray's proxy (once it answers /ping, when sharing); returns what happened."""
+        if self._process.poll() is not None:
+            return "already handed over"
+        self._process.stdin.write(f"handover {probe_deadline_s:g}\n")
+        self._process.stdin.flush()
+        report = self._process.stdout.read().strip()
+        self._process.wait(timeout=30)
+        return report
 
-            do_GET = do_POST = _loading
-
-            def log_message(self, *args) -> None:  # keep health checks out of the log
-                pass
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> StartingResponder:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    def close(self) -> None:
+        if self._process.poll() is None:
+            self._process.stdin.close()  # end of input: it closes the port and exits
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
 
 
 class Drainer:
@@ -110,12 +135,15 @@ class Drainer:
 
     def __init__(self) -> None:
         self.requested = threading.Event()
+        self.signalled_at: float | None = None
 
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
 
     def _on_signal(self, signum, frame) -> None:  # noqa: ARG002
+        if self.signalled_at is None:  # the stop deadline counts from the first signal
+            self.signalled_at = time.monotonic()
         log(f"received {signal.Signals(signum).name}: draining")
         self.requested.set()
 
@@ -137,7 +165,8 @@ def serve_forever() -> int:
     drainer = Drainer()
     drainer.install()
 
-    with StartingResponder(settings.host, settings.port):
+    responder = PortResponder(settings.host, settings.port)
+    try:
         # 1. Build the app: resolves (downloads or builds) the model, or fails with the reason.
         from serve_app.app import build_app_from_settings
         from serve_app.cluster import DoesNotFit, local_head_resources
@@ -171,30 +200,35 @@ def serve_forever() -> int:
         # Ray installs its own handlers during init; ours must be the ones that run.
         drainer.install()
 
-    # The 503 responder has let go of the port; Serve's proxy takes it now.
-    serve.start(
-        http_options={
-            "host": settings.host,
-            "port": settings.port,
-            # A backstop above the app's own timeout (which answers 504 with a message).
-            "request_timeout_s": settings.request_timeout_s + 5,
-        }
-    )
+        # 3. Serve's proxy binds the port beside the responder (both SO_REUSEPORT); where the
+        #    port cannot be shared, the responder lets go of it first.
+        if not responder.shares_port:
+            log(f"port hand-over: {responder.hand_over()}")
+        serve.start(
+            http_options={
+                "host": settings.host,
+                "port": settings.port,
+                # A backstop above the app's own timeout (which answers 504 with a message).
+                "request_timeout_s": settings.request_timeout_s + 5,
+            }
+        )
 
-    # 3. Deploy, and wait until every replica has loaded and warmed up, or the deadline.
-    failure = _deploy_before_deadline(serve, app, settings, started)
-    if failure is not None:
-        exit_code, reason = failure
-        log(reason)
-        _shutdown(serve, ray)
-        return exit_code
+        # 4. Deploy, and wait until every replica has loaded and warmed up, or the deadline.
+        failure = _deploy_before_deadline(serve, app, settings, started)
+        if failure is not None:
+            exit_code, reason = failure
+            log(reason)
+            _shutdown(serve, ray)
+            return exit_code
+        log(f"port hand-over: {responder.hand_over()}")
+    finally:
+        responder.close()
     log(f"ready: http://{settings.host}:{settings.port} (model {settings.model})")
 
-    # 4. Wait for SIGTERM, then drain and exit.
+    # 5. Wait for SIGTERM, then stop within SageMaker's grace period.
     while not drainer.requested.wait(timeout=1.0):
         pass
-    _drain(serve, settings)
-    _shutdown(serve, ray)
+    stop_within_grace(serve, ray, settings, drainer.signalled_at or time.monotonic())
     log("stopped")
     return 0
 
@@ -232,29 +266,83 @@ def _deploy_before_deadline(serve, app, settings, started: float) -> tuple[int, 
     return None
 
 
-def _drain(serve, settings) -> None:
-    started = time.monotonic()
-    handle = serve.get_app_handle(settings.app_name)
-    try:
-        inflight = handle.drain.remote().result(timeout_s=5)
-        while inflight and time.monotonic() - started < settings.drain_timeout_s:
-            time.sleep(0.2)
-            inflight = handle.inflight.remote().result(timeout_s=5)
-        log(f"drained in {time.monotonic() - started:.1f}s ({inflight} request(s) left)")
-    except Exception as exc:  # noqa: BLE001 - shut down regardless
-        log(f"drain incomplete: {type(exc).__name__}: {exc}")
-
-
 def _shutdown(serve, ray) -> None:
+    """After a failed start: Serve's orderly teardown (it logs how each replica stopped), then Ray."""
     try:
         serve.shutdown()
     finally:
         ray.shutdown()
 
 
+def drain_deadline_s(drain_timeout_s: float) -> float:
+    """Seconds after SIGTERM that in-flight requests may take: what is left of SageMaker's 30 s
+    once answering the unfinished ones and Ray's shutdown are reserved, or less if configured."""
+    return max(0.0, min(drain_timeout_s, HARD_EXIT_AFTER_S - STOP_MARGIN_S - ABORT_RESERVE_S - SHUTDOWN_RESERVE_S))
+
+
+def stop_within_grace(serve, ray, settings, signalled_at: float) -> None:
+    """Drain, answer what could not finish, shut Ray down: all before SageMaker's SIGKILL."""
+    watchdog = threading.Timer(max(0.0, signalled_at + HARD_EXIT_AFTER_S - time.monotonic()), _hard_exit)
+    watchdog.daemon = True
+    watchdog.start()
+    deadline = signalled_at + drain_deadline_s(settings.drain_timeout_s)
+    try:
+        handle = serve.get_app_handle(settings.app_name)
+        # 1. Refuse new work (/ping 503, requests 503) and let the open requests finish.
+        left = _wait_for_open_requests(handle, handle.drain.remote().result(timeout_s=5), deadline)
+        log(f"drained in {time.monotonic() - signalled_at:.1f}s after SIGTERM ({left} request(s) left)")
+        # 2. Those that cannot finish in time get a 503 "shutting_down" answer, not a cut connection.
+        if left:
+            reason = (
+                "the server is shutting down and this request could not finish before its stop deadline; "
+                "it was not completed: retry it"
+            )
+            handle.abort_inflight.remote(reason).result(timeout_s=5)
+            left = _wait_for_open_requests(handle, left, time.monotonic() + ABORT_RESERVE_S - RESPONSE_RELAY_S)
+            time.sleep(RESPONSE_RELAY_S)  # Ray's proxy writes those answers to their clients
+            log(f"answered the unfinished requests with 503 shutting_down ({left} still open)")
+    except Exception as exc:  # noqa: BLE001 - shut down regardless
+        log(f"drain incomplete: {type(exc).__name__}: {exc}")
+    # 3. Ray's processes go; Serve's graceful teardown would only wait for work already answered.
+    started = time.monotonic()
+    ray.shutdown()
+    log(f"Ray shut down in {time.monotonic() - started:.1f}s; {time.monotonic() - signalled_at:.1f}s after SIGTERM")
+    watchdog.cancel()
+
+
+def _wait_for_open_requests(handle, open_requests: int, until: float) -> int:
+    while open_requests and time.monotonic() < until:
+        time.sleep(0.1)
+        open_requests = handle.inflight.remote().result(timeout_s=5)
+    return open_requests
+
+
+def _hard_exit() -> None:
+    log(f"shutdown still running {HARD_EXIT_AFTER_S:g}s after SIGTERM: exiting before SageMaker's SIGKILL")
+    os._exit(0)
+
+
+def apply_cuda_forward_compat(argv: list[str]) -> None:
+    """Re-run this entrypoint with the CUDA compat driver first on LD_LIBRARY_PATH, when the
+    host's driver is older than it (cuda_compat.py); otherwise return and change nothing."""
+    change = library_path_with_compat(os.environ)
+    if change is None:
+        return
+    new_path, why = change
+    log(why)
+    os.environ["LD_LIBRARY_PATH"] = new_path
+    os.execv(sys.executable, [sys.executable, str(Path(__file__).resolve()), *argv[1:]])
+
+
 def main(argv: list[str]) -> int:
+    apply_cuda_forward_compat(argv)
     if len(argv) > 1 and argv[1] == "serve":
-        return serve_forever()
+        code = serve_forever()
+        # Leave now: the interpreter's teardown after Ray's shutdown (Ray's and Serve's background
+        # threads) took 3 s more in the image, time SageMaker's 30 s stop budget does not have.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     if len(argv) > 1:
         # Any other argument is a command (e.g. `docker run IMAGE python3 -m deployments.smoke_test ...`).
         os.execvp(argv[1], argv[1:])

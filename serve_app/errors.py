@@ -85,3 +85,9 @@ class HTTPError(ServiceError):
     def __init__(self, status_code: int, error_type: str, message: str):
         super().__init__(message)
         self.status_code, self.error_type = status_code, error_type
+
+
+class ShuttingDown(ServiceError):
+    """The instance had to stop before this request finished; it was not completed: retry it."""
+
+    status_code, error_type = 503, "shutting_down"

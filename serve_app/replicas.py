@@ -32,6 +32,7 @@ from serve_app.errors import ImageBlocked, InsufficientMemory, ModelUnavailable,
 from serve_app.guardrails import RateLimiter
 from serve_app.health import PipelineHealth
 from serve_app.http import create_http_app
+from serve_app.inflight import CountOpenRequests, InflightRequests
 from serve_app.logs import configure_logging, log_event
 from serve_app.metrics import IngressMetrics, ModelMetrics
 from serve_app.model.resolved import ResolvedModel
@@ -271,8 +272,8 @@ class Ingress:
         )
         self._ready = False
         self._readiness_task: asyncio.Task | None = None
-        self._draining = False
-        self._inflight = 0
+        # Requests waiting on the model: drained on SIGTERM, aborted at the stop deadline (issue 10).
+        self.inflight_requests = InflightRequests()
         # `serve run` names the application "default"; the container names it from the settings.
         self.app_name = serve.get_replica_context().app_name
         # Whatever runs the app (`serve run`, a Serve config), the reason it is not running by
@@ -284,7 +285,7 @@ class Ingress:
             pass
 
     def __serve_build_asgi_app__(self):
-        return create_http_app(
+        app = create_http_app(
             lambda: self.service,
             self._is_ready,
             max_body_bytes=self.settings.max_body_bytes,
@@ -293,10 +294,12 @@ class Ingress:
             on_rejected=self.metrics.rejected,
             playground=self.settings.playground,
         )
+        app.add_middleware(CountOpenRequests, inflight=self.inflight_requests)
+        return app
 
     # --- graceful shutdown -------------------------------------------------------------------
     def _admit(self, request) -> None:
-        if self._draining:
+        if self.inflight_requests.draining:
             raise NotReady("the server is shutting down; retry on another instance", retry_after_s=1)
         if self.rate_limiter is not None:
             self.rate_limiter.acquire(request.client.host if request.client else "-")
@@ -312,17 +315,20 @@ class Ingress:
 
     async def drain(self) -> int:
         """Stop taking new work (/ping turns 503); returns the requests still in flight."""
-        self._draining = True
-        return self._inflight
+        return self.inflight_requests.drain()
 
     async def inflight(self) -> int:
-        return self._inflight
+        return self.inflight_requests.open
+
+    async def abort_inflight(self, reason: str) -> int:
+        """Answer every request still in flight with a 503 ``shutting_down`` error, now."""
+        return self.inflight_requests.abort(reason)
 
     # --- readiness -------------------------------------------------------------------------
     def _is_ready(self) -> bool:
         if self._readiness_task is None:
             self._readiness_task = asyncio.get_running_loop().create_task(self._poll_readiness())
-        return self._ready and not self._draining
+        return self._ready and not self.inflight_requests.draining
 
     async def _poll_readiness(self) -> None:
         """Track whether the model deployment has a running replica, from the controller.
@@ -346,11 +352,7 @@ class Ingress:
     async def _call_model(
         self, spec: GenerationSpec, output_format: str, quality: int, submitted_at: float
     ) -> GenerationResult:
-        self._inflight += 1
-        try:
-            return await self._await_model(spec, output_format, quality, submitted_at)
-        finally:
-            self._inflight -= 1
+        return await self.inflight_requests.run(self._await_model(spec, output_format, quality, submitted_at))
 
     async def _await_model(
         self, spec: GenerationSpec, output_format: str, quality: int, submitted_at: float

@@ -228,6 +228,17 @@ def test_ci_runs_the_checks(ci):
     assert ci["env"]["PYTHON_VERSION"] == "3.11"
 
 
+def test_ci_builds_and_runs_the_image_on_the_real_cuda_base(ci):
+    """tests/container/test_image.py runs in its own job, on the Dockerfile's own CUDA base
+    (the registry-free stand-in is for machines without a registry, like .ci/run's)."""
+    jobs = ci["jobs"]
+    image = _run_text(jobs["image"])
+    assert "pytest -v tests/container/test_image.py" in image
+    assert "SDTURBO_IMAGE_TEST_BASE=\"$(sed -n 's/^ARG CUDA_BASE=//p' container/Dockerfile)\"" in image
+    assert "--ignore=tests/container/test_image.py" in _run_text(jobs["test"])
+    assert "pip install --extra-index-url https://download.pytorch.org/whl/cpu -e '.[test]'" in image
+
+
 # --------------------------------------------------------------------------- release.yml
 
 
