@@ -25,6 +25,15 @@ At one size (default 512x512) and one step:
    the app's ``max_batch_size``. ``--baseline`` also drives the naive baseline server
    (``loadtest.baseline_server``: fp32, PNG, one request at a time) on the same device.
 
+**Decoders** (``--decoders full,full-compiled,tiny``): the batch sweep is repeated per VAE
+decoder through the service's ``SDTurboGenerator`` (for every configuration, fp32 included):
+``full`` (the model's VAE, eager), ``full-compiled`` (the replica's ``CompiledDecoder`` for the
+sweep's batch sizes, ``--decoder-compile-mode``, compile time recorded), ``tiny`` (TAESD from
+``--tiny-decoder``, by default the random-weight ``taesd-random`` preset of its architecture) and
+``tiny-compiled``; each decoder's parameters and FLOPs per image are printed, and each batch size
+gets one more call, synchronised at stage boundaries, printed as a profile line: text encoder /
+UNet / decode / other ms. Rows are named ``<configuration> <decoder>`` (use ``--skip-service``).
+
 Writes ``gpu_benchmark.json``, ``gpu_benchmark.md`` and ``gpu_plot.png`` to ``--out`` (and each
 server's raw results and log below it).
 """
@@ -98,6 +107,10 @@ class Model:
         self.pipe = None
         self.cfg: Config | None = None
         self.compile_s: float | None = None
+        # Decoder sweeps: the decoder in use ("full", "full-compiled", "tiny", ...) and its set.
+        self.decoder: str | None = None
+        self.decoder_set = None
+        self.decoder_cost: dict[str, float] = {}
 
     def apply(self, cfg: Config) -> None:
         import torch
@@ -123,24 +136,76 @@ class Model:
         if cfg.compile and not (cur and cur.compile):
             self.pipe.unet = torch.compile(self.pipe.unet)
         self.cfg = cfg
+        self.decoder, self.decoder_set = None, None
+
+    def use_decoder(self, decoder: str | None, tiny_source: str, tiny_revision: str, compile_mode: str,
+                    batch_sizes: list[int], width: int, height: int) -> float | None:
+        """Decode with ``decoder`` from now on (None: back to the configuration's own path).
+
+        A ``-compiled`` decoder is compiled here for exactly ``batch_sizes`` at this size;
+        returns the seconds that took (None when nothing was compiled).
+        """
+        import torch
+
+        from serve_app.model import load_tiny_decoder, resolve_tiny_decoder
+        from serve_app.model.decoders import CompiledDecoder, DecoderSet, LatentDecoder
+        from serve_app.model.profiling import decoder_cost
+
+        self.decoder, self.decoder_set = decoder, None
+        if decoder is None:
+            return None
+        name, _, compiled = decoder.partition("-")
+        vae = self.pipe.vae
+        if name == "tiny":
+            resolved = resolve_tiny_decoder(tiny_source, tiny_revision, "/nonexistent", self.cache_dir or "/tmp/sdc")
+            vae = load_tiny_decoder(resolved, self.pipe.device, self.pipe.unet.dtype)
+        gc.collect()
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+        scale = self.pipe.vae_scale_factor
+        self.decoder_cost = decoder_cost(vae, height // scale, width // scale)
+        measured: Any = LatentDecoder(name, vae)
+        compile_s = None
+        if compiled:
+            # The replica's own compiled decoder, compiled for exactly the swept batch sizes.
+            measured = CompiledDecoder(measured, compile_mode, batch_sizes, [(width, height)], scale)
+            compile_s = measured.compile(self.pipe.unet.config.out_channels, self.pipe.unet.dtype,
+                                         self.pipe.device).seconds
+        self.decoder_set = DecoderSet({name: measured})
+        return compile_s
 
     def generate(self, prompts: list[str], seeds: list[int], width: int, height: int) -> list:
         import torch
 
-        if self.cfg is not None and self.cfg.dtype != "float32":
-            # Optimised configurations run the service's own generator (per-request generators,
-            # uint8 quantisation on the device, one copy back), exactly as a replica does.
-            from serve_app.batching import GenerationSpec
-            from serve_app.model import SDTurboGenerator
-
-            specs = [GenerationSpec(prompt=p, seed=s, width=width, height=height) for p, s in zip(prompts, seeds)]
-            return [g.image for g in SDTurboGenerator(self.pipe).generate(specs)]
+        if self.decoder is not None or (self.cfg is not None and self.cfg.dtype != "float32"):
+            # Optimised configurations and decoder sweeps run the service's own generator
+            # (per-request generators, decoding and uint8 quantisation on the device, one copy
+            # back), exactly as a replica does.
+            return [g.image for g in self.service_generator().generate(self.specs(prompts, seeds, width, height))]
         # fp32 is the naive baseline: diffusers' own float32 -> PIL post-processing.
         gen_dev = self.device if self.device.startswith("cuda") else "cpu"
         gens = [torch.Generator(device=gen_dev).manual_seed(s) for s in seeds]
         with torch.inference_mode():
             return self.pipe(prompt=prompts, num_inference_steps=1, guidance_scale=0.0, width=width, height=height,
                              generator=gens, output_type="pil").images
+
+    def service_generator(self):
+        from serve_app.model import SDTurboGenerator
+
+        return SDTurboGenerator(self.pipe, decoders=self.decoder_set)
+
+    def specs(self, prompts: list[str], seeds: list[int], width: int, height: int) -> list:
+        from serve_app.batching import GenerationSpec
+
+        decoder = (self.decoder or "full").partition("-")[0]
+        return [GenerationSpec(prompt=p, seed=s, width=width, height=height, decoder=decoder)
+                for p, s in zip(prompts, seeds, strict=True)]
+
+    def profile(self, prompts: list[str], seeds: list[int], width: int, height: int) -> dict[str, float]:
+        """One generate() call through the service's generator, timed per stage (ms)."""
+        from serve_app.model.profiling import profile_stages
+
+        return profile_stages(self.service_generator(), self.specs(prompts, seeds, width, height))
 
     def close(self) -> None:
         """Free the device for the service's own replica."""
@@ -167,7 +232,8 @@ class Model:
 
 
 def batch_sweep(m: Model, batch_sizes: list[int], iters: int, warmup: int, width: int, height: int,
-                buckets: list[int] | None) -> list[dict[str, Any]]:
+                buckets: list[int] | None, label: str | None = None) -> list[dict[str, Any]]:
+    label = label or m.cfg.name
     rows = []
     rng = random.Random(0)
     for bs in batch_sizes:
@@ -192,7 +258,13 @@ def batch_sweep(m: Model, batch_sizes: list[int], iters: int, warmup: int, width
         rows.append({"batch_size": bs, "iters": iters, "warmup_s": warm_s, "images_s": bs / (mean / 1000),
                      "latency_ms_p50": percentile(lat, 50), "latency_ms_p95": percentile(lat, 95),
                      "peak_mem_mib": m.peak_mib()})
-        print(f"   [{m.cfg.name}] batch {bs:>2}: {rows[-1]['images_s']:7.2f} img/s  p50 {rows[-1]['latency_ms_p50']:8.1f} ms"
+        if m.decoder is not None:
+            # One more call, synchronised per stage: where the time goes at this batch size.
+            rows[-1]["profile_ms"] = prof = m.profile(prompts, list(range(bs)), width, height)
+            print(f"   [{label}] profile batch {bs:>2}: text encoder {prof['text_encoder']:.1f} ms, "
+                  f"UNet {prof['unet']:.1f} ms, decode {prof['decode']:.1f} ms, other {prof['other']:.1f} ms "
+                  f"(total {prof['total']:.1f} ms)", flush=True)
+        print(f"   [{label}] batch {bs:>2}: {rows[-1]['images_s']:7.2f} img/s  p50 {rows[-1]['latency_ms_p50']:8.1f} ms"
               f"  p95 {rows[-1]['latency_ms_p95']:8.1f} ms  peak {rows[-1]['peak_mem_mib'] or 0:8.0f} MiB  (warm-up {warm_s:.1f}s)",
               flush=True)
     return rows
@@ -278,6 +350,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start-timeout-s", type=float, default=600.0, help="how long a server may take to answer /ping")
     p.add_argument("--skip-sweep", action="store_true", help="service only (no direct-call ceiling)")
     p.add_argument("--skip-service", action="store_true", help="batch sweep only")
+    p.add_argument("--decoders", help="batch sweep per decoder through the service's generator: comma list from "
+                                       "full,full-compiled,tiny,tiny-compiled (default: the configurations' own path)")
+    p.add_argument("--tiny-decoder", default="taesd-random",
+                   help="TAESD source for tiny decoders: taesd-random (preset), a directory, or a Hub id")
+    p.add_argument("--tiny-decoder-revision", default="", help="Hub revision of --tiny-decoder (see the settings)")
+    p.add_argument("--decoder-compile-mode", default=None,
+                   help="torch.compile mode of -compiled decoders (default: reduce-overhead on cuda, default on cpu)")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes and counts (CPU tests)")
     p.add_argument("--out", default=f"results/gpu-{time.strftime('%Y%m%d-%H%M%S')}")
     return p
@@ -317,13 +396,33 @@ def main(argv: list[str] | None = None) -> int:
     # 2. The ceiling: direct pipeline calls per configuration and batch size.
     if not args.skip_sweep:
         m = Model(args.model, args.device, args.cache_dir)
+        decoders = args.decoders.split(",") if args.decoders else []
+        compile_mode = args.decoder_compile_mode or ("reduce-overhead" if on_cuda else "default")
         for cfg in configs:
             print(f"== configuration {cfg.name}", flush=True)
             t = time.time()
             m.apply(cfg)
             result.setdefault("load_s", {})[cfg.name] = time.time() - t
-            result["batch_sweep"][cfg.name] = batch_sweep(m, batch_sizes, args.iters, args.warmup_iters, width, height,
-                                                           buckets if cfg.compile else None)
+            sweep_buckets = buckets if cfg.compile else None
+            # Per decoder (--decoders), or the configuration's own path.
+            for decoder in decoders:
+                label = f"{cfg.name} {decoder}"
+                print(f"== decoder {label}", flush=True)
+                sizes = [bs for bs in batch_sizes if not sweep_buckets or bs in sweep_buckets]
+                compile_s = m.use_decoder(decoder, args.tiny_decoder, args.tiny_decoder_revision, compile_mode, sizes,
+                                          width, height)
+                cost = result.setdefault("decoder_cost", {})[label] = m.decoder_cost
+                print(f"   [{label}] {cost['decoder_params'] / 1e6:.2f}M decoder parameters, "
+                      f"{cost['gflop_per_image']:.1f} GFLOP per {width}x{height} image", flush=True)
+                if compile_s is not None:
+                    result.setdefault("decoder_compile_s", {})[label] = compile_s
+                    print(f"   [{label}] compiled ({compile_mode}) for batches {sizes} in {compile_s:.1f} s", flush=True)
+                result["batch_sweep"][label] = batch_sweep(m, batch_sizes, args.iters, args.warmup_iters, width,
+                                                           height, sweep_buckets, label)
+            m.use_decoder(None, "", "", "", [], width, height)
+            if not decoders:
+                result["batch_sweep"][cfg.name] = batch_sweep(m, batch_sizes, args.iters, args.warmup_iters, width,
+                                                               height, sweep_buckets)
         m.close()  # the service's replica loads its own copy
     ceiling = ceiling_of(result["batch_sweep"], service_config, settings.max_batch_size)
     result["ceiling"] = ceiling
@@ -368,6 +467,22 @@ def render_md(r: dict[str, Any], series: dict[str, list[LevelSummary]]) -> str:
                 else:
                     lines.append(f"| {cfg} | {row['batch_size']} | {_f(row['images_s'], 2)} | {_f(row['latency_ms_p50'])} | "
                                  f"{_f(row['latency_ms_p95'])} | {_f(row['peak_mem_mib'], 0)} |")
+    profiled = [(cfg, row) for cfg, rows in r["batch_sweep"].items() for row in rows if "profile_ms" in row]
+    if profiled:
+        lines += ["", "## Where the time goes (one call per row, device synchronised at each stage, ms)", "",
+                  "| configuration | batch | text encoder | UNet | decode | other | total |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for cfg, row in profiled:
+            prof = row["profile_ms"]
+            lines.append(f"| {cfg} | {row['batch_size']} | " + " | ".join(
+                _f(prof[k]) for k in ("text_encoder", "unet", "decode", "other", "total")) + " |")
+    if r.get("decoder_cost"):
+        lines += ["", "Decoder cost (torch FlopCounterMode, one image): " + ", ".join(
+            f"{k} {v['decoder_params'] / 1e6:.2f}M parameters / {v['gflop_per_image']:.1f} GFLOP"
+            for k, v in r["decoder_cost"].items())]
+    if r.get("decoder_compile_s"):
+        lines += ["", "Decoder compile time (every swept batch size, at warm-up): " + ", ".join(
+            f"{k} {v:.1f} s" for k, v in r["decoder_compile_s"].items())]
     c = r.get("ceiling")
     lines += ["", "**Ceiling**: " + (f"{_f(c['images_s'], 2)} images/s ({c['config']}, direct calls of batch {c['batch_size']})"
                                      if c else "not measured (the app's configuration was not in the sweep)")]

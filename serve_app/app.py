@@ -8,6 +8,7 @@ weights are fetched once, not once per replica), and wires ingress to model.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -53,7 +54,7 @@ def build_app_from_settings(settings: Settings, resources: ClusterResources | No
 
     Raises DoesNotFit (before any model is fetched) when the replicas cannot fit.
     """
-    from serve_app.model import resolve_model, resolve_safety_checker, select_device, select_dtype
+    from serve_app.model import resolve_model, resolve_safety_checker, resolve_tiny_decoder, select_device, select_dtype
 
     configure_logging(settings.log_level)
     # 1. Size both deployments to the cluster, or refuse now with what was asked and what exists.
@@ -63,6 +64,13 @@ def build_app_from_settings(settings: Settings, resources: ClusterResources | No
     device = select_device(settings.device)
     half = select_dtype(settings.dtype, device).itemsize == 2
     resolved = resolve_model(settings.model, settings.model_revision, settings.cache_dir, half)
+    # TAESD, when loaded, is fetched (or found) here too, once, with the same fail-fast rules,
+    # and travels with the resolved model to both replicas.
+    if "tiny" in settings.loaded_decoders:
+        tiny = resolve_tiny_decoder(
+            settings.tiny_decoder, settings.tiny_decoder_revision, resolved.local_dir, settings.cache_dir
+        )
+        resolved = dataclasses.replace(resolved, tiny_decoder=tiny)
     # The image safety checker is fetched or built here too, once, and fails start-up the same way.
     safety = resolve_safety_checker(
         settings.safety_checker,

@@ -1,7 +1,8 @@
 """Splitting a coalesced batch into groups that one pipeline call can serve.
 
 A diffusers pipeline call takes one size, one step count and one guidance scale for the whole
-batch, while prompts, negative prompts and seeds may differ per image. Pure Python: no Ray, no
+batch, while prompts, negative prompts and seeds may differ per image; the latents of one call
+are decoded by one decoder ("full" VAE or "tiny" TAESD). Pure Python: no Ray, no
 torch, so it is tested directly.
 """
 
@@ -22,6 +23,7 @@ class GenerationSpec:
     width: int = 512
     height: int = 512
     negative_prompt: str | None = None
+    decoder: str = "full"  # which VAE decoder turns the latents into pixels: "full" or "tiny"
 
     @property
     def uses_guidance(self) -> bool:
@@ -31,7 +33,7 @@ class GenerationSpec:
     @property
     def group_key(self) -> tuple:
         """Requests with equal keys can share one pipeline call."""
-        return (self.width, self.height, self.num_inference_steps, self.guidance_scale)
+        return (self.width, self.height, self.num_inference_steps, self.guidance_scale, self.decoder)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class GenerationResult:
     queue_ms: float
     inference_ms: float
     encode_ms: float
+    decoder: str = "full"  # the decoder that made the image (provenance, reported to the caller)
 
 
 def group_compatible(specs: Sequence[GenerationSpec], max_group_size: int | None = None) -> list[list[int]]:

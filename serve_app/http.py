@@ -239,6 +239,7 @@ def image_response(outcome: ImageOutcome) -> Response:
             "X-Model-Id": meta.model.id,
             "X-Model-Revision": meta.model.revision or "",
             "X-Model-Random-Weights": str(meta.model.random_weights).lower(),
+            "X-Decoder": meta.decoder,
             "X-Timings-Ms": json.dumps(meta.timings_ms.model_dump(), separators=(",", ":")),
         },
     )

@@ -20,6 +20,7 @@ MAX_GUIDANCE_SCALE = 10.0
 MAX_PROMPT_CHARS = 2000
 
 OutputFormat = Literal["jpeg", "png", "webp"]
+DecoderName = Literal["full", "tiny"]
 
 
 def _whole_number(value: object) -> object:
@@ -122,6 +123,13 @@ class GenerateRequest(BaseModel):
         "S3 bucket; the response carries a presigned URL instead.",
     )
 
+    decoder: DecoderName | None = Field(
+        default=None,
+        description="Which VAE decoder turns the latents into the image: 'full' (the model's VAE, "
+        "best detail) or 'tiny' (TAESD: much faster, slightly softer). Absent: the server's default "
+        "(full when loaded). A decoder the server has not loaded is a 422.",
+    )
+
     @field_validator("prompt")
     @classmethod
     def _prompt_has_text(cls, value: str) -> str:
@@ -133,6 +141,12 @@ class GenerateRequest(BaseModel):
         return None if value is None else _check_text(value, _TEXT)
 
 
+class DecoderSource(BaseModel):
+    id: str = Field(description="Where TAESD came from: Hub id, path, model:<folder> or preset:taesd-random.")
+    revision: str | None
+    random_weights: bool = Field(description="True for the offline preset taesd-random: its images are noise.")
+
+
 class ModelInfo(BaseModel):
     """Which model made the image."""
 
@@ -142,6 +156,7 @@ class ModelInfo(BaseModel):
         description="True for the offline presets: the weights are random and the images noise, "
         "never the real model's output.",
     )
+    tiny_decoder: DecoderSource | None = Field(default=None, description="The tiny decoder, when loaded.")
 
 
 class Timings(BaseModel):
@@ -162,6 +177,7 @@ class GenerateResponse(BaseModel):
     num_inference_steps: int
     guidance_scale: float
     model: ModelInfo
+    decoder: DecoderName = Field(description="The VAE decoder that made this image.")
     batch_size: int = Field(description="How many images the pipeline call that made this one held.")
     cached: bool
     timings_ms: Timings

@@ -65,7 +65,13 @@ class SDTurboModel:
         await asyncio.to_thread(self._load, settings, resolved, safety)
 
     def _load(self, settings: Settings, resolved: ResolvedModel, safety: ResolvedSafetyChecker | None) -> None:
-        from serve_app.model import ImageSafetyChecker, SDTurboGenerator, configure_pipeline, load_pipeline
+        from serve_app.model import (
+            ImageSafetyChecker,
+            SDTurboGenerator,
+            configure_pipeline,
+            decoders_for_settings,
+            load_pipeline,
+        )
 
         configure_logging(settings.log_level)
         self.settings = settings
@@ -81,12 +87,16 @@ class SDTurboModel:
             vae_slicing=settings.vae_slicing,
             vae_tiling=settings.vae_tiling,
         )
+        # VAE decoders: the full VAE and/or TAESD (resolved.tiny_decoder), compiled here when
+        # compile_decoder says so, never in the request path.
+        decoders = decoders_for_settings(pipe, settings, resolved.tiny_decoder)
         self.generator = SDTurboGenerator(
             pipe,
             max_group_size=settings.max_batch_size,
             simulate_oom_above=settings.fault_injection_oom_above,
             # The image safety checker (a ResolvedSafetyChecker, or None when off), beside the pipeline.
             safety_checker=ImageSafetyChecker.load(safety, pipe.device, pipe.unet.dtype) if safety else None,
+            decoders=decoders,
         )
         self.metrics = ModelMetrics(emf=EmfWriter.from_settings(settings))
         # A call running twice as long as any request may wait serves nobody: the device is stuck.
@@ -116,6 +126,8 @@ class SDTurboModel:
             **resolved.log_fields(),
             device=str(pipe.device),
             dtype=str(pipe.unet.dtype),
+            decoders=list(decoders.names),
+            decoder_compile_s={name: round(r.seconds, 1) for name, r in decoders.compile_reports.items()},
             load_ms=round((time.perf_counter() - started) * 1000.0 - warmup_ms, 1),
             warmup_ms=round(warmup_ms, 1),
         )
@@ -157,6 +169,7 @@ class SDTurboModel:
             queue_ms=max(0.0, (generated.started_at - submitted_at) * 1000.0),
             inference_ms=generated.inference_ms,
             encode_ms=(time.perf_counter() - encode_started) * 1000.0,
+            decoder=generated.decoder,
         )
         self.metrics.image_done(result.queue_ms, result.inference_ms, result.encode_ms)
         return result
@@ -230,7 +243,10 @@ class Ingress:
         self.settings = settings
         self.model = model
         self.model_info = ModelInfo(
-            id=resolved.model_id, revision=resolved.revision, random_weights=resolved.is_random
+            id=resolved.model_id,
+            revision=resolved.revision,
+            random_weights=resolved.is_random,
+            tiny_decoder=resolved.tiny_decoder.info() if resolved.tiny_decoder else None,
         )
         self.metrics = IngressMetrics(emf=EmfWriter.from_settings(settings))
         store = None

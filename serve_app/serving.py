@@ -92,6 +92,12 @@ class ImageService:
         self.check_prompt_length(request)
         self.blocklist.check("prompt", request.prompt)
         self.blocklist.check("negative_prompt", request.negative_prompt)
+        if request.decoder is not None and request.decoder not in self.settings.loaded_decoders:
+            raise InvalidField(
+                f"decoder {request.decoder!r} is not loaded on this server (loaded: "
+                f"{', '.join(self.settings.loaded_decoders)}; SDTURBO_DECODERS chooses)",
+                field="decoder",
+            )
         if request.delivery == "s3" and self.store is None:
             raise InvalidField(
                 "delivery 's3' is not configured on this server (SDTURBO_S3_OUTPUT_BUCKET is unset)",
@@ -134,6 +140,8 @@ class ImageService:
             width=request.width,
             height=request.height,
             negative_prompt=request.negative_prompt,
+            # The first loaded decoder (full, when it is) serves requests that name none.
+            decoder=request.decoder or self.settings.loaded_decoders[0],
         )
         output_format = request.output_format or self.settings.default_output_format
         quality = request.quality or self.settings.default_quality
@@ -187,6 +195,7 @@ class ImageService:
             num_inference_steps=spec.num_inference_steps,
             guidance_scale=spec.guidance_scale,
             model=self.model_info,
+            decoder=result.decoder,
             batch_size=result.batch_size,
             cached=cached,
             timings_ms=timings,
@@ -203,6 +212,7 @@ class ImageService:
             steps=spec.num_inference_steps,
             format=output_format,
             batch_size=result.batch_size,
+            decoder=result.decoder,
             cached=cached,
             bytes=len(result.image),
             delivery="s3" if stored else "inline",

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PositiveInt, ValidationError, field_validator
+from pydantic import Field, PositiveInt, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from serve_app.protocol import OutputFormat
@@ -29,6 +29,11 @@ ENV_PREFIX = "SDTURBO_"
 # deployment never picks up a changed model silently.
 DEFAULT_MODEL = "stabilityai/sd-turbo"
 DEFAULT_MODEL_REVISION = "b261bac6fd2cf515557d5d0707481eafa0485ec2"
+# TAESD, the tiny VAE decoder, and the Hub commit of it this service pins (the revision of
+# madebyollin/taesd that public projects pin for config.json + diffusion_pytorch_model.safetensors).
+DEFAULT_TINY_DECODER = "madebyollin/taesd"
+DEFAULT_TINY_DECODER_REVISION = "614f76814bbe30edbe2e627ace1c2234c81a2c0e"
+DECODER_NAMES = ("full", "tiny")
 
 
 def _setting(default: Any, doc: str, **bounds: Any) -> Any:
@@ -75,6 +80,44 @@ class Settings(BaseSettings):
     vae_slicing: bool = _setting(False, "Decode a batch one image at a time to save memory.")
     vae_tiling: bool = _setting(False, "Decode in tiles: large images in bounded memory.")
     warmup: bool = _setting(True, "Run warm-up generations before the replica reports ready.")
+    # --- VAE decoders -------------------------------------------------------------------------
+    decoders: str = _setting(
+        "full",
+        "Decoders the model replica loads: 'full' (the model's VAE), 'tiny' (TAESD instead of the "
+        "VAE) or 'full,tiny' (both; a request's `decoder` field chooses, default full).",
+    )
+    tiny_decoder: str = _setting(
+        DEFAULT_TINY_DECODER,
+        "Where TAESD is loaded from when `decoders` includes tiny: a Hub id (at "
+        "tiny_decoder_revision), a local AutoencoderTiny directory, 'model:<subfolder>' (a folder "
+        "of the model directory, e.g. model:vae_tiny in /opt/ml/model), or the offline preset "
+        "'taesd-random' (random weights).",
+    )
+    tiny_decoder_revision: str = _setting(
+        "",
+        f"Hub revision (commit sha) of tiny_decoder; empty means the pinned {DEFAULT_TINY_DECODER} "
+        "commit, and is an error for any other Hub id.",
+    )
+    compile_decoder: Literal["off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = (
+        _setting(
+            "off",
+            "torch.compile the loaded decoders at warm-up for fixed batch buckets: 'off', 'default', "
+            "'reduce-overhead' (CUDA graphs), 'max-autotune' or 'max-autotune-no-cudagraphs'.",
+        )
+    )
+    compile_decoder_buckets: str = _setting(
+        "",
+        "Batch sizes the decoders are compiled for (a batch is padded up to the next one); "
+        "empty: 1, 2, 4, ... and max_batch_size.",
+    )
+    compile_decoder_sizes: str = _setting(
+        "512x512", "Image sizes (WxH, comma-separated) the decoders are compiled for; others decode eagerly."
+    )
+    compile_cache_dir: str = _setting(
+        "",
+        "Inductor/Triton cache (TORCHINDUCTOR_CACHE_DIR) kept across restarts so compiling "
+        "reuses earlier results; empty: torch's default under /tmp.",
+    )
     # --- Serving ------------------------------------------------------------------------------
     num_replicas: Literal["auto"] | PositiveInt = _setting(
         "auto", "Model replicas: 'auto' (one per GPU, 1 on CPU) or an integer."
@@ -212,6 +255,55 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_case_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("decoders")
+    @classmethod
+    def _known_decoders(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",")]
+        if any(name not in DECODER_NAMES for name in names) or len(set(names)) != len(names):
+            raise ValueError(f"must be 'full', 'tiny' or 'full,tiny', got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _decoder_compile_shapes_parse(self) -> Settings:
+        # The parsers raise ValueError with the setting named; pydantic reports it as invalid.
+        _ = self.decoder_compile_buckets, self.decoder_compile_sizes
+        return self
+
+    @property
+    def loaded_decoders(self) -> tuple[str, ...]:
+        """The decoders a replica loads, the default one (full when loaded) first."""
+        names = {name.strip() for name in self.decoders.split(",")}
+        return tuple(name for name in DECODER_NAMES if name in names)
+
+    @property
+    def decoder_compile_buckets(self) -> tuple[int, ...]:
+        if not self.compile_decoder_buckets.strip():
+            # Powers of two: a batch pads by less than 2x, with log2(max) + 1 compiled graphs.
+            buckets, size = {self.max_batch_size}, 1
+            while size < self.max_batch_size:
+                buckets.add(size)
+                size *= 2
+            return tuple(sorted(buckets))
+        try:
+            buckets = sorted({int(part) for part in self.compile_decoder_buckets.split(",")})
+        except ValueError:
+            raise ValueError(
+                f"compile_decoder_buckets must be comma-separated integers, got {self.compile_decoder_buckets!r}"
+            ) from None
+        if buckets[0] < 1 or buckets[-1] < self.max_batch_size:
+            raise ValueError("compile_decoder_buckets must be >= 1 and reach max_batch_size")
+        return tuple(buckets)
+
+    @property
+    def decoder_compile_sizes(self) -> tuple[tuple[int, int], ...]:
+        sizes = []
+        for part in self.compile_decoder_sizes.split(","):
+            width, _, height = part.strip().lower().partition("x")
+            if not (width.isdigit() and height.isdigit() and int(width) % 8 == 0 and int(height) % 8 == 0):
+                raise ValueError(f"compile_decoder_sizes must be WxH pairs of multiples of 8, got {part!r}")
+            sizes.append((int(width), int(height)))
+        return tuple(sizes)
 
     @classmethod
     def settings_customise_sources(

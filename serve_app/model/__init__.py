@@ -26,6 +26,13 @@ _EXPORTS = {
     "ensure_preset": "presets",
     "ResolvedModel": "resolved",
     "PromptTokenCounter": "tokens",
+    "ResolvedDecoder": "resolved",
+    "DecoderSet": "decoders",
+    "build_decoders": "decoders",
+    "configure_compile_cache": "decoders",
+    "decoders_for_settings": "decoders",
+    "load_tiny_decoder": "decoders",
+    "resolve_tiny_decoder": "decoders",
     "ImageSafetyChecker": "safety",
     "ResolvedSafetyChecker": "safety",
     "SafetyCheckerLoadError": "safety",
@@ -34,28 +41,43 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "DecoderSet",
     "GeneratedImage",
     "GenerationOutOfMemory",
     "ImageSafetyChecker",
     "ModelLoadError",
     "PRESETS",
     "PromptTokenCounter",
+    "ResolvedDecoder",
     "ResolvedModel",
     "ResolvedSafetyChecker",
     "SDTurboGenerator",
     "SafetyCheckerLoadError",
+    "build_decoders",
     "build_pipeline",
+    "configure_compile_cache",
     "configure_pipeline",
+    "decoders_for_settings",
     "ensure_preset",
     "load_pipeline",
+    "load_tiny_decoder",
     "parse_seed_list",
     "resolve_model",
     "resolve_safety_checker",
+    "resolve_tiny_decoder",
     "select_device",
     "select_dtype",
 ]
 
 if TYPE_CHECKING:  # the same names, for type checkers and editors
+    from serve_app.model.decoders import (
+        DecoderSet,
+        build_decoders,
+        configure_compile_cache,
+        decoders_for_settings,
+        load_tiny_decoder,
+        resolve_tiny_decoder,
+    )
     from serve_app.model.generator import GeneratedImage, GenerationOutOfMemory, SDTurboGenerator
     from serve_app.model.loading import (
         ModelLoadError,
@@ -66,7 +88,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
         select_dtype,
     )
     from serve_app.model.presets import PRESETS, build_pipeline, ensure_preset
-    from serve_app.model.resolved import ResolvedModel
+    from serve_app.model.resolved import ResolvedDecoder, ResolvedModel
     from serve_app.model.safety import (
         ImageSafetyChecker,
         ResolvedSafetyChecker,

@@ -13,6 +13,7 @@ from PIL import Image
 
 from serve_app.batching import GenerationSpec, group_compatible
 from serve_app.device_loop import PipelineCallCancelled
+from serve_app.model.decoders import DecoderSet
 from serve_app.model.safety import ImageSafetyChecker
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class GeneratedImage:
     inference_ms: float
     started_at: float  # wall-clock time the pipeline call started (time.time())
     flagged: bool = False  # the image safety checker flagged it (serve_app/model/safety.py)
+    decoder: str = "full"  # the VAE decoder that made the pixels
 
 
 class SDTurboGenerator:
@@ -40,10 +42,13 @@ class SDTurboGenerator:
         max_group_size: int | None = None,
         simulate_oom_above: int = 0,
         safety_checker: ImageSafetyChecker | None = None,
+        decoders: DecoderSet | None = None,
     ):
         self.pipe = pipe
         self.safety_checker = safety_checker
         self.device = pipe.device
+        # The pipeline stops at latents; these turn them into pixels ("full" VAE, "tiny" TAESD).
+        self.decoders = decoders or DecoderSet.full_only(pipe)
         self.max_group_size = max_group_size
         # Testing only: lets the real service exercise its out-of-memory path without a GPU.
         self.simulate_oom_above = simulate_oom_above
@@ -108,20 +113,24 @@ class SDTurboGenerator:
                 width=first.width,
                 height=first.height,
                 generator=generators,
-                output_type="pt",
+                output_type="latent",
                 callback_on_step_end=_stop_when(should_stop, first.num_inference_steps) if should_stop else None,
             )
-            # 3. The image safety checker (when configured) screens the batch on the device and
+            # 3. Decode with the group's decoder ("full" VAE or "tiny" TAESD) on the device.
+            images = self.decoders.decode(first.decoder, output.images)
+            # 4. The image safety checker (when configured) screens the batch on the device and
             #    blacks out what it flags, so flagged pixels never reach the host.
-            flagged = self.safety_checker.screen(output.images, [s.seed for s in specs]) if self.safety_checker else None
-            # 4. Quantise to uint8 on the device and copy once: a quarter of the bytes of the
+            flagged = self.safety_checker.screen(images, [s.seed for s in specs]) if self.safety_checker else None
+            # 5. Quantise to uint8 on the device and copy once: a quarter of the bytes of the
             #    float32 copy diffusers' PIL path makes, and no float maths on the CPU (measured on
             #    an H100: 66 ms -> 1 ms for 16 images at 512x512). This copy is the only sync.
-            pixels = (output.images * 255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            pixels = (images * 255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
             flags = flagged.tolist() if flagged is not None else [False] * len(specs)
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         return [
-            GeneratedImage(None if flag else Image.fromarray(array), len(specs), elapsed_ms, started_at, flag)
+            GeneratedImage(
+                None if flag else Image.fromarray(array), len(specs), elapsed_ms, started_at, flag, first.decoder
+            )
             for array, flag in zip(pixels, flags, strict=True)
         ]
 
@@ -142,9 +151,13 @@ class SDTurboGenerator:
     def warmup(self, batch_sizes: Sequence[int] = (1,), width: int = 512, height: int = 512) -> float:
         """Run throw-away generations (allocator, cuDNN autotune, torch.compile); returns ms."""
         started = time.perf_counter()
-        for size in batch_sizes:
-            specs = [GenerationSpec(prompt="warm-up", seed=i, width=width, height=height) for i in range(size)]
-            self.generate(specs)
+        for decoder in self.decoders.names:
+            for size in batch_sizes:
+                specs = [
+                    GenerationSpec(prompt="warm-up", seed=i, width=width, height=height, decoder=decoder)
+                    for i in range(size)
+                ]
+                self.generate(specs)
         return (time.perf_counter() - started) * 1000.0
 
 

@@ -13,6 +13,10 @@ through exactly the same ``from_pretrained`` path as the published weights.
 
 Both use the real CLIP byte-pair vocabulary (vendored from open_clip, MIT licence, see
 ``assets/``), so prompt token counts and the 77-token limit are those of the real model.
+
+One decoder preset sits beside them: ``taesd-random``, a random-weight ``AutoencoderTiny`` with
+TAESD's published configuration (madebyollin/taesd's config.json: ~1.2M decoder parameters), for
+tests and benchmarks of the tiny-decoder tier.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 import torch
 from diffusers import (
     AutoencoderKL,
+    AutoencoderTiny,
     EulerAncestralDiscreteScheduler,
     StableDiffusionPipeline,
     UNet2DConditionModel,
@@ -126,6 +131,27 @@ _ARCHITECTURES = {
 }
 
 
+# madebyollin/taesd's config.json (TAESD for SD 1.x/2.x latents): the tiny-decoder preset.
+TINY_DECODER_PRESET = "taesd-random"
+TAESD_CONFIG = dict(
+    in_channels=3,
+    out_channels=3,
+    encoder_block_out_channels=(64, 64, 64, 64),
+    decoder_block_out_channels=(64, 64, 64, 64),
+    act_fn="relu",
+    upsample_fn="nearest",
+    latent_channels=4,
+    upsampling_scaling_factor=2,
+    num_encoder_blocks=(1, 3, 3, 3),
+    num_decoder_blocks=(3, 3, 3, 1),
+    latent_magnitude=3,
+    latent_shift=0.5,
+    force_upcast=False,
+    scaling_factor=1.0,
+    shift_factor=0.0,
+)
+
+
 @lru_cache(maxsize=1)
 def _bytes_to_unicode() -> dict[int, str]:
     # GPT-2/CLIP's reversible byte -> printable-unicode table.
@@ -187,9 +213,19 @@ def build_pipeline(name: str, seed: int = 0) -> StableDiffusionPipeline:
     )
 
 
+def build_tiny_decoder(seed: int = 0) -> AutoencoderTiny:
+    """A random-weight AutoencoderTiny with TAESD's published architecture."""
+    torch.manual_seed(seed)
+    return AutoencoderTiny(**TAESD_CONFIG).eval()
+
+
 def ensure_preset(name: str, cache_dir: str | os.PathLike) -> Path:
     """Return the directory of a built preset, building it first if needed."""
     target = Path(cache_dir) / "presets" / f"{name}-v{PRESET_FORMAT_VERSION}"
+    if name == TINY_DECODER_PRESET:
+        return build_once(
+            target, "config.json", lambda staging: build_tiny_decoder().save_pretrained(str(staging), safe_serialization=True)
+        )
     return build_once(
         target, "model_index.json", lambda staging: build_pipeline(name).save_pretrained(str(staging), safe_serialization=True)
     )
@@ -220,7 +256,7 @@ def build_once(target: Path, marker: str, write: Callable[[Path], None]) -> Path
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Build an offline random-weight preset.")
-    parser.add_argument("name", choices=PRESETS)
+    parser.add_argument("name", choices=(*PRESETS, TINY_DECODER_PRESET))
     parser.add_argument("--cache-dir", default=None, help="Defaults to the service's cache_dir setting.")
     args = parser.parse_args(argv)
     if args.cache_dir is None:

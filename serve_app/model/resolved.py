@@ -11,6 +11,20 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
+class ResolvedDecoder:
+    """The tiny decoder's (TAESD's) source turned into a local AutoencoderTiny directory."""
+
+    local_dir: str
+    source_id: str  # what users asked for: hub id, path, "model:<subfolder>" or "preset:taesd-random"
+    revision: str | None
+    is_random: bool  # True for the preset: never report its images as TAESD's
+
+    def info(self) -> dict[str, object]:
+        """The response's ``model.tiny_decoder``."""
+        return {"id": self.source_id, "revision": self.revision, "random_weights": self.is_random}
+
+
+@dataclass(frozen=True)
 class ResolvedModel:
     """A model source turned into a local diffusers directory."""
 
@@ -18,10 +32,15 @@ class ResolvedModel:
     model_id: str  # what users asked for: hub id, path, or "preset:<name>"
     revision: str | None
     is_random: bool  # True for presets: never report their images as the real model's
+    # TAESD, when the ``decoders`` setting loads it (resolved beside the model, before replicas start).
+    tiny_decoder: ResolvedDecoder | None = None
 
     def log_fields(self) -> dict[str, object]:
         """What log lines say about the model: random weights are never logged as the real model."""
-        return {"model": self.model_id, "revision": self.revision, "random_weights": self.is_random}
+        fields: dict[str, object] = {"model": self.model_id, "revision": self.revision, "random_weights": self.is_random}
+        if self.tiny_decoder is not None:
+            fields["tiny_decoder"] = self.tiny_decoder.info()
+        return fields
 
     @property
     def variant(self) -> str | None:

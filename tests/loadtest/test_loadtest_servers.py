@@ -120,6 +120,30 @@ def test_gpu_benchmark_cpu_smoke_drives_the_real_service(model_cache, tmp_path):
     assert "Batch sweep" in md and "The service" in md and "of the ceiling" in md
 
 
+@pytest.mark.timeout(300)
+def test_gpu_benchmark_decoder_sweep_with_stage_profile(model_cache, tmp_path):
+    out = tmp_path / "dec"
+    r = subprocess.run([sys.executable, "-m", "loadtest.gpu_benchmark", "--model", "tiny", "--device", "cpu",
+                        "--size", "64x64", "--configs", "fp32", "--batch-sizes", "1,2", "--iters", "2",
+                        "--warmup-iters", "1", "--decoders", "full,tiny", "--skip-service", "--app-arg", "max_batch_size=2",
+                        "--cache-dir", model_cache, "--out", str(out)],
+                       cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=280)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads((out / "gpu_benchmark.json").read_text())
+    assert list(res["batch_sweep"]) == ["fp32 full", "fp32 tiny"] and "servers" not in res
+    for rows in res["batch_sweep"].values():
+        assert [row["batch_size"] for row in rows] == [1, 2]
+        for row in rows:
+            prof = row["profile_ms"]
+            assert all(prof[k] > 0 for k in ("text_encoder", "unet", "decode", "total"))
+            assert math.isclose(sum(prof[k] for k in ("text_encoder", "unet", "decode", "other")), prof["total"])
+    assert "[fp32 tiny] profile batch  2: text encoder" in r.stdout
+    # TAESD's published architecture at 64x64: 1.22M decoder parameters.
+    assert res["decoder_cost"]["fp32 tiny"]["decoder_params"] == 1_222_531
+    assert 0 < res["decoder_cost"]["fp32 full"]["gflop_per_image"]
+    assert "Where the time goes" in (out / "gpu_benchmark.md").read_text()
+
+
 def test_gpu_benchmark_refuses_missing_cuda(tmp_path):
     r = subprocess.run([sys.executable, "-m", "loadtest.gpu_benchmark", "--device", "cuda", "--out", str(tmp_path)],
                        cwd=REPO_ROOT, env=subprocess_env(CUDA_VISIBLE_DEVICES=""), capture_output=True, text=True, timeout=120)
@@ -139,3 +163,21 @@ def test_configurations_and_the_services_configuration():
     assert config_of(Settings(dtype="bfloat16", channels_last=True, compile=True), "cuda") == "bf16-cl-compile"
     sweep = {"fp16": [{"batch_size": 4, "images_s": 30.0}, {"batch_size": 8, "images_s": 40.0}]}
     assert ceiling_of(sweep, "fp16", 8)["images_s"] == 40.0 and ceiling_of(sweep, "fp32", 8) is None
+
+
+@pytest.mark.timeout(900)
+def test_compile_start_measures_a_cold_then_a_warm_start(model_cache, tmp_path):
+    # TAESD only, one bucket at 64x64: the cheapest real inductor compile on a CPU.
+    out, cache = tmp_path / "start", tmp_path / "inductor"
+    r = subprocess.run([sys.executable, "-m", "loadtest.compile_start", "--model", "tiny", "--device", "cpu",
+                        "--size", "64x64", "--buckets", "1", "--decoders", "tiny", "--cache-dir", model_cache,
+                        "--compile-cache-dir", str(cache), "--out", str(out)],
+                       cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=880)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads((out / "compile_start.json").read_text())
+    cold, warm = res["cold"], res["warm"]
+    assert set(cold["compile_s"]) == set(warm["compile_s"]) == {"tiny"}
+    assert set(cold["per_shape_s"]["tiny"]) == {"1x64x64"}
+    # The second process found the first one's compiled graphs in the shared directory.
+    assert warm["decoders_s"] < cold["decoders_s"] and res["cache_bytes"] > 0
+    assert "| warm (same cache dir) |" in (out / "compile_start.md").read_text()

@@ -27,7 +27,7 @@ def fixed_image_model(image: bytes, batch_size: int = 1, timings=(1.0, 1.0, 1.0)
     async def generate(spec, fmt, quality, submitted_at):
         if calls is not None:
             calls.append(spec)
-        return GenerationResult(image, fmt, batch_size, *timings)
+        return GenerationResult(image, fmt, batch_size, *timings, decoder=spec.decoder)
 
     return generate
 

@@ -15,6 +15,11 @@ def test_guidance_scale_separates_groups_but_prompts_and_seeds_do_not():
     assert group_compatible(specs) == [[0, 2], [1]]
 
 
+def test_decoder_separates_groups():
+    specs = [spec(0), spec(1, decoder="tiny"), spec(2), spec(3, decoder="tiny")]
+    assert group_compatible(specs) == [[0, 2], [1, 3]]
+
+
 def test_large_groups_are_split():
     specs = [spec(i) for i in range(5)]
     assert group_compatible(specs, max_group_size=2) == [[0, 1], [2, 3], [4]]

@@ -39,7 +39,7 @@ def test_generate_returns_json_with_base64_image(client, route):
     body = response.json()
     assert Image.open(io.BytesIO(base64.b64decode(body["image"]))).format == "JPEG"
     assert body["seed"] == 3 and body["batch_size"] == 2 and body["request_id"] == "r-1"
-    assert body["model"] == {"id": "preset:tiny", "revision": None, "random_weights": True}
+    assert body["model"] == {"id": "preset:tiny", "revision": None, "random_weights": True, "tiny_decoder": None}
     assert set(body["timings_ms"]) == {"queue", "inference", "encode", "total"}
 
 
@@ -49,6 +49,30 @@ def test_accept_image_returns_raw_bytes_with_metadata_headers(client):
     assert response.headers["content-type"] == "image/png"
     assert response.headers["x-seed"] == "5" and response.headers["x-batch-size"] == "2"
     assert json.loads(response.headers["x-timings-ms"])["inference"] == 2.0
+    assert response.headers["x-decoder"] == "full"
+
+
+def test_the_decoder_field_chooses_the_decoder_and_the_response_says_which(state):
+    model = fixed_image_model(jpeg_bytes(), calls=state["calls"])
+    client = make_http_client(make_service(model, {"decoders": "full,tiny"}))
+    body = client.post("/predict", json={"prompt": "a cat", "decoder": "tiny"}).json()
+    assert body["decoder"] == "tiny" and state["calls"][-1].decoder == "tiny"
+    raw = client.post("/predict", json={"prompt": "a cat", "decoder": "tiny"}, headers={"Accept": "image/jpeg"})
+    assert raw.headers["x-decoder"] == "tiny"
+    assert client.post("/predict", json={"prompt": "a cat"}).json()["decoder"] == "full"
+    unknown = client.post("/predict", json={"prompt": "a cat", "decoder": "fast"})
+    assert unknown.status_code == 422 and unknown.json()["error"]["field"] == "decoder"
+
+
+def test_a_decoder_the_server_has_not_loaded_is_a_clear_422(client, state):
+    response = client.post("/predict", json={"prompt": "a cat", "decoder": "tiny"})
+    assert response.status_code == 422 and not state["calls"]
+    error = response.json()["error"]
+    assert error == {
+        "type": "validation_error",
+        "message": "decoder 'tiny' is not loaded on this server (loaded: full; SDTURBO_DECODERS chooses)",
+        "field": "decoder",
+    }
 
 
 @pytest.mark.parametrize(
@@ -163,7 +187,7 @@ def test_request_ids_honour_sane_client_ids_only():
 def test_the_json_body_carries_the_image_as_base64_unless_it_went_to_s3():
     meta = dict(
         format="jpeg", seed=7, width=8, height=8, num_inference_steps=1, guidance_scale=0.0, batch_size=1,
-        model=ModelInfo(id="m", revision=None, random_weights=False), cached=False,
+        model=ModelInfo(id="m", revision=None, random_weights=False), decoder="full", cached=False,
         timings_ms=Timings(queue=0, inference=0, encode=0, total=0), request_id="r",
     )
     inline = ImageOutcome(b"img-7", GenerateResponse(image=None, **meta))

@@ -16,7 +16,7 @@ class FakeModel:
     async def __call__(self, spec, output_format, quality, submitted_at):
         self.calls.append((spec, output_format, quality))
         await asyncio.sleep(self.delay)
-        return GenerationResult(b"img-%d" % spec.seed, output_format, 3, 1.0, 2.0, 0.5)
+        return GenerationResult(b"img-%d" % spec.seed, output_format, 3, 1.0, 2.0, 0.5, decoder=spec.decoder)
 
 
 def service_for(model, **overrides):
@@ -87,3 +87,28 @@ async def test_slow_generation_times_out_and_is_cancelled():
     model = FakeModel(delay=5)
     with pytest.raises(RequestTimeout):
         await service_for(model, request_timeout_s="0.1").generate(GenerateRequest(prompt="a"), "x")
+
+
+async def test_the_decoder_is_chosen_per_request_and_reported():
+    model = FakeModel()
+    service = service_for(model, decoders="full,tiny")
+    default = await service.generate(GenerateRequest(prompt="a cat", seed=1), "1")
+    tiny = await service.generate(GenerateRequest(prompt="a cat", seed=1, decoder="tiny"), "2")
+    assert [spec.decoder for spec, _, _ in model.calls] == ["full", "tiny"]  # not one cache entry
+    assert (default.response.decoder, tiny.response.decoder) == ("full", "tiny")
+    again = await service.generate(GenerateRequest(prompt="a cat", seed=1, decoder="tiny"), "3")
+    assert again.response.cached and again.response.decoder == "tiny" and len(model.calls) == 2
+
+
+async def test_a_server_with_only_the_tiny_decoder_uses_it_by_default():
+    model = FakeModel()
+    outcome = await service_for(model, decoders="tiny").generate(GenerateRequest(prompt="a cat"), "1")
+    assert model.calls[0][0].decoder == "tiny" and outcome.response.decoder == "tiny"
+
+
+@pytest.mark.parametrize("loaded, asked", [("full", "tiny"), ("tiny", "full")])
+async def test_asking_for_a_decoder_that_is_not_loaded_is_a_422_naming_the_field(loaded, asked):
+    model = FakeModel()
+    with pytest.raises(InvalidField, match=f"decoder '{asked}' is not loaded.*loaded: {loaded}") as info:
+        await service_for(model, decoders=loaded).generate(GenerateRequest(prompt="a cat", decoder=asked), "x")
+    assert info.value.field == "decoder" and info.value.status_code == 422 and not model.calls

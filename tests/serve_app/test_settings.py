@@ -33,6 +33,12 @@ def test_environment_then_overrides_take_priority():
         ({"log_level": "loud"}, "log_level"),
         ({"startup_deadline_s": "-1"}, "startup_deadline_s"),
         ({"ingress_replicas": "0"}, "ingress_replicas"),
+        ({"decoders": "tiny,fast"}, "decoders: .*must be"),
+        ({"decoders": "full,full"}, "decoders: .*must be"),
+        ({"compile_decoder": "fastest"}, "compile_decoder"),
+        ({"compile_decoder_buckets": "1,two"}, "compile_decoder_buckets"),
+        ({"compile_decoder_buckets": "1,2", "max_batch_size": "8"}, "reach max_batch_size"),
+        ({"compile_decoder_sizes": "512"}, "compile_decoder_sizes"),
     ],
 )
 def test_bad_values_are_refused_with_the_setting_named(overrides, message):
@@ -57,6 +63,19 @@ def test_settings_are_immutable():
     settings = Settings.load(environ={})
     with pytest.raises(ValueError):
         settings.max_batch_size = 2
+
+
+def test_decoder_settings_parse_into_what_a_replica_loads():
+    default = Settings.load(environ={})
+    assert default.loaded_decoders == ("full",) and default.compile_decoder == "off"
+    # Full first whatever the order given: it is the default of requests that name none.
+    assert Settings.load({"decoders": "tiny, full"}, environ={}).loaded_decoders == ("full", "tiny")
+    assert Settings.load({"decoders": "tiny"}, environ={}).loaded_decoders == ("tiny",)
+    assert Settings.load({"max_batch_size": "12"}, environ={}).decoder_compile_buckets == (1, 2, 4, 8, 12)
+    assert Settings.load({"max_batch_size": "1"}, environ={}).decoder_compile_buckets == (1,)
+    explicit = Settings.load({"compile_decoder_buckets": "16,4,8", "compile_decoder_sizes": "512x512,768X512"}, environ={})
+    assert explicit.decoder_compile_buckets == (4, 8, 16)
+    assert explicit.decoder_compile_sizes == ((512, 512), (768, 512))
 
 
 def test_every_setting_is_documented():

@@ -1,0 +1,339 @@
+"""The VAE decoders: the model's full VAE, TAESD (the tiny decoder), and compiled versions of both.
+
+The pipeline stops at the latents (``output_type="latent"``); a decoder turns them into images
+on the device, exactly what the pipeline's own decode and "pt" post-processing give (floats in
+[0, 1], NCHW), for the safety checker and the uint8 quantisation that follow. Two decoders:
+
+* ``full``: the model's own ``AutoencoderKL`` (~49M decoder parameters): the reference images.
+* ``tiny``: TAESD (``AutoencoderTiny``, ~1.2M decoder parameters), a distilled decoder of the same
+  latents: about 18x fewer operations per image, with a modest loss of fine detail.
+
+TAESD comes from the Hub at a pinned revision, a local directory, a folder of the model directory
+or an offline random-weight preset, with the model's rules: a failure is a start-up error that
+says what was tried, never a silent fallback to random weights.
+
+Compilation (``torch.compile``, optional) happens at warm-up for fixed batch buckets and image
+sizes: a batch is padded up to the next bucket so every call hits a graph compiled in advance,
+shapes that were not compiled decode eagerly, and the request path runs under the
+``eager_on_recompile`` stance, so it never compiles. Compiled calls run on one dedicated thread
+per decoder because CUDA graph trees (``reduce-overhead``, ``max-autotune``) are kept per thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderTiny, StableDiffusionPipeline
+
+from serve_app.model.loading import ModelLoadError
+from serve_app.model.presets import TINY_DECODER_PRESET, ensure_preset
+from serve_app.model.resolved import ResolvedDecoder
+from serve_app.settings import DEFAULT_TINY_DECODER, DEFAULT_TINY_DECODER_REVISION, Settings
+
+logger = logging.getLogger(__name__)
+
+MODEL_SUBFOLDER_PREFIX = "model:"
+# The files of a diffusers AutoencoderTiny repository that loading needs.
+_TINY_DECODER_FILES = ["config.json", "diffusion_pytorch_model.safetensors"]
+# Modes whose compiled graphs replay as CUDA graphs (outputs live in a reused memory pool).
+_CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
+# Calls per bucket at warm-up: CUDA graph trees run a shape eagerly once, then record it.
+_WARMUP_CALLS_PER_SHAPE = 3
+
+_TINY_HINT = (
+    "To run without TAESD, set SDTURBO_DECODERS=full. To try the tiny decoder offline, use the "
+    "random-weight preset SDTURBO_TINY_DECODER=taesd-random (its images are noise), or point "
+    "SDTURBO_TINY_DECODER at a local AutoencoderTiny directory (config.json + "
+    "diffusion_pytorch_model.safetensors) or at model:<subfolder> of the model directory."
+)
+
+
+# --- Finding TAESD ----------------------------------------------------------------------------
+def resolve_tiny_decoder(source: str, revision: str, model_dir: str, cache_dir: str) -> ResolvedDecoder:
+    """Turn the ``tiny_decoder`` setting into a local directory, downloading or building as needed.
+
+    Never substitutes random weights for real ones: any failure raises ModelLoadError.
+    """
+    # 1. The offline preset: random weights of TAESD's architecture, built once into the cache.
+    if source == TINY_DECODER_PRESET:
+        return ResolvedDecoder(str(ensure_preset(source, cache_dir)), f"preset:{source}", None, True)
+    # 2. A folder of the model directory (e.g. /opt/ml/model/vae_tiny from model_data_url).
+    if source.startswith(MODEL_SUBFOLDER_PREFIX):
+        subfolder = source[len(MODEL_SUBFOLDER_PREFIX) :].strip("/")
+        path = Path(model_dir) / subfolder
+        if not subfolder or Path(subfolder).is_absolute() or ".." in Path(subfolder).parts:
+            raise ModelLoadError(f"tiny_decoder {source!r}: name a folder inside the model directory. {_TINY_HINT}")
+        return ResolvedDecoder(_checked_tiny_dir(path, source), source, None, False)
+    # 3. A local directory.
+    path = Path(source).expanduser()
+    if source.startswith((".", "/", "~")) or path.exists():
+        return ResolvedDecoder(_checked_tiny_dir(path, source), str(path), None, False)
+    # 4. A Hub id, at a pinned revision: the default TAESD's is known, any other must be given.
+    if not revision:
+        if source != DEFAULT_TINY_DECODER:
+            raise ModelLoadError(
+                f"tiny_decoder {source!r} is a Hub id without a pinned revision: set "
+                "SDTURBO_TINY_DECODER_REVISION to the commit sha to load (a moving branch is never used)."
+            )
+        revision = DEFAULT_TINY_DECODER_REVISION
+    from huggingface_hub import snapshot_download
+
+    try:
+        local_dir = snapshot_download(repo_id=source, revision=revision, allow_patterns=_TINY_DECODER_FILES)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one clear start-up error
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+        raise ModelLoadError(
+            f"Could not fetch the tiny decoder {source!r} at revision {revision!r} from the Hugging Face "
+            f"Hub (HF_HUB_OFFLINE={'1' if offline else '0'}): {type(exc).__name__}: {exc}. {_TINY_HINT}"
+        ) from exc
+    return ResolvedDecoder(_checked_tiny_dir(Path(local_dir), source), source, revision, False)
+
+
+def _checked_tiny_dir(path: Path, source: str) -> str:
+    """``path`` if it holds an AutoencoderTiny (by its config), else a ModelLoadError saying why."""
+    config = path / "config.json"
+    if not config.is_file():
+        raise ModelLoadError(
+            f"tiny_decoder {source!r}: {str(path)!r} has no config.json (exists: {path.exists()}). {_TINY_HINT}"
+        )
+    try:
+        class_name = json.loads(config.read_text()).get("_class_name")
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"tiny_decoder {source!r}: cannot read {config}: {exc}. {_TINY_HINT}") from exc
+    if class_name != "AutoencoderTiny":
+        raise ModelLoadError(
+            f"tiny_decoder {source!r}: {config} describes a {class_name!r}, not an AutoencoderTiny "
+            f"(TAESD). {_TINY_HINT}"
+        )
+    return str(path.resolve())
+
+
+def load_tiny_decoder(resolved: ResolvedDecoder, device: torch.device | str, dtype: torch.dtype) -> AutoencoderTiny:
+    """Load TAESD through ``from_pretrained`` from a resolved local directory."""
+    try:
+        decoder, info = AutoencoderTiny.from_pretrained(
+            resolved.local_dir, dtype=dtype, local_files_only=True, output_loading_info=True
+        )
+        # diffusers only warns about weights missing from the checkpoint (and leaves them random
+        # or empty): here that is an error, never a decoder that is partly random.
+        problems = {kind: info.get(kind) for kind in ("missing_keys", "mismatched_keys") if info.get(kind)}
+        if problems:
+            raise ValueError(f"the checkpoint does not match TAESD's architecture: {problems}")
+        decoder = decoder.to(device).eval()
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(
+            f"Found the tiny decoder {resolved.source_id!r} at {resolved.local_dir} but could not load it "
+            f"as an AutoencoderTiny: {type(exc).__name__}: {str(exc)[:500]}"
+        ) from exc
+    return decoder
+
+
+# --- Decoding ---------------------------------------------------------------------------------
+class LatentDecoder:
+    """Latents as the UNet leaves them -> images in [0, 1] (NCHW) on the same device."""
+
+    def __init__(self, name: str, vae: torch.nn.Module):
+        self.name = name
+        self.vae = vae
+        self._scaling_factor = vae.config.scaling_factor
+
+    def images(self, latents: torch.Tensor) -> torch.Tensor:
+        # The arithmetic of StableDiffusionPipeline's decode and its "pt" post-processing.
+        images = self.vae.decode(latents / self._scaling_factor, return_dict=False)[0]
+        return (images / 2 + 0.5).clamp(0, 1)
+
+    __call__ = images
+
+
+@dataclass
+class CompileReport:
+    mode: str
+    buckets: tuple[int, ...]
+    sizes: tuple[tuple[int, int], ...]
+    seconds: float = 0.0
+    per_shape_s: dict[str, float] = field(default_factory=dict)
+    cache_dir: str | None = None
+
+
+class CompiledDecoder:
+    """A LatentDecoder compiled for fixed batch buckets and image sizes at warm-up."""
+
+    def __init__(
+        self,
+        eager: LatentDecoder,
+        mode: str,
+        buckets: Sequence[int],
+        sizes: Sequence[tuple[int, int]],
+        latent_scale: int,
+        backend: str = "inductor",
+    ):
+        self.name = eager.name
+        self.eager = eager
+        self.mode = mode
+        self.buckets = tuple(sorted(set(buckets)))
+        self.sizes = tuple(sizes)
+        self.latent_scale = latent_scale
+        # Latent (height, width) of each compiled image size.
+        self.latent_shapes = {(height // latent_scale, width // latent_scale) for width, height in self.sizes}
+        # ``backend`` other than inductor (tests: "eager") takes no mode.
+        compile_mode = None if mode == "default" or backend != "inductor" else mode
+        self._compiled = torch.compile(eager.images, mode=compile_mode, dynamic=False, backend=backend)
+        self._cudagraphs = compile_mode in _CUDAGRAPH_MODES
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"decode-{eager.name}")
+
+    def compile(self, channels: int, dtype: torch.dtype, device: torch.device) -> CompileReport:
+        """Compile (or load from the inductor cache) every bucket x size; returns the timings."""
+        report = CompileReport(self.mode, self.buckets, self.sizes, cache_dir=os.environ.get("TORCHINDUCTOR_CACHE_DIR"))
+        started = time.perf_counter()
+        for latent_h, latent_w in sorted(self.latent_shapes):
+            for bucket in self.buckets:
+                shape_started = time.perf_counter()
+                latents = torch.zeros(bucket, channels, latent_h, latent_w, dtype=dtype, device=device)
+                for _ in range(_WARMUP_CALLS_PER_SHAPE):
+                    self._thread.submit(self._run, latents, True).result()
+                shape = f"{bucket}x{latent_w * self.latent_scale}x{latent_h * self.latent_scale}"
+                report.per_shape_s[shape] = time.perf_counter() - shape_started
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def __call__(self, latents: torch.Tensor) -> torch.Tensor:
+        if tuple(latents.shape[2:]) not in self.latent_shapes:
+            return self.eager(latents)  # a size nobody compiled for: eager, never a compile here
+        outputs = []
+        for chunk in latents.split(self.buckets[-1]):
+            bucket = next(b for b in self.buckets if b >= len(chunk))
+            padded = chunk
+            if bucket > len(chunk):
+                # Zero latents fill the bucket; every op of the decoder is per image, so the
+                # padding cannot change the real images, and its output is dropped.
+                padded = torch.cat([chunk, chunk.new_zeros((bucket - len(chunk), *chunk.shape[1:]))])
+            outputs.append(self._thread.submit(self._run, padded, False).result()[: len(chunk)])
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+
+    def _run(self, latents: torch.Tensor, compiling: bool) -> torch.Tensor:
+        stance = "default" if compiling else "eager_on_recompile"
+        with torch.inference_mode(), torch.compiler.set_stance(stance):
+            if self._cudagraphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            images = self._compiled(latents)
+            # A CUDA graph's output is overwritten by its next replay: keep a copy of our own.
+            return images.clone() if self._cudagraphs else images
+
+
+Decoder = LatentDecoder | CompiledDecoder
+
+
+class DecoderSet:
+    """The loaded decoders by name; ``default`` serves requests that name none."""
+
+    def __init__(self, decoders: dict[str, Decoder], compile_reports: dict[str, CompileReport] | None = None):
+        if not decoders:
+            raise ValueError("at least one decoder must be loaded")
+        self.decoders = decoders
+        self.compile_reports = compile_reports or {}
+
+    @classmethod
+    def full_only(cls, pipe: StableDiffusionPipeline) -> DecoderSet:
+        return cls({"full": LatentDecoder("full", pipe.vae)})
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.decoders)
+
+    @property
+    def default(self) -> str:
+        return "full" if "full" in self.decoders else self.names[0]
+
+    def decode(self, name: str, latents: torch.Tensor) -> torch.Tensor:
+        try:
+            decoder = self.decoders[name]
+        except KeyError:
+            raise ValueError(f"decoder {name!r} is not loaded (loaded: {', '.join(self.names)})") from None
+        return decoder(latents)
+
+
+def configure_compile_cache(cache_dir: str) -> None:
+    """Point inductor (and Triton, which caches under it) at a directory kept across restarts.
+
+    Must run before the first compilation in the process; inductor reads the variable when it
+    first needs its cache.
+    """
+    if cache_dir:
+        Path(cache_dir).expanduser().mkdir(parents=True, exist_ok=True)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(cache_dir).expanduser().resolve())
+
+
+def build_decoders(
+    pipe: StableDiffusionPipeline,
+    names: Sequence[str] = ("full",),
+    tiny: AutoencoderTiny | None = None,
+    compile_mode: str = "off",
+    buckets: Sequence[int] = (1,),
+    sizes: Sequence[tuple[int, int]] = ((512, 512),),
+    on_compiled: Callable[[str, CompileReport], None] | None = None,
+) -> DecoderSet:
+    """The decoders ``names`` asks for, compiled when ``compile_mode`` is not 'off'."""
+    # 1. TAESD beside the VAE, or instead of it: then the pipeline's VAE is replaced, which frees
+    #    the full VAE's weights (the pipeline never decodes itself: it returns latents).
+    if "tiny" in names and tiny is None:
+        raise ValueError("the tiny decoder was asked for but not loaded")
+    if "full" not in names:
+        pipe.vae = tiny
+    eager = {name: LatentDecoder(name, tiny if name == "tiny" else pipe.vae) for name in names}
+    if compile_mode == "off":
+        return DecoderSet(eager)
+    # 2. Compile each decoder for every bucket x size now, before the replica reports ready.
+    decoders: dict[str, Decoder] = {}
+    reports: dict[str, CompileReport] = {}
+    for name, decoder in eager.items():
+        compiled = CompiledDecoder(decoder, compile_mode, buckets, sizes, pipe.vae_scale_factor)
+        reports[name] = compiled.compile(pipe.unet.config.out_channels, pipe.unet.dtype, pipe.device)
+        decoders[name] = compiled
+        if on_compiled is not None:
+            on_compiled(name, reports[name])
+    return DecoderSet(decoders, reports)
+
+
+def decoders_for_settings(
+    pipe: StableDiffusionPipeline, settings: Settings, tiny: ResolvedDecoder | None
+) -> DecoderSet:
+    """What a model replica runs: the decoders the settings ask for, loaded and compiled.
+
+    Called before the replica's warm-up generations, so the compile cache is in place before any
+    torch.compile in the process (the UNet's ``compile`` included) needs it.
+    """
+    # 1. A compile cache kept across restarts, if configured.
+    configure_compile_cache(settings.compile_cache_dir)
+    # 2. TAESD, in the pipeline's device and precision.
+    names = settings.loaded_decoders
+    tiny_vae = None
+    if "tiny" in names:
+        if tiny is None:
+            raise ModelLoadError("decoders includes 'tiny' but no tiny decoder was resolved")
+        tiny_vae = load_tiny_decoder(tiny, pipe.device, pipe.unet.dtype)
+
+    # 3. Build (and compile) them; compiling is logged per decoder with its cost.
+    def log_compiled(name: str, report: CompileReport) -> None:
+        logger.info(
+            "compiled decoder %s (mode %s) for batches %s at sizes %s in %.1f s (cache %s): %s",
+            name, report.mode, report.buckets, report.sizes, report.seconds, report.cache_dir,
+            {shape: round(seconds, 2) for shape, seconds in report.per_shape_s.items()},
+        )
+
+    return build_decoders(
+        pipe,
+        names,
+        tiny_vae,
+        compile_mode=settings.compile_decoder,
+        buckets=settings.decoder_compile_buckets,
+        sizes=settings.decoder_compile_sizes,
+        on_compiled=log_compiled,
+    )
