@@ -338,11 +338,16 @@ class Ingress:
         """
         while True:
             try:
-                status = await asyncio.to_thread(serve.status)
-                app = status.applications.get(self.app_name)
-                deployment = app.deployments.get(MODEL_DEPLOYMENT) if app else None
-                self._ready = bool(deployment) and deployment.status == "HEALTHY"
-                self._startup_watch.observe(app)
+                if self._startup_watch.settled:
+                    # Started: only the model deployment's health matters now, and it is cheap.
+                    self._ready = await asyncio.to_thread(_model_deployment_healthy, self.app_name)
+                else:
+                    # Starting: the full status, so the start-up watch can say what is stuck.
+                    status = await asyncio.to_thread(serve.status)
+                    app = status.applications.get(self.app_name)
+                    deployment = app.deployments.get(MODEL_DEPLOYMENT) if app else None
+                    self._ready = bool(deployment) and deployment.status == "HEALTHY"
+                    self._startup_watch.observe(app)
             except Exception:  # noqa: BLE001 - a failed poll means "not known ready"
                 logger.exception("readiness poll failed")
                 self._ready = False
@@ -384,6 +389,22 @@ class Ingress:
             raise ModelUnavailable(
                 "the model replica holding this request stopped; it was not completed", retry_after_s=2
             ) from None
+
+
+def _model_deployment_healthy(app_name: str) -> bool:
+    """Whether ``app_name``'s model deployment is HEALTHY, from the controller's status of that
+    one application (a small protobuf: about 2 ms on the 2-core CI machine).
+
+    ``serve.status()`` is public but rebuilds every deployment's full configuration on each call,
+    cloudpickling its request router class: 25-55 ms holding the GIL there (measured 2026-11-25).
+    Polled twice a second by the ingress, that stalled the event loop serving /ping and every
+    request (issue 11). The per-application call is a method of Serve's private controller
+    client: Ray is pinned (container/requirements.lock), and the live-app tests exercise it.
+    """
+    from ray.serve.context import _get_global_client
+
+    overview = _get_global_client().get_serve_status(app_name)
+    return any(d.name == MODEL_DEPLOYMENT and d.status == "HEALTHY" for d in overview.deployment_statuses)
 
 
 def _rss_bytes() -> int:

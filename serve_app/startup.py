@@ -123,6 +123,11 @@ class StartupWatch:
         self._clock = clock
         self._settled = False  # running once, or reported: nothing more to say
 
+    @property
+    def settled(self) -> bool:
+        """Running once, or the deadline reported: the watch needs no more statuses."""
+        return self._settled
+
     def observe(self, app: Any) -> str | None:
         """Feed the app's latest status; returns (and logs) the reason the first time it is
         past the deadline and not RUNNING, else None."""

@@ -52,6 +52,14 @@ def test_the_ingress_replica_process_never_loads_torch(base_url):
     assert httpx.get(base_url + "/ping").json()["model"]["random_weights"] is True
 
 
+def test_the_ingress_reads_the_model_deployments_health_from_the_cheap_status(base_url):
+    # What /ping follows once the app has started (serve.status() is too slow to poll).
+    from serve_app.replicas import _model_deployment_healthy
+
+    assert _model_deployment_healthy("sd-turbo") is True
+    assert _model_deployment_healthy("no-such-app") is False
+
+
 def test_seeded_repeat_is_cached_and_identical(base_url):
     payload = {"prompt": "a cached lighthouse", "seed": 5, "width": 128, "height": 128, "output_format": "png"}
     first = httpx.post(base_url + "/predict", json=payload, timeout=60).json()

@@ -7,7 +7,7 @@ import json
 import pytest
 from PIL import Image
 
-from serve_app.http import negotiate_image_format, new_request_id, response_with_image
+from serve_app.http import create_http_app, negotiate_image_format, new_request_id, response_with_image
 from serve_app.protocol import GenerateResponse, ModelInfo, Timings
 from serve_app.serving import ImageOutcome
 from tests.serve_app.fakes import fixed_image_model, make_http_client, make_service
@@ -235,3 +235,30 @@ def test_a_flagged_image_is_a_documented_422_audited_without_prompt_or_image(cap
     assert "secret" not in caplog.text and "image" not in record
     described = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["responses"]["422"]["description"]
     assert "image_blocked" in described
+
+
+def test_generation_routes_run_no_dependency_on_a_worker_thread():
+    # FastAPI runs a plain `def` endpoint or dependency in its thread pool: two thread hand-overs
+    # per request on the ingress's latency path (issue 11). Every one of them must be async.
+    import inspect
+
+    from fastapi.routing import APIRoute
+
+    app = create_http_app(lambda: None, lambda: True, max_body_bytes=1024, model_info=lambda: None)
+
+    def calls(dependant):
+        yield dependant.call
+        for sub in dependant.dependencies:
+            yield from calls(sub)
+
+    def api_routes(routes):
+        for route in routes:
+            included = getattr(route, "original_router", None)  # an include_router()'d router
+            yield from api_routes(included.routes) if included is not None else ()
+            if isinstance(route, APIRoute):
+                yield route
+
+    routes = {r.path: r for r in api_routes(app.routes)}
+    for path in ("/predict", "/invocations", "/ping"):
+        sync = [c for c in calls(routes[path].dependant) if c is not None and not inspect.iscoroutinefunction(c)]
+        assert sync == [], (path, sync)

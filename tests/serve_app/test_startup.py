@@ -129,7 +129,9 @@ def test_the_ingress_watch_logs_the_reason_once_at_the_deadline(caplog):
 def test_the_ingress_watch_stays_quiet_once_the_app_ran():
     clock = FakeClock()
     watch = StartupWatch("sd-turbo", deadline_s=10, clock=clock)
+    assert not watch.settled
     assert watch.observe(serve_status("RUNNING", deployment("HEALTHY", RUNNING=1)).applications["sd-turbo"]) is None
+    assert watch.settled  # the ingress then polls only the model's health (the cheap status)
     clock.now = 60.0  # later trouble is not a start-up problem
     assert watch.observe(serve_status("DEPLOYING", deployment("UPDATING", STARTING=1)).applications["sd-turbo"]) is None
 
