@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -226,6 +227,8 @@ class SDTurboModel:
             **self.metrics.snapshot(),
             # Placement: the GPU Ray assigned this replica, and where the pipeline actually runs.
             "gpu_ids": ray.get_gpu_ids(),
+            # The thread Serve runs this code on: its actor loop's, or its own user-code thread (serve_app/app.py).
+            "user_code_thread": threading.current_thread().name,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "device": str(self.generator.device),
         }
@@ -311,6 +314,7 @@ class Ingress:
             "rss_bytes": _rss_bytes(),
             "torch_loaded": "torch" in sys.modules,
             "diffusers_loaded": "diffusers" in sys.modules,
+            "user_code_thread": threading.current_thread().name,
         }
 
     async def drain(self) -> int:

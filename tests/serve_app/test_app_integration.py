@@ -60,6 +60,17 @@ def test_the_ingress_reads_the_model_deployments_health_from_the_cheap_status(ba
     assert _model_deployment_healthy("no-such-app") is False
 
 
+def test_both_replicas_run_their_code_on_the_actor_event_loop_not_a_separate_thread(base_url):
+    # serve_app/app.py sets Serve's user-code and router threads off for both deployments: one
+    # thread hand-over less each way on every request (issue 11).
+    from ray import serve
+
+    ingress = serve.get_app_handle("sd-turbo").process_stats.remote().result()["user_code_thread"]
+    model = serve.get_deployment_handle("SDTurboModel", app_name="sd-turbo").stats.remote().result()["user_code_thread"]
+    # Serve's separate user-code thread runs its `_run_user_code_event_loop` (ray/serve/_private/replica.py).
+    assert "_run_user_code_event_loop" not in ingress and "_run_user_code_event_loop" not in model, (ingress, model)
+
+
 def test_seeded_repeat_is_cached_and_identical(base_url):
     payload = {"prompt": "a cached lighthouse", "seed": 5, "width": 128, "height": 128, "output_format": "png"}
     first = httpx.post(base_url + "/predict", json=payload, timeout=60).json()
