@@ -342,16 +342,11 @@ class Ingress:
         """
         while True:
             try:
-                if self._startup_watch.settled:
-                    # Started: only the model deployment's health matters now, and it is cheap.
-                    self._ready = await asyncio.to_thread(_model_deployment_healthy, self.app_name)
-                else:
-                    # Starting: the full status, so the start-up watch can say what is stuck.
+                self._ready = await asyncio.to_thread(_model_deployment_healthy, self.app_name)
+                if not self._startup_watch.settled:
+                    # While starting, the full status too: the start-up watch says what is stuck.
                     status = await asyncio.to_thread(serve.status)
-                    app = status.applications.get(self.app_name)
-                    deployment = app.deployments.get(MODEL_DEPLOYMENT) if app else None
-                    self._ready = bool(deployment) and deployment.status == "HEALTHY"
-                    self._startup_watch.observe(app)
+                    self._startup_watch.observe(status.applications.get(self.app_name))
             except Exception:  # noqa: BLE001 - a failed poll means "not known ready"
                 logger.exception("readiness poll failed")
                 self._ready = False
