@@ -395,7 +395,8 @@ def _model_deployment_healthy(app_name: str) -> bool:
     one application (a small protobuf: about 2 ms on the 2-core CI machine).
 
     ``serve.status()`` is public but rebuilds every deployment's full configuration on each call,
-    cloudpickling its request router class: 25-55 ms holding the GIL there (measured 2026-11-25).
+    cloudpickling its request router class: about 26 ms per call, mostly holding the GIL (mean of
+    20 calls on the 2-core CI machine, 2026-11-25).
     Polled twice a second by the ingress, that stalled the event loop serving /ping and every
     request (issue 11). The per-application call is a method of Serve's private controller
     client: Ray is pinned (container/requirements.lock), and the live-app tests exercise it.
