@@ -19,8 +19,9 @@ SageMaker starts a bring-your-own container as ``docker run IMAGE serve`` and th
   4. deploys the Serve app on 0.0.0.0:8080 and waits for it to run, at most until the start-up
      deadline (SDTURBO_STARTUP_DEADLINE_S, counted from the container's start, below SageMaker's
      start-up health check): a replica that fails, or is still not running then (unschedulable,
-     a constructor that never returns), ends the container non-zero with Ray's reason. Ray's proxy
-     shares the port with the responder, which hands it over only once the proxy answers /ping
+     a constructor that never returns), ends the container non-zero with Ray's reason. The ingress
+     replica serves the port itself (direct ingress, one hop fewer than Ray's proxy) and shares it
+     with the responder, which hands it over only once the ingress answers /ping
      itself: every /ping is answered quickly, from the first second on,
   5. on SIGTERM stops within SageMaker's 30 s: /ping turns 503, new requests get 503, in-flight
      requests may finish until the drain deadline (``drain_deadline_s``); those that cannot are
@@ -58,7 +59,7 @@ HARD_EXIT_AFTER_S = STOP_GRACE_S - STOP_MARGIN_S
 # request has been answered by then). Measured in the image on the 2-core development machine
 # (tests/container/test_image.py prints it; figures in docs/container.md), reserved with margin.
 SHUTDOWN_RESERVE_S = 4.0
-# Answering the requests aborted at the deadline (milliseconds) and Ray's proxy relaying them.
+# Answering the requests aborted at the deadline (milliseconds) and Ray Serve relaying them.
 ABORT_RESERVE_S = 1.5
 RESPONSE_RELAY_S = 0.5
 
@@ -108,11 +109,11 @@ class PortResponder:
         if not started or started[0] != "listening":
             self._process.wait(timeout=10)
             raise RuntimeError(f"the port responder could not listen on {host}:{port} (see its error above)")
-        # Without SO_REUSEPORT steering, the port must be free before Ray's proxy binds it.
+        # Without SO_REUSEPORT steering, the port must be free before Ray Serve binds it.
         self.shares_port = started[-1] == "steering=yes"
 
     def hand_over(self, probe_deadline_s: float = 30.0) -> str:
-        """Give the port to Ray's proxy (once it answers /ping, when sharing); returns what happened."""
+        """Give the port to Ray Serve (once it answers /ping, when sharing); returns what happened."""
         if self._process.poll() is not None:
             return "already handed over"
         self._process.stdin.write(f"handover {probe_deadline_s:g}\n")
@@ -162,6 +163,16 @@ def serve_forever() -> int:
     from serve_app.settings import Settings
 
     settings = Settings.load()
+    # Before Ray is imported: the ingress replica serves the port itself (serve_app/direct_ingress.py).
+    from serve_app import direct_ingress
+
+    http_options = direct_ingress.prepare(
+        settings.host,
+        settings.port,
+        settings.direct_ingress,
+        # A backstop above the app's own timeout (which answers 504 with a message).
+        request_timeout_s=settings.request_timeout_s + 5,
+    )
     drainer = Drainer()
     drainer.install()
 
@@ -200,18 +211,12 @@ def serve_forever() -> int:
         # Ray installs its own handlers during init; ours must be the ones that run.
         drainer.install()
 
-        # 3. Serve's proxy binds the port beside the responder (both SO_REUSEPORT); where the
-        #    port cannot be shared, the responder lets go of it first.
+        # 3. Serve's listener on the port (the ingress replica with direct ingress, else Ray's
+        #    proxy) binds it beside the responder (both SO_REUSEPORT); where the port cannot be
+        #    shared, the responder lets go of it first.
         if not responder.shares_port:
             log(f"port hand-over: {responder.hand_over()}")
-        serve.start(
-            http_options={
-                "host": settings.host,
-                "port": settings.port,
-                # A backstop above the app's own timeout (which answers 504 with a message).
-                "request_timeout_s": settings.request_timeout_s + 5,
-            }
-        )
+        serve.start(http_options=http_options)
 
         # 4. Deploy, and wait until every replica has loaded and warmed up, or the deadline.
         failure = _deploy_before_deadline(serve, app, settings, started)
@@ -299,7 +304,7 @@ def stop_within_grace(serve, ray, settings, signalled_at: float) -> None:
             )
             handle.abort_inflight.remote(reason).result(timeout_s=5)
             left = _wait_for_open_requests(handle, left, time.monotonic() + ABORT_RESERVE_S - RESPONSE_RELAY_S)
-            time.sleep(RESPONSE_RELAY_S)  # Ray's proxy writes those answers to their clients
+            time.sleep(RESPONSE_RELAY_S)  # Ray Serve writes those answers to their clients
             log(f"answered the unfinished requests with 503 shutting_down ({left} still open)")
     except Exception as exc:  # noqa: BLE001 - shut down regardless
         log(f"drain incomplete: {type(exc).__name__}: {exc}")

@@ -10,14 +10,15 @@ Measured on the 2-core development machine (2026-11-25), the old hand-over lost 
   * once bound, Ray's proxy *held* requests (5 s timeouts) for ~15 s: the app's route exists as
     soon as it is deployed, but requests wait until an ingress replica has started.
 
-So the responder is a separate process (no shared GIL), and the port is never closed: Ray's proxy
-binds it with SO_REUSEPORT (Ray's default), and so does this responder, so both listen at once
+So the responder is a separate process (no shared GIL), and the port is never closed: Ray Serve's listener
+(the ingress replica's own server with direct ingress, serve_app/direct_ingress.py; else Ray's proxy)
+binds it with SO_REUSEPORT, and so does this responder, so both listen at once
 in one reuse-port group. A classic BPF program attached to that group decides which listener
 gets each new connection:
   1. while Ray starts, every connection goes to this responder (503 "loading"), except those
-     from the probe address 127.0.0.2, which go to Ray's proxy;
-  2. the hand-over probes Ray's proxy from 127.0.0.2 until it answers /ping with the app's own
-     JSON quickly, then steers every new connection to Ray's proxy, answers what is already
+     from the probe address 127.0.0.2, which go to Ray Serve's listener;
+  2. the hand-over probes Ray Serve's listener from 127.0.0.2 until it answers /ping with the app's own
+     JSON quickly, then steers every new connection to Ray Serve's listener, answers what is already
      queued on this socket, and only then closes it: no gap, no reset, no held request.
 Without SO_REUSEPORT steering (not Linux), it falls back to closing before Ray binds.
 
@@ -45,7 +46,7 @@ BPF_LD_W_ABS = 0x20
 BPF_JEQ_K = 0x15
 BPF_RET_K = 0x06
 SKF_NET_OFF = -0x100000
-# Connections from this address go to Ray's proxy during the start (the hand-over probe).
+# Connections from this address go to Ray Serve's listener during the start (the hand-over probe).
 PROBE_SOURCE = "127.0.0.2"
 # The listeners of a reuse-port group are numbered in the order they started listening.
 RESPONDER_INDEX, RAY_PROXY_INDEX = 0, 1
@@ -71,7 +72,7 @@ def attach_steering(sock: socket.socket, program: list[Instruction]) -> None:
 
 
 def hold_program() -> list[Instruction]:
-    """Everything to the responder, except connections from the probe address (to Ray's proxy)."""
+    """Everything to the responder, except connections from the probe address (to Ray Serve's listener)."""
     probe = struct.unpack("!I", socket.inet_aton(PROBE_SOURCE))[0]
     return [
         (BPF_LD_W_ABS, 0, 0, SKF_NET_OFF + 12),  # IPv4 source address
@@ -82,7 +83,7 @@ def hold_program() -> list[Instruction]:
 
 
 def handover_program() -> list[Instruction]:
-    """Everything to Ray's proxy. (An index past the group's end means "kernel's choice", so
+    """Everything to Ray Serve's listener. (An index past the group's end means "kernel's choice", so
     once the responder has closed, the only listener left gets everything.)"""
     return [(BPF_RET_K, 0, 0, RAY_PROXY_INDEX)]
 
@@ -108,7 +109,7 @@ class LoadingHandler(BaseHTTPRequestHandler):
 
 
 class LoadingResponder(ThreadingHTTPServer):
-    """Answers 503 "loading" on HOST:PORT, sharing the port with Ray's proxy (SO_REUSEPORT)."""
+    """Answers 503 "loading" on HOST:PORT, sharing the port with Ray Serve's listener (SO_REUSEPORT)."""
 
     daemon_threads = False  # server_close waits for the answers being written
 
@@ -136,7 +137,7 @@ class LoadingResponder(ThreadingHTTPServer):
         return self
 
     def probe_ray(self, deadline_s: float) -> str:
-        """Wait until Ray's proxy answers /ping with the app's JSON within PROBE_TIMEOUT_S."""
+        """Wait until Ray Serve's listener answers /ping with the app's JSON within PROBE_TIMEOUT_S."""
         host, port = self.server_address[:2]
         target = "127.0.0.1" if host in ("0.0.0.0", "127.0.0.1") else host
         give_up = time.monotonic() + deadline_s
@@ -152,15 +153,15 @@ class LoadingResponder(ThreadingHTTPServer):
                 conn.close()
                 from_ray = response.getheader("Server") != RESPONDER_SERVER
                 if from_ray and response.status in (200, 503) and "status" in json.loads(body or b"{}"):
-                    return f"Ray's proxy answers /ping ({response.status})"
+                    return f"Ray Serve's listener answers /ping ({response.status})"
                 last = f"HTTP {response.status}"
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 last = f"{type(exc).__name__}: {exc}"
             time.sleep(PROBE_INTERVAL_S)
-        return f"Ray's proxy still not answering after {deadline_s:g} s ({last}); handing over anyway"
+        return f"Ray Serve's listener still not answering after {deadline_s:g} s ({last}); handing over anyway"
 
     def hand_over(self, probe_deadline_s: float = 30.0) -> str:
-        """Steer new connections to Ray's proxy, answer the queued ones, close. Returns what happened."""
+        """Steer new connections to Ray Serve's listener, answer the queued ones, close. Returns what happened."""
         outcome = "closed (no steering)"
         if self.steering:
             outcome = self.probe_ray(probe_deadline_s)

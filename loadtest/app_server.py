@@ -3,7 +3,9 @@
 ``python -m loadtest.app_server --port 18000 model=tiny max_batch_size=16``
 
 Equivalent to ``serve run serve_app.app:build_app key=value ...`` but with the HTTP host and
-port chosen by the caller (the benchmark and the tests pick free ports).  Runs until SIGTERM
+port chosen by the caller (the benchmark and the tests pick free ports), and, as in the
+container, the ingress replica serving that port itself (``direct_ingress``; ``serve run``
+goes through Ray's proxy).  Runs until SIGTERM
 or SIGINT, then shuts Serve and the local Ray instance it started down.  Never imports locust.
 """
 from __future__ import annotations
@@ -29,16 +31,21 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"expected key=value, got {kv!r}")
         app_args[k] = v
 
+    from serve_app import direct_ingress
+    from serve_app.settings import Settings
+
+    settings = Settings.load(app_args)
+    # Before Ray is imported and started: the ingress replica serves the port itself, as in the container.
+    http_options = direct_ingress.prepare(ns.host, ns.port, settings.direct_ingress)
+
     import ray
     from ray import serve
 
     from serve_app.app import build_app
-    from serve_app.settings import Settings
 
-    settings = Settings.load(app_args)
     ray.init(num_cpus=ns.num_cpus, include_dashboard=False, log_to_driver=True,
              runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k.startswith("SDTURBO_")}})
-    serve.start(http_options={"host": ns.host, "port": ns.port})
+    serve.start(http_options=http_options)
     serve.run(build_app(app_args), name=settings.app_name, route_prefix="/", blocking=False)
     print(f"app_server: serving on http://{ns.host}:{ns.port}", flush=True)
 

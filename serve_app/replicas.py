@@ -25,6 +25,7 @@ from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, RequestCancelledError
 
+from serve_app import direct_ingress
 from serve_app.batching import GenerationResult, GenerationSpec
 from serve_app.device_loop import CallRecord, DeviceLoop, DeviceRequest, PipelineCallCancelled
 from serve_app.emf import EmfWriter
@@ -243,6 +244,9 @@ class SDTurboModel:
 class Ingress:
     def __init__(self, model, settings: Settings, resolved: ResolvedModel):
         configure_logging(settings.log_level)
+        if direct_ingress.is_enabled():
+            # Serve starts this replica's own HTTP server after the constructor returns.
+            direct_ingress.share_port_with_responder()
         self.settings = settings
         self.model = model
         self.model_info = ModelInfo(
@@ -315,6 +319,8 @@ class Ingress:
             "torch_loaded": "torch" in sys.modules,
             "diffusers_loaded": "diffusers" in sys.modules,
             "user_code_thread": threading.current_thread().name,
+            # Whether this replica serves the HTTP port itself (Ray started with direct ingress).
+            "direct_ingress": direct_ingress.is_enabled(),
         }
 
     async def drain(self) -> int:

@@ -150,6 +150,12 @@ class Settings(BaseSettings):
         50.0, "A request still unanswered after this gets 504 (below SageMaker's 60 s limit).", gt=0
     )
     ingress_replicas: int = _setting(1, "Replicas of the HTTP ingress deployment.", ge=1)
+    direct_ingress: bool = _setting(
+        True,
+        "The ingress replica serves `port` itself, without Ray's HTTP proxy (one hop fewer). Applies where the "
+        "project starts Ray (the container, loadtest.app_server); `serve run` always uses the proxy. Needs "
+        "ingress_replicas=1.",
+    )
     host: str = _setting("127.0.0.1", "HTTP bind address (the container sets 0.0.0.0).")
     port: int = _setting(8000, "HTTP port (the container sets 8080).", ge=1, le=65535)
     app_name: str = _setting("sd-turbo", "Ray Serve application name.")
@@ -263,6 +269,16 @@ class Settings(BaseSettings):
         if any(name not in DECODER_NAMES for name in names) or len(set(names)) != len(names):
             raise ValueError(f"must be 'full', 'tiny' or 'full,tiny', got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _one_ingress_replica_owns_the_port(self) -> Settings:
+        if self.direct_ingress and self.ingress_replicas > 1:
+            raise ValueError(
+                f"direct_ingress=true gives the HTTP port to the one ingress replica; ingress_replicas="
+                f"{self.ingress_replicas} needs direct_ingress=false (SDTURBO_DIRECT_INGRESS=0), Ray's proxy then "
+                "spreads requests over them"
+            )
+        return self
 
     @model_validator(mode="after")
     def _decoder_compile_shapes_parse(self) -> Settings:

@@ -40,15 +40,20 @@ def running_serve_app(overrides: dict, cache_dir: str, metrics_port: int | None 
     import ray
     from ray import serve
 
+    from serve_app import direct_ingress
     from serve_app.app import build_app
+    from serve_app.settings import Settings
 
     port = free_port()
+    # As the container does: the ingress replica serves the port itself unless the overrides say not.
+    enabled = Settings.load({"model": "tiny", **overrides}, environ={}).direct_ingress
+    http_options = direct_ingress.prepare("127.0.0.1", port, enabled)
     init_options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "include_dashboard": False, "log_to_driver": False}
     if metrics_port:
         init_options["_metrics_export_port"] = metrics_port
     ray.init(**init_options)
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.start(http_options=http_options)
         serve.run(build_app({"model": "tiny", "cache_dir": cache_dir, **overrides}), name="sd-turbo", route_prefix="/")
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60

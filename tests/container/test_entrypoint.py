@@ -97,7 +97,7 @@ def test_serve_answers_ping_and_invocations_then_drains_on_sigterm(tmp_path, cac
         assert time.monotonic() - signalled < 30
         assert process.returncode == 0, read_log(tmp_path)
         assert "draining" in read_log(tmp_path)
-        assert "port hand-over: Ray's proxy answers /ping" in read_log(tmp_path)
+        assert "port hand-over: Ray Serve's listener answers /ping" in read_log(tmp_path)
     finally:
         if process.poll() is None:
             process.kill()

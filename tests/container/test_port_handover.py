@@ -125,7 +125,7 @@ def test_every_ping_is_answered_within_2s_across_the_hand_over():
         assert set(statuses[:held_phase]) == {503}
         # Once the responder is gone, only the proxy answers (and only ever with 200).
         assert statuses[-5:] == [200] * 5
-        assert "Ray's proxy answers /ping (200)" in report and "queued connection(s) answered" in report
+        assert "Ray Serve's listener answers /ping (200)" in report and "queued connection(s) answered" in report
         # The probe came from its own address; the pings from 127.0.0.1 only after the switch.
         assert "127.0.0.2" in proxy.clients
     finally:

@@ -52,6 +52,42 @@ def test_the_ingress_replica_process_never_loads_torch(base_url):
     assert httpx.get(base_url + "/ping").json()["model"]["random_weights"] is True
 
 
+def _listening_socket_inodes(port: int) -> set[str]:
+    from pathlib import Path
+
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # 0A: LISTEN
+                inodes.add(fields[9])
+    return inodes
+
+
+def test_the_ingress_replica_itself_listens_on_the_http_port_and_shares_it(base_url):
+    # Direct ingress (serve_app/direct_ingress.py): no Ray proxy between client and ingress.
+    import os
+    import socket
+    from pathlib import Path
+
+    from ray import serve
+
+    stats = serve.get_app_handle("sd-turbo").process_stats.remote().result()
+    assert stats["direct_ingress"] is True
+    port = int(base_url.rsplit(":", 1)[1])
+    listeners = _listening_socket_inodes(port)
+    fd_dir = Path(f"/proc/{stats['pid']}/fd")
+    owned = {os.readlink(fd).removeprefix("socket:[").removesuffix("]") for fd in fd_dir.iterdir()
+             if os.readlink(fd).startswith("socket:[")}
+    assert listeners and listeners <= owned, (listeners, stats["pid"])
+    # It was bound with SO_REUSEPORT, so the container's port responder can hand the port over
+    # without a gap: another SO_REUSEPORT socket of this user may bind the same port (it never
+    # listens, so it takes no connection).
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        probe.bind(("127.0.0.1", port))
+
+
 def test_the_ingress_reads_the_model_deployments_health_from_the_cheap_status(base_url):
     # What /ping follows once the app has started (serve.status() is too slow to poll).
     from serve_app.replicas import _model_deployment_healthy

@@ -63,7 +63,7 @@ def test_more_gpus_than_cpus_gives_fractional_cpus_that_fit():
         ({"num_replicas": 7}, ClusterResources(cpus=2, gpus=0),
          "num_replicas=7 model replica(s) need at least 0.25 CPU each and ingress_replicas=1 need 0.5 CPU "
          "each: 2.25 CPUs; this Ray cluster has 2"),
-        ({"ingress_replicas": 4}, ClusterResources(cpus=2, gpus=0),
+        ({"ingress_replicas": 4, "direct_ingress": False}, ClusterResources(cpus=2, gpus=0),
          "ingress_replicas=4 need 0.5 CPU each: 2.25 CPUs; this Ray cluster has 2"),
         ({"num_replicas": 2}, ClusterResources(cpus=2, gpus=1.5),
          "num_replicas=2 needs 2 GPUs (one per model replica); this Ray cluster has 1.5"),

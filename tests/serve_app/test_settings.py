@@ -33,6 +33,7 @@ def test_environment_then_overrides_take_priority():
         ({"log_level": "loud"}, "log_level"),
         ({"startup_deadline_s": "-1"}, "startup_deadline_s"),
         ({"ingress_replicas": "0"}, "ingress_replicas"),
+        ({"ingress_replicas": "2"}, "ingress_replicas=2 needs direct_ingress=false"),
         ({"decoders": "tiny,fast"}, "decoders: .*must be"),
         ({"decoders": "full,full"}, "decoders: .*must be"),
         ({"compile_decoder": "fastest"}, "compile_decoder"),
