@@ -403,7 +403,7 @@ def _figures_md(r: dict[str, Any]) -> str:
                     f"({_fmt(f['direct_pipeline_plus_encode_ms_p50'])} ms) | {_fmt(f['overhead_ms_p50_vs_direct'], 1, ' ms')} | <= 15 ms |")
     rows.append(f"| same, from the server's timings: client latency - server inference - encode (queue + batch wait + transport) "
                 f"| {_fmt(f['client_minus_server_inference_encode_ms_p50'], 1, ' ms')} | |")
-    rows.append(f"| same: client latency - server total (HTTP proxy + ingress hop only) | {_fmt(f['client_minus_server_total_ms_p50'], 1, ' ms')} | |")
+    rows.append(f"| same: client latency - server total (HTTP to the ingress and back: Ray's proxy too if direct_ingress=false) | {_fmt(f['client_minus_server_total_ms_p50'], 1, ' ms')} | |")
     if "mean_pipeline_call_at_max_concurrency" in f:
         rows.append(f"| mean pipeline-call size at concurrency {f['ping_saturated_concurrency']} (calls; per request "
                     f"{_fmt(f['mean_batch_per_request_at_max_concurrency'], 2)}) | "
