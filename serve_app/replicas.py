@@ -313,8 +313,11 @@ class Ingress:
 
     async def process_stats(self) -> dict:
         """This replica's process: what it has loaded and what it costs (operators and tests)."""
+        import ray
+
         return {
             "pid": os.getpid(),
+            "actor_name": ray.get_runtime_context().get_actor_name(),
             "rss_bytes": _rss_bytes(),
             "torch_loaded": "torch" in sys.modules,
             "diffusers_loaded": "diffusers" in sys.modules,

@@ -137,6 +137,36 @@ def test_killed_model_replica_is_replaced_and_errors_stop(base_url):
     assert model_stats()["actor_name"] != victim
 
 
+def test_killed_ingress_replica_is_replaced_on_the_same_port(base_url):
+    # With direct ingress the ingress replica itself listens on the service port, so its death
+    # takes the listener with it. Its replacement must get the same port back: Ray's port
+    # allocator would quarantine it for 150 s by default (serve_app/direct_ingress.py sets 0).
+    # Until then connections are refused (Ray's proxy held them instead): never a 500.
+    import ray
+    from ray import serve
+
+    ingress = serve.get_app_handle("sd-turbo")
+    before = ingress.process_stats.remote().result()
+    assert before["direct_ingress"] is True
+    ray.kill(ray.get_actor(before["actor_name"], namespace="serve"), no_restart=True)
+    killed_at = time.monotonic()
+    outcomes = []
+    while True:
+        try:
+            outcomes.append(httpx.get(base_url + "/ping", timeout=2).status_code)
+        except httpx.TransportError as exc:
+            outcomes.append(type(exc).__name__)
+        if outcomes[-1] == 200:
+            break
+        assert time.monotonic() - killed_at < 60, f"the port was not served again within 60 s: {outcomes[-5:]}"
+        time.sleep(0.2)
+    assert set(outcomes) <= {"ConnectError", 503, 200}, outcomes
+    after = ingress.process_stats.remote().result()
+    assert after["pid"] != before["pid"] and after["direct_ingress"] is True
+    response = post(base_url, {"prompt": "after the ingress restart", "width": 128, "height": 128}, timeout=30)
+    assert response.status_code == 200, response.text
+
+
 def test_prometheus_metrics_are_exported(base_url, metrics_port):
     post(base_url, {"prompt": "metrics", "width": 128, "height": 128})
     deadline = time.monotonic() + 60
