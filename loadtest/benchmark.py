@@ -102,12 +102,14 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 def measure_direct(preset: str, width: int, height: int, calls: int, cache_dir: str | None, threads: list[int | None]) -> dict[str, Any]:
     import torch
 
-    from serve_app.model import load_pipeline
+    from serve_app.model import load_pipeline, pin_execution_device
 
     kwargs: dict[str, Any] = dict(model=preset, device="cpu", dtype="float32")
     if cache_dir:
         kwargs["cache_dir"] = cache_dir
-    pipe = load_pipeline(**kwargs)
+    # Pinned as the model replica's pipeline is (configure_pipeline), so that the overhead figure
+    # measures Serve and HTTP, not diffusers' per-call device search that the service skips.
+    pipe = pin_execution_device(load_pipeline(**kwargs))
     default_threads = torch.get_num_threads()
     out: dict[str, Any] = {"calls": calls, "width": width, "height": height}
     for n in threads:

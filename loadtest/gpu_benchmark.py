@@ -190,9 +190,10 @@ class Model:
                              generator=gens, output_type="pil").images
 
     def service_generator(self):
-        from serve_app.model import SDTurboGenerator
+        from serve_app.model import SDTurboGenerator, pin_execution_device
 
-        return SDTurboGenerator(self.pipe, decoders=self.decoder_set)
+        # The pipeline as a replica configures it: its execution device pinned (configure_pipeline).
+        return SDTurboGenerator(pin_execution_device(self.pipe), decoders=self.decoder_set)
 
     def specs(self, prompts: list[str], seeds: list[int], width: int, height: int) -> list:
         from serve_app.batching import GenerationSpec

@@ -132,6 +132,37 @@ def load_pipeline(
     return pipe.to(device)
 
 
+def pin_execution_device(pipe: StableDiffusionPipeline) -> StableDiffusionPipeline:
+    """Fix ``pipe._execution_device`` to where the pipeline is now, instead of diffusers'
+    per-call search for it.
+
+    Every ``pipe(...)`` reads ``_execution_device``, which walks every module of every component
+    looking for offload hooks (``hasattr`` on each, an AttributeError raised and caught per
+    module). Measured on the 2-vCPU development machine (AMD EPYC, 2026-12-04): 2.8 ms per read
+    for the tiny preset (432 modules, about 7% of its 128x128 call) and 8.5 ms for the full-size
+    SD-Turbo architecture (1,235 modules), all of it on the host before the first kernel is
+    queued. The service never offloads or moves a loaded pipeline, so the answer cannot change.
+    ``pipe`` keeps its class name and stays a ``StableDiffusionPipeline``; pinning twice is a no-op.
+    """
+    base = type(pipe)
+    if getattr(base, "_pinned_execution_device", False):
+        return pipe
+    if any(hasattr(module, "_hf_hook") for module in pipe.components.values()):
+        raise ValueError("the pipeline has accelerate offload hooks: its execution device changes per call")
+    device = pipe._execution_device  # diffusers' own answer, once
+    pipe.__class__ = type(
+        base.__name__,
+        (base,),
+        {
+            "__module__": base.__module__,
+            "__doc__": base.__doc__,
+            "_pinned_execution_device": True,
+            "_execution_device": property(lambda self: device, doc="Pinned by serve_app.model.loading."),
+        },
+    )
+    return pipe
+
+
 def configure_pipeline(
     pipe: StableDiffusionPipeline,
     *,
@@ -143,6 +174,8 @@ def configure_pipeline(
 ) -> StableDiffusionPipeline:
     """Apply the serving optimisations that the settings switch on."""
     on_cuda = pipe.device.type == "cuda"
+    # 0. Per-call host time: where the pipeline runs is decided once, not searched for per call.
+    pin_execution_device(pipe)
     # 1. Memory layout: channels-last convolutions are faster on tensor cores; on CPU it is
     #    left alone (no measured gain there).
     if channels_last and on_cuda:

@@ -3,7 +3,7 @@ import shutil
 import pytest
 import torch
 
-from serve_app.model import ModelLoadError, load_pipeline, resolve_model
+from serve_app.model import ModelLoadError, configure_pipeline, load_pipeline, resolve_model
 
 
 def test_preset_resolves_to_its_directory_and_is_marked_random(tiny_model_dir, cache_dir):
@@ -54,3 +54,27 @@ def test_cuda_requested_without_a_gpu_is_an_error():
         pytest.skip("a GPU is present")
     with pytest.raises(ModelLoadError, match="no CUDA device"):
         load_pipeline("tiny", device="cuda")
+
+
+def test_configured_pipeline_knows_its_device_without_searching_its_modules(tiny_model_dir, cache_dir, monkeypatch):
+    from diffusers import StableDiffusionPipeline
+
+    from serve_app.model import pin_execution_device
+
+    plain = load_pipeline("tiny", cache_dir=cache_dir)
+    pipe = configure_pipeline(load_pipeline("tiny", cache_dir=cache_dir))
+    # diffusers' search walks every module (hasattr on each); the configured pipeline never does.
+    walked = []
+    original = torch.nn.Module.modules
+    monkeypatch.setattr(torch.nn.Module, "modules", lambda self: walked.append(1) or original(self))
+    assert plain._execution_device == torch.device("cpu") and walked
+    walked.clear()
+    assert pipe._execution_device == torch.device("cpu")
+    image = pipe(prompt="a lighthouse", num_inference_steps=1, guidance_scale=0.0, width=64, height=64,
+                 generator=torch.Generator().manual_seed(0), output_type="np").images
+    assert image.shape == (1, 64, 64, 3)
+    assert not walked
+    # Still the pipeline it was, and pinning again changes nothing.
+    assert isinstance(pipe, StableDiffusionPipeline) and type(pipe).__name__ == "StableDiffusionPipeline"
+    pinned_class = type(pipe)
+    assert pin_execution_device(pipe) is pipe and type(pipe) is pinned_class
