@@ -179,7 +179,7 @@ def serve_forever() -> int:
     responder = PortResponder(settings.host, settings.port)
     try:
         # 1. Build the app: resolves (downloads or builds) the model, or fails with the reason.
-        from serve_app.app import build_app_from_settings
+        from serve_app.app import build_app_from_settings, prepare_ray_head_environment
         from serve_app.cluster import DoesNotFit, local_head_resources
         from serve_app.model import ModelLoadError
 
@@ -199,6 +199,7 @@ def serve_forever() -> int:
 
         log(f"starting Ray head: {resources.describe()}, object store {settings.object_store_bytes} bytes")
         _prepare_startup_deadline(settings)
+        prepare_ray_head_environment()  # the replicas at nice 0, not Ray's 15 (serve_app/app.py)
         ray.init(
             num_cpus=int(resources.cpus),
             num_gpus=int(resources.gpus),

@@ -41,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
-    from serve_app.app import build_app
+    from serve_app.app import build_app, prepare_ray_head_environment
 
+    prepare_ray_head_environment()  # replicas at nice 0, as in the container
     ray.init(num_cpus=ns.num_cpus, include_dashboard=False, log_to_driver=True,
              runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k.startswith("SDTURBO_")}})
     serve.start(http_options=http_options)

@@ -230,6 +230,8 @@ class SDTurboModel:
             "gpu_ids": ray.get_gpu_ids(),
             # The thread Serve runs this code on: its actor loop's, or its own user-code thread (serve_app/app.py).
             "user_code_thread": threading.current_thread().name,
+            # The CPU priority Ray started this replica at (serve_app/app.py: RAY_HEAD_ENV_DEFAULTS).
+            "niceness": os.getpriority(os.PRIO_PROCESS, 0),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "device": str(self.generator.device),
         }
@@ -322,6 +324,7 @@ class Ingress:
             "torch_loaded": "torch" in sys.modules,
             "diffusers_loaded": "diffusers" in sys.modules,
             "user_code_thread": threading.current_thread().name,
+            "niceness": os.getpriority(os.PRIO_PROCESS, 0),
             # Whether this replica serves the HTTP port itself (Ray started with direct ingress).
             "direct_ingress": direct_ingress.is_enabled(),
         }

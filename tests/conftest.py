@@ -41,7 +41,7 @@ def running_serve_app(overrides: dict, cache_dir: str, metrics_port: int | None 
     from ray import serve
 
     from serve_app import direct_ingress
-    from serve_app.app import build_app
+    from serve_app.app import build_app, prepare_ray_head_environment
     from serve_app.settings import Settings
 
     port = free_port()
@@ -51,6 +51,7 @@ def running_serve_app(overrides: dict, cache_dir: str, metrics_port: int | None 
     init_options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "include_dashboard": False, "log_to_driver": False}
     if metrics_port:
         init_options["_metrics_export_port"] = metrics_port
+    prepare_ray_head_environment()  # as the container does: replicas at nice 0
     ray.init(**init_options)
     try:
         serve.start(http_options=http_options)

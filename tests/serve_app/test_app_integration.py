@@ -107,6 +107,17 @@ def test_both_replicas_run_their_code_on_the_actor_event_loop_not_a_separate_thr
     assert "_run_user_code_event_loop" not in ingress and "_run_user_code_event_loop" not in model, (ingress, model)
 
 
+def test_both_replicas_run_at_normal_cpu_priority(base_url):
+    # Ray starts workers at nice 15 unless told otherwise; the project's Ray head says 0
+    # (serve_app/app.py: RAY_HEAD_ENV_DEFAULTS), so the pipeline thread is not starved by the
+    # log relay and Ray's agents on a busy host.
+    from ray import serve
+
+    ingress = serve.get_app_handle("sd-turbo").process_stats.remote().result()
+    model = serve.get_deployment_handle("SDTurboModel", app_name="sd-turbo").stats.remote().result()
+    assert (ingress["niceness"], model["niceness"]) == (0, 0)
+
+
 def test_seeded_repeat_is_cached_and_identical(base_url):
     payload = {"prompt": "a cached lighthouse", "seed": 5, "width": 128, "height": 128, "output_format": "png"}
     first = httpx.post(base_url + "/predict", json=payload, timeout=60).json()
