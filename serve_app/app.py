@@ -51,11 +51,10 @@ def replica_runtime_env() -> dict[str, Any]:
     return {"env_vars": {name: os.environ.get(name, default) for name, default in REPLICA_SERVE_ENV_DEFAULTS.items()}}
 
 
-def prepare_ray_head_environment(environ: Any = None) -> None:
+def prepare_ray_head_environment() -> None:
     """Before ``ray.init`` starts a local Ray head: the defaults above, where not already set."""
-    environ = os.environ if environ is None else environ
     for name, value in RAY_HEAD_ENV_DEFAULTS.items():
-        environ.setdefault(name, value)
+        os.environ.setdefault(name, value)
 
 
 def model_deployment_options(settings: Settings, sizes: DeploymentSizes) -> dict[str, Any]:
