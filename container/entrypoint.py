@@ -75,15 +75,20 @@ def sagemaker_environment(
 
     * SageMaker talks to 0.0.0.0:8080 (SAGEMAKER_BIND_TO_PORT overrides the port when set).
     * A pipeline unpacked into /opt/ml/model (model_data_url, or baked into the image) is the
-      model unless SDTURBO_MODEL names another.
+      model unless SDTURBO_MODEL names another; so is a /opt/ml/model this user cannot read (the
+      start then fails with that reason, not with a PermissionError traceback).
     * Weights already inside the image or the model directory need no network: with
       SDTURBO_OFFLINE=1 the Hugging Face Hub is never contacted.
     """
+    from serve_app.model.directory import unreadable_reason
+
     implied = {
         "SDTURBO_HOST": "0.0.0.0",
         "SDTURBO_PORT": environ.get("SAGEMAKER_BIND_TO_PORT", "8080"),
     }
-    if (model_dir / "model_index.json").is_file():
+    # A model directory this user cannot read (SageMaker's local mode mounts one readable by its
+    # owner only) is still the model meant: resolving it then fails with the reason and the fix.
+    if unreadable_reason(model_dir) is not None or (model_dir / "model_index.json").is_file():
         implied["SDTURBO_MODEL"] = str(model_dir)
     if environ.get("SDTURBO_OFFLINE", "0") in ("1", "true"):
         implied["HF_HUB_OFFLINE"] = "1"

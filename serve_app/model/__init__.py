@@ -15,6 +15,8 @@ _EXPORTS = {
     "GeneratedImage": "generator",
     "GenerationOutOfMemory": "generator",
     "SDTurboGenerator": "generator",
+    "ModelDirectoryError": "directory",
+    "check_pipeline_directory": "directory",
     "ModelLoadError": "loading",
     "configure_pipeline": "loading",
     "load_pipeline": "loading",
@@ -46,6 +48,7 @@ __all__ = [
     "GeneratedImage",
     "GenerationOutOfMemory",
     "ImageSafetyChecker",
+    "ModelDirectoryError",
     "ModelLoadError",
     "PRESETS",
     "PromptTokenCounter",
@@ -56,6 +59,7 @@ __all__ = [
     "SafetyCheckerLoadError",
     "build_decoders",
     "build_pipeline",
+    "check_pipeline_directory",
     "configure_compile_cache",
     "configure_pipeline",
     "decoders_for_settings",
@@ -80,6 +84,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
         load_tiny_decoder,
         resolve_tiny_decoder,
     )
+    from serve_app.model.directory import ModelDirectoryError, check_pipeline_directory
     from serve_app.model.generator import GeneratedImage, GenerationOutOfMemory, SDTurboGenerator
     from serve_app.model.loading import (
         ModelLoadError,

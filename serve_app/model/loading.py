@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from diffusers import StableDiffusionPipeline
 
+from serve_app.model.directory import ModelDirectoryError, check_pipeline_directory, unreadable_reason
 from serve_app.model.presets import PRESETS, ensure_preset
 from serve_app.model.resolved import ResolvedModel
 
@@ -49,11 +50,17 @@ def resolve_model(model: str, revision: str | None, cache_dir: str, half_precisi
     path = Path(model).expanduser()
     looks_like_path = model.startswith((".", "/", "~")) or path.exists()
     if looks_like_path:
-        if not (path / "model_index.json").is_file():
+        if unreadable_reason(path) is None and not (path / "model_index.json").is_file():
             raise ModelLoadError(
                 f"Model directory {str(path)!r} has no model_index.json: it is not a diffusers "
                 f"pipeline directory (exists: {path.exists()}). {_OFFLINE_HINT}"
             )
+        # Unreadable, incomplete, truncated or of another architecture: one line now, not a
+        # replica failing to load it three times over.
+        try:
+            check_pipeline_directory(path)
+        except ModelDirectoryError as exc:
+            raise ModelLoadError(f"Model directory {str(path)!r} cannot be served: {exc}") from None
         return ResolvedModel(str(path.resolve()), str(path), None, False)
 
     # 3. A Hugging Face Hub id at a pinned revision: fetch only what the pipeline loads.
