@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -111,6 +113,65 @@ def test_unloadable_model_fails_fast_with_the_reason(tmp_path):
     assert process.wait(timeout=90) == 2
     log = read_log(tmp_path)
     assert "model could not be loaded" in log and str(missing) in log and "SDTURBO_MODEL=tiny" in log
+
+
+def _truncate_unet_weights(path: Path) -> str:
+    weights = next((path / "unet").glob("*.safetensors"))
+    with open(weights, "r+b") as f:
+        f.truncate(weights.stat().st_size - 100)
+    return "is truncated"
+
+
+def _remove_scheduler(path: Path) -> str:
+    shutil.rmtree(path / "scheduler")
+    return "has no scheduler/ folder"
+
+
+def _another_architecture(path: Path) -> str:
+    index = json.loads((path / "model_index.json").read_text())
+    (path / "model_index.json").write_text(json.dumps({**index, "_class_name": "FluxPipeline"}))
+    return "holds a FluxPipeline"
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("fault", [_truncate_unet_weights, _remove_scheduler, _another_architecture])
+def test_a_faulty_model_directory_ends_the_start_with_one_line_before_ray(tmp_path, tiny_model_dir, fault):
+    """What a broken model_data archive unpacks to: exit 2 with the reason in one line, before Ray
+    starts (the port only ever answered 503 loading), and no traceback."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    reason = fault(model)
+    process = start({"SDTURBO_MODEL": str(model), "SDTURBO_PORT": str(free_port())}, tmp_path)
+    assert process.wait(timeout=150) == 2, read_log(tmp_path)
+    log = read_log(tmp_path)
+    line = next(line for line in log.splitlines() if "model could not be loaded" in line)
+    assert f"Model directory {str(model)!r} cannot be served:" in line and reason in line, log
+    assert "Traceback" not in log and "starting Ray head" not in log, log
+
+
+def test_an_unreadable_model_directory_is_still_taken_as_the_model(tmp_path):
+    """Local mode's root-only /opt/ml/model, met by the container's non-root user: taken as the
+    model (so the start fails with the reason), not a PermissionError from the environment mapping."""
+    if os.geteuid() != 0:
+        pytest.skip("switches to another user to meet a directory it cannot read")
+    parent = Path(tempfile.mkdtemp(prefix="entrypoint-model-", dir="/tmp"))
+    try:
+        parent.chmod(0o755)
+        (parent / "model").mkdir(mode=0o700)
+        code = (
+            f"import sys; sys.path[:0] = [{str(ENTRYPOINT.parent)!r}, {str(REPO)!r}]; from pathlib import Path;"
+            f"import entrypoint; print(entrypoint.sagemaker_environment({{}}, Path({str(parent / 'model')!r})))"
+        )
+        # The system interpreter: this user cannot reach the virtual environment's; the mapping
+        # needs only the standard library.
+        result = subprocess.run(
+            [shutil.which("python3", path="/usr/bin:/bin"), "-c", code], user=65534, group=65534, extra_groups=[],
+            capture_output=True, text=True, timeout=60, cwd="/",
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"'SDTURBO_MODEL': '{parent / 'model'}'" in result.stdout
+    finally:
+        shutil.rmtree(parent)
 
 
 @pytest.mark.timeout(120)
