@@ -20,6 +20,8 @@ import json
 import os
 import shutil
 import subprocess
+import tarfile
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +33,9 @@ from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 NETAUDIT = Path(__file__).resolve().with_name("netaudit")
-IMAGE = "sd-turbo-serve:image-test"
+# The tag the image is built under (a machine running several builds gives each its own).
+IMAGE = os.environ.get("SDTURBO_IMAGE_TEST_TAG", "sd-turbo-serve:image-test")
+LOCAL_MODE_DRIVER = Path(__file__).resolve().with_name("sagemaker_local_mode.py")
 PING_LIMIT_S = 2.0  # SageMaker's limit for one /ping
 STOP_GRACE_S = 30  # SageMaker's SIGTERM -> SIGKILL
 # Long requests for the stop test (about 10 s each on the 2-core development machine): 8 of them
@@ -237,7 +241,8 @@ def test_serves_the_mounted_model_offline_without_any_network_access(image, mode
     )
     with container(*run, image, "serve") as container_id:
         result = docker("exec", container_id, "python3", "-c", client, timeout=480)
-        answer = json.loads(result.stdout.strip().splitlines()[-1])
+        # Compose relays the container's log to the same output: the driver's line is the JSON one.
+        answer = json.loads(next(line for line in result.stdout.splitlines() if line.startswith('{"format"')))
         assert answer["status"] == 200, f"{answer}\n{logs(container_id)[-4000:]}"
         assert answer["model"]["id"] == "/opt/ml/model"
         docker("stop", "-t", str(STOP_GRACE_S), container_id, timeout=STOP_GRACE_S + 30)
@@ -258,5 +263,79 @@ def test_an_unloadable_model_ends_the_container_with_the_reason(image, model_dir
     with container("-v", f"{model_dir}:/opt/ml/model:ro", "-e", "SDTURBO_OFFLINE=1", image, "serve") as container_id:
         exit_code = int(docker("wait", container_id, timeout=600).stdout.strip())
         log = logs(container_id)
-    assert exit_code != 0, log[-4000:]
-    assert "deployment failed" in log and "could not load it as a StableDiffusionPipeline" in log, log[-4000:]
+    # Found before Ray starts, in one line naming the file; no replica tries to load it.
+    assert exit_code == 2, log[-4000:]
+    assert f"/opt/ml/model/unet/{weights.name} is not a whole safetensors file" in log, log[-4000:]
+    assert "Traceback" not in log and "starting Ray head" not in log, log[-4000:]
+
+
+def test_a_model_directory_only_root_can_read_is_refused_in_one_line(image, model_dir, tmp_path):
+    """As SageMaker's local mode mounts an archive extracted into a private directory: owned by
+    root, mode 0700. The container's user cannot read it: one line saying so and how to fix it,
+    exit 2, no traceback, and /ping never 200."""
+    model_dir.chmod(0o700)
+    with container("-v", f"{model_dir}:/opt/ml/model:ro", "-e", "SDTURBO_OFFLINE=1", image, "serve") as container_id:
+        exit_code = int(docker("wait", container_id, timeout=300).stdout.strip())
+        log = logs(container_id)
+    assert exit_code == 2, log[-4000:]
+    assert "Traceback" not in log, log[-4000:]
+    reason = [line for line in log.splitlines() if "model could not be loaded" in line]
+    assert len(reason) == 1, log[-4000:]
+    assert "/opt/ml/model is not readable by this process (uid 1000" in reason[0], reason
+    assert "owned by uid 0" in reason[0] and "chmod -R a+rX" in reason[0], reason
+    assert "starting Ray head" not in log
+
+
+def sagemaker_sdk_python() -> str:
+    """The SageMaker Python SDK's interpreter: a virtual environment of its own (its pins
+    conflict with the project's); .ci/run makes one and sets SAGEMAKER_SDK_PYTHON."""
+    python = os.environ.get("SAGEMAKER_SDK_PYTHON")
+    if not python:
+        pytest.skip("SAGEMAKER_SDK_PYTHON not set: python3 -m venv .venv-sagemaker && "
+                    ".venv-sagemaker/bin/pip install sagemaker==2.257.7 (as .ci/run does)")
+    if shutil.which("docker-compose") is None and docker("compose", "version", check=False).returncode != 0:
+        pytest.skip("no Docker Compose for the SDK's local mode (apt-get install docker-compose)")
+    return python
+
+
+def test_sagemaker_sdk_local_mode_serves_a_model_data_archive(image, tiny_model_dir):
+    """What users run to try a bring-your-own container: the SDK's local mode (``instance_type="local"``),
+    with model_data a model.tar.gz of a saved pipeline, and no AWS account (fake credentials)."""
+    python = sagemaker_sdk_python()
+    # 1. model.tar.gz of the saved pipeline, files readable by all, in a folder others can
+    #    read: the SDK extracts it in place and mounts that folder at /opt/ml/model.
+    folder = Path(tempfile.mkdtemp(prefix="sd-turbo-local-mode-", dir="/tmp"))
+    existing = set(docker("ps", "-aq", "--filter", f"ancestor={image}").stdout.split())
+    try:
+        folder.chmod(0o755)
+        with tarfile.open(folder / "model.tar.gz", "w:gz") as archive:
+            for path in sorted(tiny_model_dir.rglob("*")):
+                info = archive.gettarinfo(path, arcname=str(path.relative_to(tiny_model_dir)))
+                info.uid = info.gid = 0
+                info.mode = 0o755 if path.is_dir() else 0o644
+                with open(path, "rb") if path.is_file() else contextlib.nullcontext() as content:
+                    archive.addfile(info, content)
+        # 2. Deploy, invoke, delete: all through the SDK.
+        env = {
+            **os.environ,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "local-mode-needs-no-account",
+            "AWS_SECRET_ACCESS_KEY": "local-mode-needs-no-account",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
+        }
+        result = subprocess.run(
+            [python, str(LOCAL_MODE_DRIVER), image, f"file://{folder}/model.tar.gz", str(free_port())],
+            env=env, capture_output=True, text=True, timeout=900,
+        )
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-6000:]
+        # Compose relays the container's log to the same output: the driver's line is the JSON one.
+        answer = json.loads(next(line for line in result.stdout.splitlines() if line.startswith('{"format"')))
+        assert answer == {"format": "jpeg", "model": "/opt/ml/model", "head": "ffd8ff"}, output[-4000:]  # a JPEG
+        assert "Traceback" not in output, output[-6000:]
+    finally:
+        left = set(docker("ps", "-aq", "--filter", f"ancestor={image}").stdout.split()) - existing
+        if left:
+            docker("rm", "-f", *left, check=False)
+        shutil.rmtree(folder, ignore_errors=True)
