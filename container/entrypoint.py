@@ -48,6 +48,13 @@ EXIT_MODEL_LOAD_FAILED = 2
 EXIT_DEPLOY_FAILED = 3
 EXIT_STARTUP_DEADLINE = 4
 EXIT_DOES_NOT_FIT = 5
+EXIT_RAY_COMPONENT_DIED = 6
+
+# While serving: how often the Ray head's processes are checked, how often the Serve controller's
+# state is asked of the GCS, and how long Ray may take to restart the controller.
+WATCH_PERIOD_S = 1.0
+CONTROLLER_CHECK_S = 2.0
+CONTROLLER_RESTART_LIMIT_S = 20.0
 
 # Stop timing. SageMaker sends SIGKILL 30 s after SIGTERM (as `docker stop -t 30` does), so the
 # drain, answering what could not finish, and Ray's shutdown must all fit in that.
@@ -236,12 +243,114 @@ def serve_forever() -> int:
         responder.close()
     log(f"ready: http://{settings.host}:{settings.port} (model {settings.model})")
 
-    # 5. Wait for SIGTERM, then stop within SageMaker's grace period.
-    while not drainer.requested.wait(timeout=1.0):
-        pass
+    # 5. Wait for SIGTERM, then stop within SageMaker's grace period. Meanwhile, a Ray component
+    #    that Ray does not bring back (the raylet, the GCS, the Serve controller for good) ends
+    #    the container at once, so that SageMaker replaces the instance.
+    watch = RayWatch.of_local_head(ray, serve)
+    while not drainer.requested.wait(timeout=WATCH_PERIOD_S):
+        death = watch.death()
+        if death:
+            log(f"{death}: this instance cannot serve any more; exiting so that it is replaced")
+            _kill_descendants()
+            return EXIT_RAY_COMPONENT_DIED
     stop_within_grace(serve, ray, settings, drainer.signalled_at or time.monotonic())
     log("stopped")
     return 0
+
+
+class RayWatch:
+    """What died of the Ray head this process started: its raylet and GCS (processes it owns:
+    checked every WATCH_PERIOD_S, costs nothing) and the Serve controller (Ray restarts that
+    actor; DEAD, or RESTARTING longer than CONTROLLER_RESTART_LIMIT_S, is final). The controller
+    is asked on a thread of its own, so a GCS that hangs never holds the watch up."""
+
+    def __init__(self, processes: dict[str, object], controller_state=None, clock=time.monotonic):
+        self._processes = processes  # name -> subprocess.Popen
+        self._controller_state = controller_state  # () -> (state, pid) | None
+        self._clock = clock
+        self._restarting_since: float | None = None
+        self._controller_answer: tuple[str, int] | None = None
+        self._controller_asked_at = 0.0
+        self._asking = threading.Lock()
+
+    @classmethod
+    def of_local_head(cls, ray, serve) -> RayWatch:
+        from ray._private import worker
+
+        node = worker._global_node
+        processes = {}
+        for kind, name in (("raylet", "raylet"), ("gcs_server", "GCS server")):
+            for info in node.all_processes.get(kind, []):
+                processes[name] = info.process
+        controller_id = serve.context._get_global_client()._controller._actor_id.hex()
+
+        def controller_state() -> tuple[str, int] | None:
+            entry = ray._private.state.actors(actor_id=controller_id)
+            return (entry.get("State", "?"), entry.get("Pid", 0)) if entry else None
+
+        return cls(processes, controller_state)
+
+    def death(self) -> str | None:
+        """One line saying what died, or None while everything Ray cannot bring back runs."""
+        from serve_app.liveness import describe_death
+
+        for name, process in self._processes.items():
+            returncode = process.poll()  # also reaps it
+            if returncode is not None:
+                return describe_death(name, process.pid, returncode)
+        if self._controller_state is None:
+            return None
+        self._ask_controller()
+        answer = self._controller_answer
+        if answer is None:
+            return None
+        state, pid = answer
+        if state == "DEAD":
+            return f"the Serve controller (pid {pid}) died and Ray did not restart it"
+        if state == "RESTARTING":
+            self._restarting_since = self._restarting_since or self._clock()
+            if self._clock() - self._restarting_since > CONTROLLER_RESTART_LIMIT_S:
+                return f"the Serve controller has been restarting for {CONTROLLER_RESTART_LIMIT_S:g} s (Ray cannot bring it back)"
+        else:
+            self._restarting_since = None
+        return None
+
+    def _ask_controller(self) -> None:
+        if self._clock() - self._controller_asked_at < CONTROLLER_CHECK_S or not self._asking.acquire(blocking=False):
+            return
+        self._controller_asked_at = self._clock()
+
+        def ask() -> None:
+            try:
+                self._controller_answer = self._controller_state()
+            except Exception:  # noqa: BLE001 - the GCS is being checked as a process anyway
+                pass
+            finally:
+                self._asking.release()
+
+        threading.Thread(target=ask, name="controller-watch", daemon=True).start()
+
+
+def _kill_descendants() -> None:
+    """SIGKILL every process below this one (Ray's workers outlive a dead raylet otherwise)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    todo, found = list(children.get(os.getpid(), [])), []
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    for pid in found:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def _prepare_startup_deadline(settings) -> None:

@@ -18,7 +18,7 @@ import os
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from ray import serve
@@ -35,6 +35,7 @@ from serve_app.guardrails import RateLimiter
 from serve_app.health import PipelineHealth
 from serve_app.http import create_http_app
 from serve_app.inflight import CountOpenRequests, InflightRequests
+from serve_app.liveness import Readiness, describe_death, process_state
 from serve_app.logs import configure_logging, log_event
 from serve_app.metrics import IngressMetrics, ModelMetrics
 from serve_app.model.resolved import ResolvedModel
@@ -52,8 +53,11 @@ logger = logging.getLogger("sd_turbo.replicas")
 
 MODEL_DEPLOYMENT = "SDTurboModel"
 INGRESS_DEPLOYMENT = "Ingress"
-# How often the ingress refreshes its view of the model deployment's health.
+# How often the ingress refreshes its view of the model deployment's health, and how old that
+# view may be before /ping stops trusting it (a question that hangs on a dead component): well
+# inside the 10 s in which /ping must turn 503, well above a slow answer on a loaded machine.
 READINESS_POLL_S = 0.5
+READINESS_STALE_S = 6.0
 # Retry-After for a full queue: a batch completes in well under a second on a GPU.
 OVERLOAD_RETRY_AFTER_S = 1
 
@@ -279,8 +283,14 @@ class Ingress:
             if settings.rate_limit_per_minute
             else None
         )
-        self._ready = False
+        # Whether a model replica runs, from the Serve controller, kept current by the poller;
+        # /ping and admission read it at once (serve_app/liveness.py).
+        self.readiness = Readiness(stale_after_s=READINESS_STALE_S)
         self._readiness_task: asyncio.Task | None = None
+        self._readiness_poll = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readiness")
+        self._readiness_pending: Future | None = None
+        self._raylet_pid = int(os.environ.get("RAY_RAYLET_PID", "0"))
+        self._was_ready = False
         # Requests waiting on the model: drained on SIGTERM, aborted at the stop deadline (issue 10).
         self.inflight_requests = InflightRequests()
         # `serve run` names the application "default"; the container names it from the settings.
@@ -310,6 +320,10 @@ class Ingress:
     def _admit(self, request) -> None:
         if self.inflight_requests.draining:
             raise NotReady("the server is shutting down; retry on another instance", retry_after_s=1)
+        verdict = self.readiness.verdict()
+        if not verdict.ready:
+            # Waiting for a replica that is not there would only end in a 504 much later.
+            raise NotReady(f"this instance cannot make an image now ({verdict.reason}); retry shortly", retry_after_s=2)
         if self.rate_limiter is not None:
             self.rate_limiter.acquire(request.client.host if request.client else "-")
 
@@ -344,25 +358,52 @@ class Ingress:
     def _is_ready(self) -> bool:
         if self._readiness_task is None:
             self._readiness_task = asyncio.get_running_loop().create_task(self._poll_readiness())
-        return self._ready and not self.inflight_requests.draining
+        return self.readiness.verdict().ready and not self.inflight_requests.draining
 
     async def _poll_readiness(self) -> None:
-        """Track whether the model deployment has a running replica, from the controller.
+        """Keep ``self.readiness`` current: every READINESS_POLL_S, never blocking the event loop.
 
-        /ping reads the cached answer, so it never waits behind image generation; asking the
-        controller (not the model replica) also keeps health probes out of the model's queue.
+        /ping reads the recorded answer, so it never waits behind image generation or a dead
+        component; asking the controller (not the model replica) also keeps health probes out
+        of the model's queue. One question at a time, on a thread of its own: a question that
+        hangs (its node is gone) is not asked again on top, and its answer goes stale.
         """
         while True:
             try:
-                self._ready = await asyncio.to_thread(_model_deployment_healthy, self.app_name)
-                if not self._startup_watch.settled:
-                    # While starting, the full status too: the start-up watch says what is stuck.
-                    status = await asyncio.to_thread(serve.status)
-                    self._startup_watch.observe(status.applications.get(self.app_name))
+                self._poll_readiness_once()
             except Exception:  # noqa: BLE001 - a failed poll means "not known ready"
                 logger.exception("readiness poll failed")
-                self._ready = False
+                self.readiness.observe(False, "the readiness poll failed")
+            verdict = self.readiness.verdict()
+            if verdict.ready != self._was_ready:
+                log_event(logger, "ready" if verdict.ready else "not_ready", reason=verdict.reason)
+                self._was_ready = verdict.ready
             await asyncio.sleep(READINESS_POLL_S)
+
+    def _poll_readiness_once(self) -> None:
+        # 1. The raylet of this node, from /proc: a dead node answers no question.
+        if self._raylet_pid and process_state(self._raylet_pid) != "alive":
+            self.readiness.observe(False, describe_death("raylet", self._raylet_pid, None))
+            return
+        # 2. The controller's answer to the last question, once it has come.
+        pending = self._readiness_pending
+        if pending is not None:
+            if not pending.done():
+                return
+            try:
+                healthy, reason = pending.result()
+            except Exception as exc:  # noqa: BLE001 - the controller could not be asked
+                healthy, reason = False, f"the Serve controller could not be asked: {type(exc).__name__}"
+            self.readiness.observe(healthy, reason)
+        # 3. The next question.
+        self._readiness_pending = self._readiness_poll.submit(self._ask_controller)
+
+    def _ask_controller(self) -> tuple[bool, str]:
+        """On the readiness thread: whether a model replica runs (and the start-up watch fed)."""
+        if not self._startup_watch.settled:
+            # While starting, the full status too: the start-up watch says what is stuck.
+            self._startup_watch.observe(serve.status().applications.get(self.app_name))
+        return _model_replica_running(self.app_name)
 
     # --- the model call --------------------------------------------------------------------
     async def _call_model(
@@ -400,6 +441,23 @@ class Ingress:
             raise ModelUnavailable(
                 "the model replica holding this request stopped; it was not completed", retry_after_s=2
             ) from None
+
+
+def _model_replica_running(app_name: str) -> tuple[bool, str]:
+    """(whether at least one model replica runs, why not). The cheap per-application status
+    first; only when the deployment is not HEALTHY (a replica restarting, one of several gone)
+    the full status, for the count of running replicas."""
+    if _model_deployment_healthy(app_name):
+        return True, ""
+    app = serve.status().applications.get(app_name)
+    deployment = app.deployments.get(MODEL_DEPLOYMENT) if app is not None else None
+    if deployment is None:
+        return False, f"the {MODEL_DEPLOYMENT} deployment is not deployed"
+    states = {getattr(state, "value", state): count for state, count in deployment.replica_states.items()}
+    if states.get("RUNNING", 0) > 0:
+        return True, ""
+    status = getattr(deployment.status, "value", deployment.status)
+    return False, f"no model replica is running ({MODEL_DEPLOYMENT} is {status}; replicas: {states or 'none'})"
 
 
 def _model_deployment_healthy(app_name: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import os
 import shutil
@@ -16,7 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loadtest.soak import process_tree
 from tests.conftest import free_port
+from tests.container import chaos
 
 REPO = Path(__file__).resolve().parents[2]
 ENTRYPOINT = REPO / "container" / "entrypoint.py"
@@ -260,3 +263,77 @@ def test_sagemaker_environment_mapping(tmp_path):
     explicit = sagemaker_environment({"SDTURBO_MODEL": "tiny", "SAGEMAKER_BIND_TO_PORT": "9000"}, model_dir=tmp_path)
     assert explicit == {"SDTURBO_HOST": "0.0.0.0", "SDTURBO_PORT": "9000"}
     assert "SDTURBO_MODEL" not in sagemaker_environment({}, model_dir=tmp_path / "empty")
+
+
+def wait_for_ping_200(process: subprocess.Popen, url: str, tmp_path: Path, give_up_s: float = 200) -> None:
+    deadline = time.monotonic() + give_up_s
+    while True:
+        assert process.poll() is None, read_log(tmp_path)[-4000:]
+        try:
+            if httpx.get(url + "/ping", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, read_log(tmp_path)[-4000:]
+        time.sleep(0.25)
+
+
+def cluster_processes(root: int) -> dict[int, str]:
+    """PID -> command line of ``root``'s process tree: the cluster this test started, nothing else."""
+    processes = {}
+    for pid in process_tree(root):
+        try:
+            processes[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+    return processes
+
+
+@pytest.mark.timeout(420)
+@pytest.mark.parametrize("fault", ["raylet", "gcs", "model_replica", "ingress_replica", "controller"])
+def test_chaos_a_killed_ray_component_recovers_or_ends_the_entrypoint(tmp_path, cache_dir, tiny_model_dir, fault):
+    """The entrypoint on this host, as in the container, under a small steady load: SIGKILL one
+    process of its own cluster. What Ray restarts recovers in place; a dead raylet or GCS ends
+    the entrypoint with exit code 6 and one line naming it, within 30 s; /ping never says 200
+    while requests fail (tests/container/chaos.py)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = start({"SDTURBO_MODEL": "tiny", "SDTURBO_PORT": str(port), "SDTURBO_CACHE_DIR": cache_dir}, tmp_path)
+    started_pids: set[int] = set()
+    try:
+        wait_for_ping_200(process, url, tmp_path)
+        processes = cluster_processes(process.pid)
+        started_pids = set(processes)
+        with chaos.Watch(url) as watch:
+            time.sleep(3.0)  # the load is flowing
+            os.kill(chaos.find(processes, fault), signal.SIGKILL)
+            killed_at = time.monotonic()
+            exited_at = None
+            while time.monotonic() < killed_at + chaos.RECOVER_S + 10:
+                if process.poll() is not None:
+                    exited_at = time.monotonic()
+                    break
+                if watch.settled(killed_at):
+                    break
+                time.sleep(0.25)
+        answers = watch.snapshot()
+        log = read_log(tmp_path)
+        problems = chaos.verdict(answers, killed_at, exited_at, process.returncode)
+        print(f"\n[chaos] {fault}: {'kept' if not problems else problems}; exit {process.returncode}\n{chaos.timeline(answers, killed_at)}")
+        assert not problems, "\n".join(problems) + "\n" + chaos.timeline(answers, killed_at) + "\n" + log[-3000:]
+        if fault in ("raylet", "gcs"):
+            assert process.returncode == 6 and exited_at - killed_at < 30, log[-3000:]
+            name = {"raylet": "raylet", "gcs": "GCS server"}[fault]
+            lines = [line for line in log.splitlines() if line.startswith(f"[entrypoint] the {name} (pid ")]
+            assert len(lines) == 1 and "died (killed by SIGKILL): this instance cannot serve" in lines[0], log[-3000:]
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        # Whatever of this test's cluster outlived it (Ray's workers outlive a dead raylet).
+        for pid in started_pids | set(cluster_processes(process.pid)):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
