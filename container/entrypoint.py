@@ -23,7 +23,12 @@ SageMaker starts a bring-your-own container as ``docker run IMAGE serve`` and th
      replica serves the port itself (direct ingress, one hop fewer than Ray's proxy) and shares it
      with the responder, which hands it over only once the ingress answers /ping
      itself: every /ping is answered quickly, from the first second on,
-  5. on SIGTERM stops within SageMaker's 30 s: /ping turns 503, new requests get 503, in-flight
+  5. while serving, watches what Ray does not bring back: the raylet and the GCS (its own child
+     processes) and the Serve controller (DEAD, or restarting for 20 s). One of them gone ends
+     the container with exit code 6 and one line saying what died, so SageMaker replaces the
+     instance instead of routing requests to it (the ingress's /ping has turned 503 by then:
+     serve_app/liveness.py). A model or ingress replica Ray restarts in place;
+  6. on SIGTERM stops within SageMaker's 30 s: /ping turns 503, new requests get 503, in-flight
      requests may finish until the drain deadline (``drain_deadline_s``); those that cannot are
      answered with a 503 "shutting_down" error, then Ray shuts down and the process exits 0.
 """
