@@ -37,6 +37,23 @@ class GenerationSpec:
 
 
 @dataclass(frozen=True)
+class GenerationJob:
+    """One request as it crosses the Ray seam to a model replica: what to draw, how to encode it,
+    and when the ingress handed it over (``submitted_at``, ``time.time()``: the start of the
+    response's ``timings_ms.queue``)."""
+
+    spec: GenerationSpec
+    output_format: str
+    quality: int
+    submitted_at: float = 0.0
+
+    @property
+    def cache_key(self) -> tuple:
+        """Jobs with equal keys make byte-identical images (the seed is part of the spec)."""
+        return (self.spec, self.output_format, self.quality)
+
+
+@dataclass(frozen=True)
 class GenerationResult:
     """One encoded image as the model replica returns it to the ingress."""
 

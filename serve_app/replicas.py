@@ -26,7 +26,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, RequestCancelledError
 
 from serve_app import direct_ingress
-from serve_app.batching import GenerationResult, GenerationSpec
+from serve_app.batching import GenerationJob, GenerationResult, GenerationSpec
 from serve_app.device_loop import CallRecord, DeviceLoop, DeviceRequest, PipelineCallCancelled
 from serve_app.emf import EmfWriter
 from serve_app.encoding import encode_image
@@ -134,14 +134,12 @@ class SDTurboModel:
             warmup_ms=round(warmup_ms, 1),
         )
 
-    async def generate(
-        self, spec: GenerationSpec, output_format: str, quality: int, submitted_at: float
-    ) -> GenerationResult:
+    async def generate(self, job: GenerationJob) -> GenerationResult:
         """One request: wait for its pipeline call, then encode its image."""
         arrived_at = time.time()
         self._held += 1
         self.metrics.queue_depth.set(self._held)
-        request = self.device_loop.prepare(spec)
+        request = self.device_loop.prepare(job.spec)
         try:
             try:
                 await self._generate_batch(request)
@@ -158,17 +156,17 @@ class SDTurboModel:
             loop = asyncio.get_running_loop()
             encode_started = time.perf_counter()
             data = await loop.run_in_executor(
-                self._encode_pool, encode_image, generated.image, output_format, quality
+                self._encode_pool, encode_image, generated.image, job.output_format, job.quality
             )
         finally:
             self._held -= 1
             self.metrics.queue_depth.set(self._held)
         result = GenerationResult(
             image=data,
-            format=output_format,
+            format=job.output_format,
             batch_size=generated.batch_size,
             # From the ingress handing the request over to its pipeline call starting.
-            queue_ms=max(0.0, (generated.started_at - submitted_at) * 1000.0),
+            queue_ms=max(0.0, (generated.started_at - job.submitted_at) * 1000.0),
             inference_ms=generated.inference_ms,
             encode_ms=(time.perf_counter() - encode_started) * 1000.0,
             decoder=generated.decoder,
@@ -365,15 +363,11 @@ class Ingress:
             await asyncio.sleep(READINESS_POLL_S)
 
     # --- the model call --------------------------------------------------------------------
-    async def _call_model(
-        self, spec: GenerationSpec, output_format: str, quality: int, submitted_at: float
-    ) -> GenerationResult:
-        return await self.inflight_requests.run(self._await_model(spec, output_format, quality, submitted_at))
+    async def _call_model(self, job: GenerationJob) -> GenerationResult:
+        return await self.inflight_requests.run(self._await_model(job))
 
-    async def _await_model(
-        self, spec: GenerationSpec, output_format: str, quality: int, submitted_at: float
-    ) -> GenerationResult:
-        response = self.model.generate.remote(spec, output_format, quality, submitted_at)
+    async def _await_model(self, job: GenerationJob) -> GenerationResult:
+        response = self.model.generate.remote(job)
         try:
             return await response
         except asyncio.CancelledError:

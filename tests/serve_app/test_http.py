@@ -170,7 +170,7 @@ def test_blocked_prompts_are_refused_and_audited(caplog):
 
 
 def test_an_unexpected_bug_is_a_json_500_with_the_request_id():
-    async def broken(spec, fmt, quality, submitted_at):
+    async def broken(job):
         raise RuntimeError("boom")
 
     response = make_http_client(make_service(broken)).post("/predict", json={"prompt": "a"})
@@ -220,7 +220,7 @@ def test_a_flagged_image_is_a_documented_422_audited_without_prompt_or_image(cap
 
     from serve_app.errors import ImageBlocked
 
-    async def flagging_model(spec, fmt, quality, submitted_at):
+    async def flagging_model(job):
         raise ImageBlocked()
 
     rejected = []
