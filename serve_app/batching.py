@@ -1,14 +1,14 @@
-"""Splitting a coalesced batch into groups that one pipeline call can serve.
+"""The plain data types of generation, shared by the ingress, the device loop and the model package.
 
 A diffusers pipeline call takes one size, one step count and one guidance scale for the whole
 batch, while prompts, negative prompts and seeds may differ per image; the latents of one call
-are decoded by one decoder ("full" VAE or "tiny" TAESD). Pure Python: no Ray, no
-torch, so it is tested directly.
+are decoded by one decoder ("full" VAE or "tiny" TAESD): ``GenerationSpec.group_key`` says which
+requests can share a call. Only the device loop (``serve_app/device_loop.py``) forms calls.
+Pure Python: no Ray, no torch, so it is tested directly and crosses the Ray seam as it is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -66,17 +66,14 @@ class GenerationResult:
     decoder: str = "full"  # the decoder that made the image (provenance, reported to the caller)
 
 
-def group_compatible(specs: Sequence[GenerationSpec], max_group_size: int | None = None) -> list[list[int]]:
-    """Partition indices of ``specs`` into groups with equal ``group_key``.
+@dataclass(frozen=True)
+class PipelineRun:
+    """One pipeline run as the generator reports it: a device-loop call is one run, or several
+    when an out-of-memory error split it."""
 
-    Groups keep first-arrival order (the group of the oldest request runs first) and indices
-    inside a group keep arrival order; ``max_group_size`` splits a large group further.
-    """
-    groups: dict[tuple, list[int]] = {}
-    for index, spec in enumerate(specs):
-        groups.setdefault(spec.group_key, []).append(index)
-    result: list[list[int]] = []
-    for members in groups.values():
-        step = max_group_size or len(members)
-        result.extend(members[i : i + step] for i in range(0, len(members), step))
-    return result
+    batch_size: int
+    inference_ms: float
+
+
+class PipelineCallCancelled(Exception):
+    """Raised by a pipeline call that stopped early because ``should_stop()`` turned true."""

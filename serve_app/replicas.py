@@ -26,8 +26,8 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, RequestCancelledError
 
 from serve_app import direct_ingress
-from serve_app.batching import GenerationJob, GenerationResult, GenerationSpec
-from serve_app.device_loop import CallRecord, DeviceLoop, DeviceRequest, PipelineCallCancelled
+from serve_app.batching import GenerationJob, GenerationResult, GenerationSpec, PipelineCallCancelled
+from serve_app.device_loop import CallRecord, DeviceLoop, DeviceRequest
 from serve_app.emf import EmfWriter
 from serve_app.encoding import encode_image
 from serve_app.errors import ImageBlocked, InsufficientMemory, ModelUnavailable, NotReady, Overloaded, ServiceError
@@ -41,7 +41,7 @@ from serve_app.model.resolved import ResolvedModel
 from serve_app.model.tokens import PromptTokenCounter
 from serve_app.protocol import ModelInfo
 from serve_app.serving import ImageService
-from serve_app.settings import Settings
+from serve_app.settings import DEFAULT_BATCH_WAIT_TIMEOUT_S, DEFAULT_MAX_BATCH_SIZE, Settings
 from serve_app.startup import StartupWatch
 from serve_app.storage import S3ImageStore
 
@@ -92,21 +92,24 @@ class SDTurboModel:
         # VAE decoders: the full VAE and/or TAESD (resolved.tiny_decoder), compiled here when
         # compile_decoder says so, never in the request path.
         decoders = decoders_for_settings(pipe, settings, resolved.tiny_decoder)
+        self.metrics = ModelMetrics(emf=EmfWriter.from_settings(settings))
         self.generator = SDTurboGenerator(
             pipe,
-            max_group_size=settings.max_batch_size,
             simulate_oom_above=settings.fault_injection_oom_above,
             # The image safety checker (a ResolvedSafetyChecker, or None when off), beside the pipeline.
             safety_checker=ImageSafetyChecker.load(safety, pipe.device, pipe.unet.dtype) if safety else None,
             decoders=decoders,
+            # Batch size and inference time of every pipeline run, reported by the generator itself.
+            on_pipeline_run=self.metrics.pipeline_run,
         )
-        self.metrics = ModelMetrics(emf=EmfWriter.from_settings(settings))
         # A call running twice as long as any request may wait serves nobody: the device is stuck.
         self.health = PipelineHealth(stall_after_s=2 * settings.request_timeout_s)
         self._held = 0  # requests in this replica: waiting for a batch, in one, or encoding
-        # 2. Batch formation follows the device (serve_app/device_loop.py): Ray's batcher hands
-        #    requests over, the loop runs whatever waits when the device frees up. The
-        #    decorator's values are only defaults; the settings size both.
+        # 2. Batch formation follows the device (serve_app/device_loop.py), the one owner of
+        #    batching: Ray's batcher only hands requests over, the loop runs whatever waits when
+        #    the device frees up, up to max_batch_size. The decorator's values are only defaults
+        #    (it is evaluated when the class is defined, before any settings exist); the
+        #    settings set both here.
         self.device_loop = DeviceLoop(
             self._run_on_device,
             settings.max_batch_size,
@@ -118,8 +121,7 @@ class SDTurboModel:
         # 3. Warm up before Serve marks the replica running (and /ping turns 200).
         warmup_ms = 0.0
         if settings.warmup:
-            sizes = sorted({1, settings.max_batch_size})
-            warmup_ms = self.generator.warmup(batch_sizes=sizes)
+            warmup_ms = self.generator.warmup(batch_sizes=settings.warmup_batch_sizes)
         # Encoding runs beside the next batch's inference, never on the event loop.
         self._encode_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="encode")
         log_event(
@@ -136,7 +138,6 @@ class SDTurboModel:
 
     async def generate(self, job: GenerationJob) -> GenerationResult:
         """One request: wait for its pipeline call, then encode its image."""
-        arrived_at = time.time()
         self._held += 1
         self.metrics.queue_depth.set(self._held)
         request = self.device_loop.prepare(job.spec)
@@ -149,7 +150,6 @@ class SDTurboModel:
                 # or stops its call at the next step if nobody else waits for it.
                 request.future.cancel()
                 raise
-            self.metrics.batching_delay(max(0.0, (generated.started_at - arrived_at) * 1000.0))
             if generated.flagged:  # withheld: this request fails, the rest of its batch does not
                 self.metrics.safety_refused()
                 raise ImageBlocked()
@@ -174,7 +174,7 @@ class SDTurboModel:
         self.metrics.image_done(result.queue_ms, result.inference_ms, result.encode_ms)
         return result
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
+    @serve.batch(max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_TIMEOUT_S)
     async def _generate_batch(self, requests: list[DeviceRequest]) -> list[None]:
         # Hand over and return at once: Ray's one-batch-at-a-time semaphore is then never held
         # by a running call, so requests never queue behind it in small timer-cut batches

@@ -34,6 +34,10 @@ DEFAULT_MODEL_REVISION = "b261bac6fd2cf515557d5d0707481eafa0485ec2"
 DEFAULT_TINY_DECODER = "madebyollin/taesd"
 DEFAULT_TINY_DECODER_REVISION = "614f76814bbe30edbe2e627ace1c2234c81a2c0e"
 DECODER_NAMES = ("full", "tiny")
+# The batching knobs' defaults, named because ``@serve.batch`` (serve_app/model_replica.py) needs
+# values when its class is defined, before any settings exist; each replica then sets its own.
+DEFAULT_MAX_BATCH_SIZE = 8
+DEFAULT_BATCH_WAIT_TIMEOUT_S = 0.0
 
 
 def _setting(default: Any, doc: str, **bounds: Any) -> Any:
@@ -127,13 +131,13 @@ class Settings(BaseSettings):
     # knob project-wide: the Serve YAML, the GPU benchmark and Terraform's defaults follow
     # these (tests/deployments/test_batching_knobs.py).
     max_batch_size: int = _setting(
-        8,
+        DEFAULT_MAX_BATCH_SIZE,
         "Most requests in one pipeline call; arrivals during a running call fill the next one up to this.",
         ge=1,
         le=256,
     )
     batch_wait_timeout_s: float = _setting(
-        0.0,
+        DEFAULT_BATCH_WAIT_TIMEOUT_S,
         "How long Ray's @serve.batch gathers simultaneous arrivals before handing them to the "
         "device loop: a delay added to a request that finds the replica idle (0: starts at once). "
         "Batch size under load never depends on it.",
@@ -310,6 +314,11 @@ class Settings(BaseSettings):
         if buckets[0] < 1 or buckets[-1] < self.max_batch_size:
             raise ValueError("compile_decoder_buckets must be >= 1 and reach max_batch_size")
         return tuple(buckets)
+
+    @property
+    def warmup_batch_sizes(self) -> tuple[int, ...]:
+        """The call sizes a replica warms up before it reports ready: a lone request and a full call."""
+        return tuple(sorted({1, self.max_batch_size}))
 
     @property
     def decoder_compile_sizes(self) -> tuple[tuple[int, int], ...]:
