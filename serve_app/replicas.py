@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
 from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
@@ -45,9 +44,6 @@ from serve_app.settings import DEFAULT_BATCH_WAIT_TIMEOUT_S, DEFAULT_MAX_BATCH_S
 from serve_app.startup import StartupWatch
 from serve_app.storage import S3ImageStore
 
-if TYPE_CHECKING:  # the safety module imports torch: only the model replica loads it, at run time
-    from serve_app.model.safety import ResolvedSafetyChecker
-
 logger = logging.getLogger("sd_turbo.replicas")
 
 MODEL_DEPLOYMENT = "SDTurboModel"
@@ -60,19 +56,19 @@ OVERLOAD_RETRY_AFTER_S = 1
 
 @serve.deployment(name=MODEL_DEPLOYMENT)
 class SDTurboModel:
-    async def __init__(self, settings: Settings, resolved: ResolvedModel, safety: ResolvedSafetyChecker | None = None):
+    async def __init__(self, settings: Settings, resolved: ResolvedModel):
         # Load in a worker thread: a synchronous constructor blocks the replica's user-code
         # event loop, so Serve could not stop a replica that is still loading (Ctrl+C on
         # `serve run`, a start-up deadline) before its 20 s grace period ran out (issue 16).
-        await asyncio.to_thread(self._load, settings, resolved, safety)
+        await asyncio.to_thread(self._load, settings, resolved)
 
-    def _load(self, settings: Settings, resolved: ResolvedModel, safety: ResolvedSafetyChecker | None) -> None:
+    def _load(self, settings: Settings, resolved: ResolvedModel) -> None:
         from serve_app.model import (
             ImageSafetyChecker,
             SDTurboGenerator,
             configure_pipeline,
-            decoders_for_settings,
             load_pipeline,
+            prepare_decoders,
         )
 
         configure_logging(settings.log_level)
@@ -91,13 +87,17 @@ class SDTurboModel:
         )
         # VAE decoders: the full VAE and/or TAESD (resolved.tiny_decoder), compiled here when
         # compile_decoder says so, never in the request path.
-        decoders = decoders_for_settings(pipe, settings, resolved.tiny_decoder)
+        decoders = prepare_decoders(pipe, resolved.tiny_decoder, **settings.decoder_options)
         self.metrics = ModelMetrics(emf=EmfWriter.from_settings(settings))
         self.generator = SDTurboGenerator(
             pipe,
             simulate_oom_above=settings.fault_injection_oom_above,
-            # The image safety checker (a ResolvedSafetyChecker, or None when off), beside the pipeline.
-            safety_checker=ImageSafetyChecker.load(safety, pipe.device, pipe.unet.dtype) if safety else None,
+            # The image safety checker (None when off), beside the pipeline.
+            safety_checker=(
+                ImageSafetyChecker.load(resolved.safety_checker, pipe.device, pipe.unet.dtype)
+                if resolved.safety_checker
+                else None
+            ),
             decoders=decoders,
             # Batch size and inference time of every pipeline run, reported by the generator itself.
             on_pipeline_run=self.metrics.pipeline_run,

@@ -21,18 +21,21 @@ from typing import Any, Literal
 from pydantic import Field, PositiveInt, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from serve_app.model.sources import (
+    DEFAULT_CACHE_DIR,
+    DEFAULT_MODEL,
+    DEFAULT_TINY_DECODER,
+    PINNED_REVISIONS,
+    SAFETY_CHECKER_HUB_ID,
+)
 from serve_app.protocol import OutputFormat
 
 ENV_PREFIX = "SDTURBO_"
 
-# The published SD-Turbo weights, pinned to the commit this service was built against, so a
-# deployment never picks up a changed model silently.
-DEFAULT_MODEL = "stabilityai/sd-turbo"
-DEFAULT_MODEL_REVISION = "b261bac6fd2cf515557d5d0707481eafa0485ec2"
-# TAESD, the tiny VAE decoder, and the Hub commit of it this service pins (the revision of
-# madebyollin/taesd that public projects pin for config.json + diffusion_pytorch_model.safetensors).
-DEFAULT_TINY_DECODER = "madebyollin/taesd"
-DEFAULT_TINY_DECODER_REVISION = "614f76814bbe30edbe2e627ace1c2234c81a2c0e"
+# The published SD-Turbo weights and TAESD (the tiny VAE decoder), each pinned to a Hub commit
+# so a deployment never picks up changed weights silently: serve_app/model/sources.py lists every pin.
+DEFAULT_MODEL_REVISION = PINNED_REVISIONS[DEFAULT_MODEL]
+DEFAULT_TINY_DECODER_REVISION = PINNED_REVISIONS[DEFAULT_TINY_DECODER]
 DECODER_NAMES = ("full", "tiny")
 # The batching knobs' defaults, named because ``@serve.batch`` (serve_app/model_replica.py) needs
 # values when its class is defined, before any settings exist; each replica then sets its own.
@@ -68,7 +71,7 @@ class Settings(BaseSettings):
         "Hub revision (commit sha) used when `model` is a hub id; ignored for directories and presets.",
     )
     cache_dir: str = _setting(
-        str(Path.home() / ".cache" / "sd-turbo-serve"),
+        DEFAULT_CACHE_DIR,
         "Where offline presets are built and kept.",
     )
     # --- Compute ------------------------------------------------------------------------------
@@ -204,14 +207,14 @@ class Settings(BaseSettings):
     safety_checker: str = _setting(
         "",
         "Image safety checker run on every image: '' (off), a Hub id (e.g. "
-        "CompVis/stable-diffusion-safety-checker), a local checker directory, 'model' (the model "
+        f"{SAFETY_CHECKER_HUB_ID}), a local checker directory, 'model' (the model "
         "directory's safety_checker/ and feature_extractor/), or 'random' (offline preset: the "
         "published architecture with random weights, flags nothing; tests). Flagged images get 422.",
     )
     safety_checker_revision: str = _setting(
         "",
         "Hub revision (commit sha) of `safety_checker`; empty: the pinned commit for "
-        "CompVis/stable-diffusion-safety-checker, required for any other Hub id.",
+        f"{SAFETY_CHECKER_HUB_ID}, required for any other Hub id.",
     )
     fault_injection_unsafe_seeds: str = _setting(
         "",
@@ -314,6 +317,17 @@ class Settings(BaseSettings):
         if buckets[0] < 1 or buckets[-1] < self.max_batch_size:
             raise ValueError("compile_decoder_buckets must be >= 1 and reach max_batch_size")
         return tuple(buckets)
+
+    @property
+    def decoder_options(self) -> dict[str, Any]:
+        """The decoder settings as the plain keyword arguments of ``serve_app.model.prepare_decoders``."""
+        return {
+            "names": self.loaded_decoders,
+            "compile_mode": self.compile_decoder,
+            "buckets": self.decoder_compile_buckets,
+            "sizes": self.decoder_compile_sizes,
+            "compile_cache_dir": self.compile_cache_dir,
+        }
 
     @property
     def warmup_batch_sizes(self) -> tuple[int, ...]:
