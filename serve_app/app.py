@@ -17,9 +17,10 @@ from typing import Any
 from ray.serve import Application
 
 from serve_app.cluster import ClusterResources, DeploymentSizes, current_resources, size_deployments
+from serve_app.ingress import Ingress
 from serve_app.logs import configure_logging, log_event
 from serve_app.model.resolved import ResolvedModel
-from serve_app.replicas import Ingress, SDTurboModel
+from serve_app.model_replica import SDTurboModel
 from serve_app.settings import Settings
 
 logger = logging.getLogger("sd_turbo.app")

@@ -309,11 +309,10 @@ class JsonInternalErrors:
 
 # --- the app ------------------------------------------------------------------------------------
 def create_http_app(
-    get_service: Callable[[], ImageService],
+    service: ImageService,
     is_ready: Callable[[], bool],
     *,
     max_body_bytes: int,
-    model_info: Callable[[], Any],
     admit: Callable[[Request], None] | None = None,
     on_rejected: Callable[[str], None] | None = None,
     playground: bool = True,
@@ -384,7 +383,7 @@ def create_http_app(
     async def ping() -> JSONResponse:
         # Answers from local state only: it never waits behind image generation.
         ready = is_ready()
-        body = PingResponse(status="ready" if ready else "loading", model=model_info())
+        body = PingResponse(status="ready" if ready else "loading", model=service.model_info)
         return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
     async def generate(generate_request: GenerateRequest, context: RequestContext, accept: str | None) -> Response:
@@ -394,7 +393,7 @@ def create_http_app(
             # The Accept header decides the format of a raw-bytes answer.
             generate_request = generate_request.model_copy(update={"output_format": image_format})
         raw = image_format is not None and generate_request.delivery == "inline"
-        outcome = await get_service().generate(
+        outcome = await service.generate(
             generate_request,
             context.request_id,
             context.client,

@@ -3,7 +3,7 @@ CloudWatch EMF records (``serve_app.emf``) when the service knows its SageMaker 
 
 Ray exports the Prometheus metrics with its own (request counts, latencies, replica health) on
 each node's metrics port (the container entrypoint fixes it at SDTURBO_METRICS_PORT, default 9090).
-Only the Ray layer (``serve_app.replicas``) imports this module.
+Only the Ray layer (``serve_app.model_replica``, ``serve_app.ingress``) imports this module.
 """
 
 from __future__ import annotations

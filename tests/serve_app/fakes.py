@@ -39,7 +39,5 @@ def make_service(generate, settings_overrides=None, token_limit: int = 75, store
 
 
 def make_http_client(service: ImageService, is_ready=lambda: True, max_body_bytes: int = 4096, **options) -> TestClient:
-    app = create_http_app(
-        lambda: service, is_ready, max_body_bytes=max_body_bytes, model_info=lambda: service.model_info, **options
-    )
+    app = create_http_app(service, is_ready, max_body_bytes=max_body_bytes, **options)
     return TestClient(app)

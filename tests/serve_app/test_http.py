@@ -244,7 +244,7 @@ def test_generation_routes_run_no_dependency_on_a_worker_thread():
 
     from fastapi.routing import APIRoute
 
-    app = create_http_app(lambda: None, lambda: True, max_body_bytes=1024, model_info=lambda: None)
+    app = create_http_app(make_service(fixed_image_model(b"img")), lambda: True, max_body_bytes=1024)
 
     def calls(dependant):
         yield dependant.call

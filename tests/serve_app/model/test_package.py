@@ -16,7 +16,7 @@ def test_the_ingress_side_counts_tokens_without_torch(tiny_model_dir):
     # A fresh interpreter: this one has long imported torch.
     code = (
         "import sys\n"
-        "import serve_app.replicas\n"
+        "import serve_app.app, serve_app.ingress, serve_app.model_replica\n"
         "from serve_app.model import PromptTokenCounter, ResolvedModel\n"
         f"counter = PromptTokenCounter({str(tiny_model_dir)!r})\n"
         "assert counter.count('a lighthouse at sunset') > 0 and counter.max_prompt_tokens == 75\n"
