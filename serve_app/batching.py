@@ -11,6 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The VAE decoders a replica can load (serve_app/model/decoders.py), and the one a request that
+# names none gets when it is loaded. The one list: the API's schema, the settings' choices and
+# the model package read these.
+DECODER_NAMES = ("full", "tiny")
+DEFAULT_DECODER = "full"
+
 
 @dataclass(frozen=True)
 class GenerationSpec:
@@ -23,7 +29,7 @@ class GenerationSpec:
     width: int = 512
     height: int = 512
     negative_prompt: str | None = None
-    decoder: str = "full"  # which VAE decoder turns the latents into pixels: "full" or "tiny"
+    decoder: str = DEFAULT_DECODER  # which VAE decoder turns the latents into pixels: one of DECODER_NAMES
 
     @property
     def uses_guidance(self) -> bool:
@@ -63,7 +69,7 @@ class GenerationResult:
     queue_ms: float
     inference_ms: float
     encode_ms: float
-    decoder: str = "full"  # the decoder that made the image (provenance, reported to the caller)
+    decoder: str = DEFAULT_DECODER  # the decoder that made the image (provenance, reported to the caller)
 
 
 @dataclass(frozen=True)

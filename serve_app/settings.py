@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import Field, PositiveInt, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from serve_app.batching import DECODER_NAMES, DEFAULT_DECODER
 from serve_app.model.sources import (
     DEFAULT_CACHE_DIR,
     DEFAULT_MODEL,
@@ -36,7 +37,6 @@ ENV_PREFIX = "SDTURBO_"
 # so a deployment never picks up changed weights silently: serve_app/model/sources.py lists every pin.
 DEFAULT_MODEL_REVISION = PINNED_REVISIONS[DEFAULT_MODEL]
 DEFAULT_TINY_DECODER_REVISION = PINNED_REVISIONS[DEFAULT_TINY_DECODER]
-DECODER_NAMES = ("full", "tiny")
 # The batching knobs' defaults, named because ``@serve.batch`` (serve_app/model_replica.py) needs
 # values when its class is defined, before any settings exist; each replica then sets its own.
 DEFAULT_MAX_BATCH_SIZE = 8
@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     warmup: bool = _setting(True, "Run warm-up generations before the replica reports ready.")
     # --- VAE decoders -------------------------------------------------------------------------
     decoders: str = _setting(
-        "full",
+        DEFAULT_DECODER,
         "Decoders the model replica loads: 'full' (the model's VAE), 'tiny' (TAESD instead of the "
         "VAE) or 'full,tiny' (both; a request's `decoder` field chooses, default full).",
     )
@@ -295,9 +295,10 @@ class Settings(BaseSettings):
 
     @property
     def loaded_decoders(self) -> tuple[str, ...]:
-        """The decoders a replica loads, the default one (full when loaded) first."""
+        """The decoders a replica loads, the default one (DEFAULT_DECODER when loaded) first."""
         names = {name.strip() for name in self.decoders.split(",")}
-        return tuple(name for name in DECODER_NAMES if name in names)
+        ordered = sorted(names, key=lambda name: (name != DEFAULT_DECODER, DECODER_NAMES.index(name)))
+        return tuple(ordered)
 
     @property
     def decoder_compile_buckets(self) -> tuple[int, ...]:

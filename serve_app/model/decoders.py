@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderTiny, StableDiffusionPipeline
 
+from serve_app.batching import DEFAULT_DECODER
 from serve_app.model.presets import TINY_DECODER_PRESET, ensure_preset
 from serve_app.model.resolved import ResolvedDecoder
 from serve_app.model.sources import MODEL_FOLDER_PREFIX, ModelLoadError, SourceRules, resolve_source
@@ -220,7 +221,7 @@ class DecoderSet:
 
     @classmethod
     def full_only(cls, pipe: StableDiffusionPipeline) -> DecoderSet:
-        return cls({"full": LatentDecoder("full", pipe.vae)})
+        return cls({DEFAULT_DECODER: LatentDecoder(DEFAULT_DECODER, pipe.vae)})
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -228,7 +229,7 @@ class DecoderSet:
 
     @property
     def default(self) -> str:
-        return "full" if "full" in self.decoders else self.names[0]
+        return DEFAULT_DECODER if DEFAULT_DECODER in self.decoders else self.names[0]
 
     def decode(self, name: str, latents: torch.Tensor) -> torch.Tensor:
         try:

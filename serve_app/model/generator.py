@@ -15,7 +15,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 from PIL import Image
 
-from serve_app.batching import GenerationSpec, PipelineCallCancelled, PipelineRun
+from serve_app.batching import DEFAULT_DECODER, GenerationSpec, PipelineCallCancelled, PipelineRun
 from serve_app.model.decoders import DecoderSet
 from serve_app.model.safety import ImageSafetyChecker
 
@@ -33,7 +33,7 @@ class GeneratedImage:
     inference_ms: float
     started_at: float  # wall-clock time the pipeline call started (time.time())
     flagged: bool = False  # the image safety checker flagged it (serve_app/model/safety.py)
-    decoder: str = "full"  # the VAE decoder that made the pixels
+    decoder: str = DEFAULT_DECODER  # the VAE decoder that made the pixels
 
 
 class SDTurboGenerator:

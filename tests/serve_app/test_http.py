@@ -262,3 +262,22 @@ def test_generation_routes_run_no_dependency_on_a_worker_thread():
     for path in ("/predict", "/invocations", "/ping"):
         sync = [c for c in calls(routes[path].dependant) if c is not None and not inspect.iscoroutinefunction(c)]
         assert sync == [], (path, sync)
+
+
+@pytest.mark.parametrize("decoders", ["full", "tiny", "full,tiny", "tiny,full"])
+def test_the_served_schema_lists_exactly_the_decoders_this_server_loaded(decoders):
+    service = make_service(fixed_image_model(b"img"), {"decoders": decoders})
+    schema = make_http_client(service).get("/openapi.json").json()
+    for path in ("/predict", "/invocations"):
+        body = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": "#/components/schemas/GenerateRequest"}
+    decoder = schema["components"]["schemas"]["GenerateRequest"]["properties"]["decoder"]
+    # One loaded decoder is published as a "const", several as an "enum".
+    (choices,) = [option.get("enum", [option.get("const")]) for option in decoder["anyOf"] if option["type"] == "string"]
+    assert sorted(choices) == sorted(service.settings.loaded_decoders)
+
+
+def test_a_decoder_this_server_did_not_load_is_refused_by_its_schema_with_a_422():
+    client = make_http_client(make_service(fixed_image_model(b"img")))  # default: full only
+    response = client.post("/predict", json={"prompt": "a", "decoder": "tiny"})
+    assert response.status_code == 422 and response.json()["error"]["field"] == "decoder"
