@@ -37,6 +37,9 @@ ENV_PREFIX = "SDTURBO_"
 # so a deployment never picks up changed weights silently: serve_app/model/sources.py lists every pin.
 DEFAULT_MODEL_REVISION = PINNED_REVISIONS[DEFAULT_MODEL]
 DEFAULT_TINY_DECODER_REVISION = PINNED_REVISIONS[DEFAULT_TINY_DECODER]
+# The port SageMaker sends /ping and /invocations to: the container's default (container/entrypoint.py),
+# the image's EXPOSE and HEALTHCHECK and the production Serve config, each tied to this value by a test.
+SAGEMAKER_PORT = 8080
 # The batching knobs' defaults, named because ``@serve.batch`` (serve_app/model_replica.py) needs
 # values when its class is defined, before any settings exist; each replica then sets its own.
 DEFAULT_MAX_BATCH_SIZE = 8
@@ -69,6 +72,11 @@ class Settings(BaseSettings):
     model_revision: str = _setting(
         DEFAULT_MODEL_REVISION,
         "Hub revision (commit sha) used when `model` is a hub id; ignored for directories and presets.",
+    )
+    offline: bool = _setting(
+        False,
+        "Never contact the Hugging Face Hub (the container sets HF_HUB_OFFLINE=1): weights come from the "
+        "image, the model directory or a preset.",
     )
     cache_dir: str = _setting(
         DEFAULT_CACHE_DIR,
@@ -164,7 +172,7 @@ class Settings(BaseSettings):
         "ingress_replicas=1.",
     )
     host: str = _setting("127.0.0.1", "HTTP bind address (the container sets 0.0.0.0).")
-    port: int = _setting(8000, "HTTP port (the container sets 8080).", ge=1, le=65535)
+    port: int = _setting(8000, f"HTTP port (the container sets {SAGEMAKER_PORT}).", ge=1, le=65535)
     app_name: str = _setting("sd-turbo", "Ray Serve application name.")
     drain_timeout_s: float = _setting(
         25.0, "On SIGTERM, how long in-flight requests may take to finish (SageMaker kills at 30 s).", ge=0
@@ -396,6 +404,13 @@ class _EnvironmentSource(EnvSettingsSource):
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
         return {name.lower(): value for name, value in self._environ.items()}
+
+
+def offline_requested(environ: Mapping[str, str]) -> bool:
+    """The ``offline`` setting as ``environ`` gives it, parsed by its field (the container reads it
+    before anything else of the settings, to set HF_HUB_OFFLINE for every process it starts)."""
+    name = f"{ENV_PREFIX}OFFLINE"
+    return Settings.load({}, environ={name: environ[name]} if name in environ else {}).offline
 
 
 def describe_settings() -> str:
