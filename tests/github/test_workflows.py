@@ -265,7 +265,9 @@ def test_ci_test_job_runs_what_ci_run_runs(ci):
     assert pytest_step["env"]["CI"] == "true"
     image_pytest = next(s for s in _steps(jobs["image"]) if "pytest" in s.get("run", ""))
     assert image_pytest["env"]["CI"] == "true"
-    assert re.search(r"^CI=true \.venv/bin/python -m pytest$", ci_run, re.MULTILINE)
+    # .ci/run: CI=true unless the caller set CI, then exactly the README's test command.
+    assert re.search(r'^export CI="\$\{CI:-true\}"$', ci_run, re.MULTILINE)
+    assert re.search(r"^\.venv/bin/python -m pytest$", ci_run, re.MULTILINE)
 
 
 # --------------------------------------------------------------------------- release.yml
