@@ -5,8 +5,9 @@ replica -> model replica. On the 2-core development machine that hop cost 10 ms 
 1 client (p50 41.8 ms through the proxy, 31.6 ms on the ingress replica's own port, the same
 running app, 2026-11-25; docs/benchmarks.md section 3). Ray Serve 2.60 can have an ingress
 replica run its own HTTP server ("direct ingress"); this module is how the project turns it on
-wherever it starts Ray itself (the container entrypoint, ``loadtest.app_server``, the tests'
-live app). ``serve run`` starts Ray on its own and always goes through the proxy.
+wherever it starts Ray itself (``serve_app.launch``, for the container entrypoint,
+``loadtest.app_server`` and the tests' live app). ``serve run`` starts Ray on its own and always
+goes through the proxy.
 
 What is set, and why:
   * Ray reads the feature flag and the port range from the environment when it is imported,
@@ -26,8 +27,6 @@ What is set, and why:
 
 from __future__ import annotations
 
-import functools
-import inspect
 import os
 import socket
 from collections.abc import Mapping
@@ -88,21 +87,6 @@ def share_port_with_responder() -> None:
     Ray is pinned (requirements lock); if the function it calls changes, this fails loudly
     instead of leaving the port to a bind that cannot succeed.
     """
-    from ray.serve._private import replica as ray_replica
+    from serve_app.ray_private import bind_direct_ingress_with_reuseport
 
-    start = ray_replica.start_asgi_http_server
-    if getattr(start, "shares_port", False):
-        return
-    if "enable_so_reuseport" not in inspect.signature(start).parameters:
-        raise RuntimeError(
-            "Ray Serve's direct-ingress server no longer takes enable_so_reuseport: "
-            "serve_app/direct_ingress.py needs updating for this Ray version"
-        )
-
-    @functools.wraps(start)
-    async def start_with_reuseport(*args: Any, **kwargs: Any):
-        kwargs["enable_so_reuseport"] = True
-        return await start(*args, **kwargs)
-
-    start_with_reuseport.shares_port = True  # type: ignore[attr-defined]
-    ray_replica.start_asgi_http_server = start_with_reuseport
+    bind_direct_ingress_with_reuseport()

@@ -1,16 +1,15 @@
 """Finding, loading and configuring the SD-Turbo pipeline.
 
 Every model source ends in the same ``StableDiffusionPipeline.from_pretrained(<local dir>)``
-call: hub ids are first fetched (pinned revision, only the files the pipeline needs) into the
-Hugging Face cache, presets are built into this service's cache, and local directories
-(including SageMaker's /opt/ml/model) are used as they are.
+call: ``serve_app.model.sources`` turns a hub id (pinned revision, only the files the pipeline
+needs), a preset (built into this service's cache) or a local directory (including SageMaker's
+/opt/ml/model) into that directory.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
-from pathlib import Path
 
 import torch
 from diffusers import StableDiffusionPipeline
@@ -18,15 +17,14 @@ from diffusers import StableDiffusionPipeline
 from serve_app.model.directory import ModelDirectoryError, check_pipeline_directory, unreadable_reason
 from serve_app.model.presets import PRESETS, ensure_preset
 from serve_app.model.resolved import ResolvedModel
+from serve_app.model.sources import DEFAULT_CACHE_DIR, ModelLoadError, SourceRules, resolve_source
+
+__all__ = ["ModelLoadError", "configure_pipeline", "load_pipeline", "pin_execution_device", "resolve_model"]
 
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 _COMPONENT_DIRS = ("unet", "vae", "text_encoder")
-
-
-class ModelLoadError(RuntimeError):
-    """The configured model could not be found or loaded; the message says what was tried."""
 
 
 _OFFLINE_HINT = (
@@ -38,50 +36,36 @@ _OFFLINE_HINT = (
 
 
 def resolve_model(model: str, revision: str | None, cache_dir: str, half_precision: bool = False) -> ResolvedModel:
-    """Turn the ``model`` setting into a local directory, downloading or building as needed.
+    """Turn the ``model`` setting into a local diffusers directory (``sources.resolve_source``).
 
     Never substitutes random weights for real ones: any failure raises ModelLoadError.
     """
-    # 1. Offline presets: random weights, built once into the cache.
-    if model in PRESETS:
-        return ResolvedModel(str(ensure_preset(model, cache_dir)), f"preset:{model}", None, True)
-
-    # 2. A local directory (a save_pretrained output, or SageMaker's model directory).
-    path = Path(model).expanduser()
-    looks_like_path = model.startswith((".", "/", "~")) or path.exists()
-    if looks_like_path:
-        if unreadable_reason(path) is None and not (path / "model_index.json").is_file():
-            raise ModelLoadError(
-                f"Model directory {str(path)!r} has no model_index.json: it is not a diffusers "
-                f"pipeline directory (exists: {path.exists()}). {_OFFLINE_HINT}"
-            )
-        # Unreadable, incomplete, truncated or of another architecture: one line now, not a
-        # replica failing to load it three times over.
-        try:
-            check_pipeline_directory(path)
-        except ModelDirectoryError as exc:
-            raise ModelLoadError(f"Model directory {str(path)!r} cannot be served: {exc}") from None
-        return ResolvedModel(str(path.resolve()), str(path), None, False)
-
-    # 3. A Hugging Face Hub id at a pinned revision: fetch only what the pipeline loads.
-    from huggingface_hub import snapshot_download
-
     weights = "*/*.fp16.safetensors" if half_precision else "*/*.safetensors"
-    try:
-        local_dir = snapshot_download(
-            repo_id=model,
-            revision=revision,
-            allow_patterns=["model_index.json", "*/*.json", "*/*.txt", weights],
-            ignore_patterns=None if half_precision else ["*.fp16.safetensors"],
-        )
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one clear start-up error
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+    rules = SourceRules(
+        what="model",
+        error=ModelLoadError,
+        hint=_OFFLINE_HINT,
+        presets={name: functools.partial(ensure_preset, name) for name in PRESETS},
+        # Only what the pipeline loads: configs, tokenizer files and one precision's weights.
+        hub_patterns=[["model_index.json", "*/*.json", "*/*.txt", weights]],
+        hub_ignore_patterns=None if half_precision else ["*.fp16.safetensors"],
+        # The model setting's default is the pinned commit; any other revision is the operator's.
+        require_revision=False,
+    )
+    found = resolve_source(model, revision, rules, cache_dir)
+    unreadable = unreadable_reason(found.local_dir)
+    if unreadable is None and not (found.local_dir / "model_index.json").is_file():
         raise ModelLoadError(
-            f"Could not fetch model {model!r} at revision {revision!r} from the Hugging Face Hub "
-            f"(HF_HUB_OFFLINE={'1' if offline else '0'}, cache {os.environ.get('HF_HOME', '~/.cache/huggingface')}): "
-            f"{type(exc).__name__}: {exc}. {_OFFLINE_HINT}"
-        ) from exc
-    return ResolvedModel(local_dir, model, revision, False)
+            f"Model directory {str(found.local_dir)!r} has no model_index.json: it is not a diffusers "
+            f"pipeline directory (exists: {found.local_dir.exists()}). {_OFFLINE_HINT}"
+        )
+    # Unreadable, incomplete, truncated or of another architecture: one line now, not a replica
+    # failing to load it three times over.
+    try:
+        check_pipeline_directory(found.local_dir)
+    except ModelDirectoryError as exc:
+        raise ModelLoadError(f"Model directory {str(found.local_dir)!r} cannot be served: {exc}") from None
+    return ResolvedModel(str(found.local_dir.resolve()), found.source_id, found.revision, found.is_random)
 
 
 def select_device(device: str) -> str:
@@ -115,11 +99,7 @@ def load_pipeline(
     device = select_device(device)
     torch_dtype = select_dtype(dtype, device)
     if resolved is None:
-        from serve_app.settings import Settings
-
-        resolved = resolve_model(
-            model, revision, cache_dir or Settings.load().cache_dir, torch_dtype == torch.float16
-        )
+        resolved = resolve_model(model, revision, cache_dir or DEFAULT_CACHE_DIR, torch_dtype == torch.float16)
     try:
         pipe = StableDiffusionPipeline.from_pretrained(
             resolved.local_dir,

@@ -23,7 +23,7 @@ from loadtest.soak import (
     sample_process,
     slope,
 )
-from tests.conftest import running_serve_app
+from tests.live_app import running_serve_app
 from tests.loadtest.loadtest_helpers import REPO_ROOT, subprocess_env
 
 MIB = 1024 * 1024
@@ -98,9 +98,11 @@ def test_load_mix_repeats_some_requests_and_cancels_about_a_tenth():
     mix = LoadMix([(64, 64), (128, 128)])
     rng = random.Random(1)
     drawn = [mix.next(rng) for _ in range(4000)]
-    keys = [json.dumps(body, sort_keys=True) for body, _ in drawn]
-    repeats = len(keys) - len(set(keys))
-    assert 0.25 < repeats / len(keys) < 0.35
+    repeated = {json.dumps(body, sort_keys=True) for body in mix._repeated}
+    repeats = sum(json.dumps(body, sort_keys=True) in repeated for body, _ in drawn)
+    assert 0.25 < repeats / len(drawn) < 0.35
+    new = [body for body, _ in drawn if json.dumps(body, sort_keys=True) not in repeated]
+    assert 0.4 < sum("seed" in body for body in new) / len(new) < 0.6  # half cached, half never
     assert 0.08 < sum(cancel for _, cancel in drawn) / len(drawn) < 0.12
     assert {body["output_format"] for body, _ in drawn} == {"jpeg", "png", "webp"}
 

@@ -11,15 +11,15 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import running_serve_app
+from tests.live_app import running_serve_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
 def base_url(cache_dir, tiny_model_dir):
-    overrides = {"max_batch_size": "4", "batch_wait_timeout_s": "0.2"}
-    with running_serve_app(overrides, cache_dir) as url:
+    # The batch_wait_timeout_s that ships (Settings' default): batches form behind a running call.
+    with running_serve_app({"max_batch_size": "4"}, cache_dir) as url:
         yield url
 
 
@@ -90,10 +90,11 @@ def test_the_ingress_replica_itself_listens_on_the_http_port_and_shares_it(base_
 
 def test_the_ingress_reads_the_model_deployments_health_from_the_cheap_status(base_url):
     # What /ping follows once the app has started (serve.status() is too slow to poll).
-    from serve_app.replicas import _model_deployment_healthy
+    from serve_app.model_replica import MODEL_DEPLOYMENT
+    from serve_app.ray_private import deployment_healthy
 
-    assert _model_deployment_healthy("sd-turbo") is True
-    assert _model_deployment_healthy("no-such-app") is False
+    assert deployment_healthy("sd-turbo", MODEL_DEPLOYMENT) is True
+    assert deployment_healthy("no-such-app", MODEL_DEPLOYMENT) is False
 
 
 def test_both_replicas_run_their_code_on_the_actor_event_loop_not_a_separate_thread(base_url):
@@ -109,7 +110,7 @@ def test_both_replicas_run_their_code_on_the_actor_event_loop_not_a_separate_thr
 
 def test_both_replicas_run_at_normal_cpu_priority(base_url):
     # Ray starts workers at nice 15 unless told otherwise; the project's Ray head says 0
-    # (serve_app/app.py: RAY_HEAD_ENV_DEFAULTS), so the pipeline thread is not starved by the
+    # (serve_app/launch.py: RAY_HEAD_ENV_DEFAULTS), so the pipeline thread is not starved by the
     # log relay and Ray's agents on a busy host.
     from ray import serve
 

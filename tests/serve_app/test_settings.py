@@ -90,3 +90,16 @@ def test_readme_settings_table_is_current():
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert describe_settings() in readme, "regenerate the README's settings table from describe_settings()"
+
+
+def test_the_default_decoder_and_the_decoder_names_have_one_source():
+    from typing import get_args
+
+    from serve_app.batching import DECODER_NAMES, DEFAULT_DECODER, GenerationResult, GenerationSpec
+    from serve_app.protocol import DecoderName, GenerateRequest
+
+    assert Settings.load({}, environ={}).loaded_decoders == (DEFAULT_DECODER,)
+    assert Settings.load({"decoders": "tiny,full"}, environ={}).loaded_decoders[0] == DEFAULT_DECODER
+    assert GenerationSpec("p", 1).decoder == GenerationResult(b"", "png", 1, 0, 0, 0).decoder == DEFAULT_DECODER
+    assert get_args(DecoderName) == DECODER_NAMES
+    assert get_args(GenerateRequest.model_fields["decoder"].annotation)[0] == DecoderName
