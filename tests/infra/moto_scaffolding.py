@@ -43,6 +43,12 @@ SageMaker:
 Anything else the provider calls must be implemented by moto itself: ``MotoServer.errors()``
 returns every 5xx line / NotImplementedError from the server log so the tests can assert there
 were none (that is how this gap was found).
+
+Call recording: ``MotoServer.calls`` is every AWS API call the server answered, as
+``AwsCall(service, action, params)`` with the request parsed by botocore's model of the
+operation (the same parser moto uses), in order. ``MotoServer.mark()`` / ``calls_since(mark)``
+cut the record into phases (bootstrap as an administrator, release and rollout as the deploy
+role), which tests/infra/iam_permissions.py evaluates against a policy.
 """
 
 from __future__ import annotations
@@ -51,10 +57,11 @@ import json
 import logging
 import threading
 import urllib.request
+from dataclasses import dataclass, field
 
 from moto.applicationautoscaling.responses import ApplicationAutoScalingResponse
 from moto.core.exceptions import JsonRESTError
-from moto.core.responses import ActionResult
+from moto.core.responses import ActionResult, BaseResponse
 from moto.core.utils import utcnow
 from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import FakeEndpoint, FakeEndpointConfig
@@ -67,6 +74,23 @@ _LOCK = threading.Lock()
 _TAGS: dict[str, dict[str, str]] = {}
 _INSTALLED = False
 _SM_INSTALLED = False
+_RECORDER_INSTALLED = False
+_CALLS: list[AwsCall] = []
+
+
+@dataclass(frozen=True)
+class AwsCall:
+    """One API call as AWS would authorise it: the service's model name, the operation, its input."""
+
+    service: str
+    action: str
+    params: dict = field(default_factory=dict, compare=False, hash=False)
+    user_agent: str = field(default="", compare=False, hash=False)
+
+    @property
+    def by_terraform(self) -> bool:
+        """Sent by Terraform's AWS provider (not by the test's own boto3 read-back)."""
+        return "Terraform/" in self.user_agent or "terraform-provider-aws/" in self.user_agent
 
 
 class ResourceNotFoundException(JsonRESTError):
@@ -140,6 +164,40 @@ def install_application_autoscaling_tagging() -> None:
         cls.tag_resource = tag_resource
         cls.untag_resource = untag_resource
         _INSTALLED = True
+
+
+def _parsed_params(response: BaseResponse) -> dict:
+    """The request's input as botocore's operation model reads it (moto's own parser)."""
+    try:
+        response.parse_parameters(response.normalized_request)
+        return dict(response.params)
+    except Exception:  # noqa: BLE001 - a protocol moto parses by hand: fall back to its query dict
+        return {key: (value[0] if isinstance(value, list) and len(value) == 1 else value)
+                for key, value in response.querystring.items()}
+
+
+def install_call_recorder() -> None:
+    """Record every call that reaches a moto response class (idempotent)."""
+    global _RECORDER_INSTALLED
+    with _LOCK:
+        if _RECORDER_INSTALLED:
+            return
+        original_call_action = BaseResponse.call_action
+
+        def call_action(self):
+            try:
+                action = self._get_action()
+            except Exception:  # noqa: BLE001 - unroutable request: moto answers it, nothing to record
+                action = None
+            if action:
+                call = AwsCall(self.boto3_service_name, action, _parsed_params(self),
+                               self.headers.get("User-Agent", ""))
+                with _LOCK:
+                    _CALLS.append(call)
+            return original_call_action(self)
+
+        BaseResponse.call_action = call_action
+        _RECORDER_INSTALLED = True
 
 
 def install_sagemaker_fidelity() -> None:
@@ -231,6 +289,7 @@ class MotoServer:
     def __init__(self) -> None:
         install_application_autoscaling_tagging()
         install_sagemaker_fidelity()
+        install_call_recorder()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
@@ -244,6 +303,8 @@ class MotoServer:
         self._server.start()
         # Backends are process-global: start from an empty account.
         urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"), timeout=30).close()
+        with _LOCK:
+            _CALLS.clear()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -254,6 +315,20 @@ class MotoServer:
     @property
     def log(self) -> list[str]:
         return list(self._capture.lines)
+
+    @property
+    def calls(self) -> list[AwsCall]:
+        with _LOCK:
+            return list(_CALLS)
+
+    def mark(self) -> int:
+        """A position in the call record (see calls_since)."""
+        with _LOCK:
+            return len(_CALLS)
+
+    def calls_since(self, mark: int, until: int | None = None) -> list[AwsCall]:
+        with _LOCK:
+            return list(_CALLS[mark:until])
 
     def errors(self) -> list[str]:
         """Server-side failures: 5xx responses and unimplemented operations."""
