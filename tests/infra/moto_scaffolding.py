@@ -38,7 +38,12 @@ SageMaker:
   to the new configuration (validation errors for an unknown endpoint or configuration, as on
   AWS). moto has no deployment engine: the update completes at once (``InService``), there is
   no canary phase and no alarm-driven rollback to observe;
-* ``DescribeModel`` / ``DescribeEndpointConfig`` omit empty ``VpcConfig`` / ``DataCaptureConfig``.
+* ``DescribeModel`` / ``DescribeEndpointConfig`` omit empty ``VpcConfig`` / ``DataCaptureConfig``;
+* ``CreateModel`` keeps ``EnableNetworkIsolation`` (moto stores False whatever was asked) and
+  ``DescribeModel`` returns it.
+
+EC2: ``DescribeSecurityGroupRules`` returns the ``Description`` of rules that reference a
+security group or a prefix list (moto keeps it only for CIDR rules).
 
 Anything else the provider calls must be implemented by moto itself: ``MotoServer.errors()``
 returns every 5xx line / NotImplementedError from the server log so the tests can assert there
@@ -63,6 +68,7 @@ from moto.applicationautoscaling.responses import ApplicationAutoScalingResponse
 from moto.core.exceptions import JsonRESTError
 from moto.core.responses import ActionResult, BaseResponse
 from moto.core.utils import utcnow
+from moto.ec2.models.security_groups import SecurityGroupRule
 from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import FakeEndpoint, FakeEndpointConfig
 from moto.sagemaker.responses import SageMakerResponse
@@ -75,6 +81,7 @@ _TAGS: dict[str, dict[str, str]] = {}
 _INSTALLED = False
 _SM_INSTALLED = False
 _RECORDER_INSTALLED = False
+_EC2_INSTALLED = False
 _CALLS: list[AwsCall] = []
 
 
@@ -200,6 +207,33 @@ def install_call_recorder() -> None:
         _RECORDER_INSTALLED = True
 
 
+def install_security_group_rule_descriptions() -> None:
+    """DescribeSecurityGroupRules returns the Description of every rule kind (idempotent).
+
+    moto 5.2.5 keeps a rule's Description only for CIDR rules; a rule that references a security
+    group or a prefix list reads back without it, and the provider then plans to set it again.
+    """
+    global _EC2_INSTALLED
+    with _LOCK:
+        if _EC2_INSTALLED:
+            return
+        original_init = SecurityGroupRule.__init__
+
+        def __init__(self, *args, **kwargs):
+            original_init(self, *args, **kwargs)
+            names = ["ec2_backend", "ip_protocol", "group_id", "from_port", "to_port", "ip_range",
+                     "source_group", "prefix_list_id"]
+            given = {**dict(zip(names, args)), **kwargs}
+            self._other_description = (given.get("source_group") or {}).get("Description") or (
+                given.get("prefix_list_id") or {}).get("Description")
+
+        SecurityGroupRule.__init__ = __init__
+        SecurityGroupRule.description = property(
+            lambda self: self.ip_range.get("Description") or getattr(self, "_other_description", None)
+        )
+        _EC2_INSTALLED = True
+
+
 def install_sagemaker_fidelity() -> None:
     """Patch moto's SageMaker responses (idempotent); see the module docstring."""
     global _SM_INSTALLED
@@ -211,6 +245,7 @@ def install_sagemaker_fidelity() -> None:
         original_describe = cls.describe_endpoint
         original_describe_model = cls.describe_model
         original_describe_config = cls.describe_endpoint_config
+        original_create_model = cls.create_model
 
         def create_endpoint(self) -> ActionResult:
             result = original_create(self)
@@ -250,11 +285,19 @@ def install_sagemaker_fidelity() -> None:
             endpoint.last_modified_time = utcnow()
             return ActionResult({"EndpointArn": endpoint.arn})
 
+        def create_model(self):
+            result = original_create_model(self)
+            model = self.sagemaker_backend._models[self._get_param("ModelName")]
+            model.enable_network_isolation = bool(self._get_param("EnableNetworkIsolation", False))
+            return result
+
         def describe_model(self) -> ActionResult:
             response = dict(original_describe_model(self).result)
             vpc = response.get("VpcConfig")
             if not vpc or not any(vpc.values()):
                 response.pop("VpcConfig", None)
+            model = self.sagemaker_backend._models[self._get_param("ModelName")]
+            response["EnableNetworkIsolation"] = model.enable_network_isolation
             return ActionResult(response)
 
         def describe_endpoint_config(self) -> ActionResult:
@@ -266,6 +309,7 @@ def install_sagemaker_fidelity() -> None:
         cls.create_endpoint = create_endpoint
         cls.describe_endpoint = describe_endpoint
         cls.update_endpoint = update_endpoint
+        cls.create_model = create_model
         cls.describe_model = describe_model
         cls.describe_endpoint_config = describe_endpoint_config
         _SM_INSTALLED = True
@@ -289,6 +333,7 @@ class MotoServer:
     def __init__(self) -> None:
         install_application_autoscaling_tagging()
         install_sagemaker_fidelity()
+        install_security_group_rule_descriptions()
         install_call_recorder()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
