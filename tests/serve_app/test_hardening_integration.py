@@ -157,7 +157,11 @@ def test_killed_ingress_replica_is_replaced_on_the_same_port(base_url):
             break
         assert time.monotonic() - killed_at < 60, f"the port was not served again within 60 s: {outcomes[-5:]}"
         time.sleep(0.2)
-    assert set(outcomes) <= {"ConnectError", 503, 200}, outcomes
+    # The first ping may race the kill: a connection the replica accepted just before it died
+    # ends without an answer (ReadError). After that, refused connections until the port is
+    # served again, then 503 or 200: never a 500.
+    assert outcomes[0] in {"ConnectError", "ReadError", 503, 200}, outcomes
+    assert set(outcomes[1:]) <= {"ConnectError", 503, 200}, outcomes
     after = ingress.process_stats.remote().result()
     assert after["pid"] != before["pid"] and after["direct_ingress"] is True
     response = post(base_url, {"prompt": "after the ingress restart", "width": 128, "height": 128}, timeout=30)
