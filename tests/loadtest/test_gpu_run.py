@@ -52,6 +52,13 @@ def test_the_parts_folder_is_ignored():
     assert ignored.returncode == 0
 
 
+def test_the_machine_side_needs_nothing_but_the_standard_library():
+    # On the GPU machine `call` runs before anything is installed: no third-party import at module level.
+    code = f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r}); import loadtest.gpu_run as g; print(g.MACHINE_WORK)"
+    proc = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0 and proc.stdout.strip() == gpu_run.MACHINE_WORK, proc.stderr
+
+
 # -- parts: sizes, chunks, the model path whole in part 1 -----------------------------------------------
 
 def _fake_wheel_set(tmp_path: Path, sizes: dict[str, int], model: set[str]) -> gpu_run.WheelSet:
