@@ -214,6 +214,8 @@ class SDTurboModel:
             "niceness": os.getpriority(os.PRIO_PROCESS, 0),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "device": str(self.generator.device),
+            # Device memory now and at its peak since start-up (torch's allocator; empty on CPU).
+            **self.generator.device_stats(),
         }
 
     def check_health(self) -> None:

@@ -20,7 +20,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> str:
-    return str(tmp_path_factory.mktemp("sdturbo-cache"))
+    # SDTURBO_TEST_CACHE_DIR: presets built beforehand (the GPU run builds the full-size one once per machine).
+    return os.environ.get("SDTURBO_TEST_CACHE_DIR") or str(tmp_path_factory.mktemp("sdturbo-cache"))
 
 
 @pytest.fixture(scope="session")
