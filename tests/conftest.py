@@ -29,6 +29,14 @@ def tiny_model_dir(cache_dir) -> Path:
     return ensure_preset("tiny", cache_dir)
 
 
+@pytest.fixture(scope="session")
+def tiny_xl_model_dir(cache_dir) -> Path:
+    """The `tiny-xl` preset: SDXL-Turbo's architecture at toy widths, random weights."""
+    from serve_app.model import ensure_preset
+
+    return ensure_preset("tiny-xl", cache_dir)
+
+
 @contextlib.contextmanager
 def running_serve_app(overrides: dict, cache_dir: str, metrics_port: int | None = None, num_cpus: int = 4, num_gpus: int = 0):
     """Start Ray, Serve on a free loopback port and the app with ``overrides``; yield its URL.

@@ -1,4 +1,10 @@
-"""Turning a batch of GenerationSpecs into images with one pipeline call per compatible group."""
+"""Turning a batch of GenerationSpecs into images with one pipeline call per compatible group.
+
+The same code runs SD-Turbo (``StableDiffusionPipeline``) and SDXL-Turbo
+(``StableDiffusionXLPipeline``): both take the same call (prompts, negative prompts, steps,
+guidance, size, per-request generators, ``output_type="latent"``, a step callback); SDXL adds its
+pooled embeddings and time ids (original size, crop, target size: the requested size) itself.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 from PIL import Image
 
 from serve_app.batching import GenerationSpec, group_compatible
@@ -38,7 +44,7 @@ class SDTurboGenerator:
 
     def __init__(
         self,
-        pipe: StableDiffusionPipeline,
+        pipe: StableDiffusionPipeline | StableDiffusionXLPipeline,
         max_group_size: int | None = None,
         simulate_oom_above: int = 0,
         safety_checker: ImageSafetyChecker | None = None,

@@ -1,7 +1,8 @@
-"""Finding, loading and configuring the SD-Turbo pipeline.
+"""Finding, loading and configuring the SD-Turbo or SDXL-Turbo pipeline.
 
-Every model source ends in the same ``StableDiffusionPipeline.from_pretrained(<local dir>)``
-call: hub ids are first fetched (pinned revision, only the files the pipeline needs) into the
+Every model source ends in the same ``<pipeline class>.from_pretrained(<local dir>)`` call, the
+class named by the directory's model_index.json (``StableDiffusionPipeline`` or
+``StableDiffusionXLPipeline``): hub ids are first fetched (pinned revision, only the files the pipeline needs) into the
 Hugging Face cache, presets are built into this service's cache, and local directories
 (including SageMaker's /opt/ml/model) are used as they are.
 """
@@ -13,15 +14,23 @@ import os
 from pathlib import Path
 
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
 from serve_app.model.presets import PRESETS, ensure_preset
-from serve_app.model.resolved import ResolvedModel
+from serve_app.model.resolved import ResolvedModel, model_family
 
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 _COMPONENT_DIRS = ("unet", "vae", "text_encoder")
+_PIPELINE_CLASSES = {"sd": StableDiffusionPipeline, "sdxl": StableDiffusionXLPipeline}
+# What each class is told beyond the weights: SD's safety-checker slots stay empty (the service
+# runs its own checker, serve_app/model/safety.py); SDXL's watermarker only marks decoded images,
+# which the pipeline never makes here (it returns latents).
+_PIPELINE_KWARGS = {
+    "sd": dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False),
+    "sdxl": dict(add_watermarker=False),
+}
 
 
 class ModelLoadError(RuntimeError):
@@ -99,7 +108,7 @@ def load_pipeline(
     dtype: str = "float32",
     cache_dir: str | None = None,
     resolved: ResolvedModel | None = None,
-) -> StableDiffusionPipeline:
+) -> StableDiffusionPipeline | StableDiffusionXLPipeline:
     """Load a pipeline onto ``device`` in ``dtype``, with nothing else configured.
 
     This is the plain loader the naive baseline uses too; ``configure_pipeline`` adds the
@@ -114,19 +123,22 @@ def load_pipeline(
             model, revision, cache_dir or Settings.load().cache_dir, torch_dtype == torch.float16
         )
     try:
-        pipe = StableDiffusionPipeline.from_pretrained(
+        family = model_family(resolved.local_dir)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"Found {resolved.model_id!r} at {resolved.local_dir} but {exc}") from exc
+    pipeline_class = _PIPELINE_CLASSES[family]
+    try:
+        pipe = pipeline_class.from_pretrained(
             resolved.local_dir,
             dtype=torch_dtype,
             variant=resolved.variant,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
             local_files_only=True,
+            **_PIPELINE_KWARGS[family],
         )
     except Exception as exc:  # noqa: BLE001
         raise ModelLoadError(
             f"Found {resolved.model_id!r} at {resolved.local_dir} but could not load it as a "
-            f"StableDiffusionPipeline: {type(exc).__name__}: {exc}"
+            f"{pipeline_class.__name__}: {type(exc).__name__}: {exc}"
         ) from exc
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)

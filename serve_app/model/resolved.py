@@ -6,8 +6,25 @@ read the model's tokenizer without loading either.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+
+# The diffusers pipeline classes the service runs, by model family.
+PIPELINE_CLASSES = {"sd": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}
+
+
+def model_family(model_dir: str | Path) -> str:
+    """'sd' or 'sdxl': the family of the diffusers pipeline directory ``model_dir``, from its
+    model_index.json (read without torch); ValueError for any other pipeline class."""
+    class_name = json.loads((Path(model_dir) / "model_index.json").read_text()).get("_class_name")
+    for family, name in PIPELINE_CLASSES.items():
+        if class_name == name:
+            return family
+    raise ValueError(
+        f"{model_dir}: model_index.json describes a {class_name!r}; this service runs "
+        f"{' or '.join(PIPELINE_CLASSES.values())}"
+    )
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,11 @@ class ResolvedModel:
         if self.tiny_decoder is not None:
             fields["tiny_decoder"] = self.tiny_decoder.info()
         return fields
+
+    @property
+    def family(self) -> str:
+        """'sd' (SD-Turbo's architecture) or 'sdxl' (SDXL-Turbo's)."""
+        return model_family(self.local_dir)
 
     @property
     def variant(self) -> str | None:
