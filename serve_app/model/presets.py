@@ -49,8 +49,8 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-SD_PRESETS = ("tiny", "sd-turbo-random")
-SDXL_PRESETS = ("tiny-xl", "sdxl-turbo-random")
+from serve_app.model.resolved import SD_PRESETS, SDXL_PRESETS
+
 PRESETS = (*SD_PRESETS, *SDXL_PRESETS)
 _BPE_FILE = Path(__file__).with_name("assets") / "clip_bpe_simple_vocab_16e6.txt.gz"
 # Bumped whenever a preset's architecture changes, so stale builds are rebuilt, not reused.

@@ -12,6 +12,9 @@ from pathlib import Path
 
 # The diffusers pipeline classes the service runs, by model family.
 PIPELINE_CLASSES = {"sd": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}
+# The offline presets (serve_app/model/presets.py builds them), by family.
+SD_PRESETS = ("tiny", "sd-turbo-random")
+SDXL_PRESETS = ("tiny-xl", "sdxl-turbo-random")
 
 
 def model_family(model_dir: str | Path) -> str:
