@@ -79,13 +79,15 @@ def sagemaker_environment(
     * Weights already inside the image or the model directory need no network: with
       SDTURBO_OFFLINE=1 the Hugging Face Hub is never contacted.
     """
+    from serve_app.settings import SAGEMAKER_PORT, offline_requested
+
     implied = {
         "SDTURBO_HOST": "0.0.0.0",
-        "SDTURBO_PORT": environ.get("SAGEMAKER_BIND_TO_PORT", "8080"),
+        "SDTURBO_PORT": environ.get("SAGEMAKER_BIND_TO_PORT", str(SAGEMAKER_PORT)),
     }
     if (model_dir / "model_index.json").is_file():
         implied["SDTURBO_MODEL"] = str(model_dir)
-    if environ.get("SDTURBO_OFFLINE", "0") in ("1", "true"):
+    if offline_requested(environ):
         implied["HF_HUB_OFFLINE"] = "1"
     return {key: value for key, value in implied.items() if key not in environ}
 

@@ -1,6 +1,6 @@
 """Cold and warm start of a replica's compiled decoders, with a persistent inductor cache.
 
-Runs what a model replica runs at start-up (``load_pipeline`` + ``decoders_for_settings`` with
+Runs what a model replica runs at start-up (``load_pipeline`` + ``prepare_decoders`` with
 ``compile_decoder`` on) in a fresh Python process twice against the same ``compile_cache_dir``:
 first with the directory empty (a new container: every graph compiled), then again (a
 restarted container: inductor's FX graph cache and compiled kernels reused). Each run is its own
@@ -35,7 +35,7 @@ _RESULT_PREFIX = "COMPILE_START_RESULT "
 def child(args: argparse.Namespace) -> int:
     """One replica start-up: load, then build (compile) the decoders; prints a JSON result line."""
     started = time.perf_counter()
-    from serve_app.model import decoders_for_settings, load_pipeline, resolve_model, resolve_tiny_decoder
+    from serve_app.model import load_pipeline, prepare_decoders, resolve_model, resolve_tiny_decoder
     from serve_app.settings import Settings
 
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -60,7 +60,7 @@ def child(args: argparse.Namespace) -> int:
         tiny = resolve_tiny_decoder(settings.tiny_decoder, "", resolved.local_dir, settings.cache_dir)
     pipe = load_pipeline(resolved=resolved, device=settings.device, dtype=settings.dtype)
     loaded = time.perf_counter()
-    decoders = decoders_for_settings(pipe, settings, tiny)
+    decoders = prepare_decoders(pipe, tiny, **settings.decoder_options)
     done = time.perf_counter()
     result = {
         "import_and_load_s": loaded - started,

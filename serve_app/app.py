@@ -17,8 +17,10 @@ from typing import Any
 from ray.serve import Application
 
 from serve_app.cluster import ClusterResources, DeploymentSizes, current_resources, size_deployments
+from serve_app.ingress import Ingress
 from serve_app.logs import configure_logging, log_event
-from serve_app.replicas import Ingress, SDTurboModel
+from serve_app.model.resolved import ResolvedModel
+from serve_app.model_replica import SDTurboModel
 from serve_app.settings import Settings
 
 logger = logging.getLogger("sd_turbo.app")
@@ -86,30 +88,19 @@ def build_app(args: Mapping[str, Any] | None = None) -> Application:
     return build_app_from_settings(Settings.load(args or {}))
 
 
-def build_app_from_settings(settings: Settings, resources: ClusterResources | None = None) -> Application:
-    """The application for ``settings`` on a Ray cluster with ``resources`` (default: the
-    connected cluster's, or before Ray starts, those of the local head it will start).
-
-    Raises DoesNotFit (before any model is fetched) when the replicas cannot fit.
-    """
+def resolve_sources(settings: Settings) -> ResolvedModel:
+    """The model, TAESD (when a loaded decoder) and the safety checker (when on) as local
+    directories, fetched or built once with the same fail-fast rules (serve_app/model/sources.py)."""
     from serve_app.model import resolve_model, resolve_safety_checker, resolve_tiny_decoder, select_device, select_dtype
 
-    configure_logging(settings.log_level)
-    # 1. Size both deployments to the cluster, or refuse now with what was asked and what exists.
-    resources = resources or current_resources()
-    sizes = size_deployments(settings, resources)
-    # 2. Resolve the model once, here, before any replica starts.
     device = select_device(settings.device)
     half = select_dtype(settings.dtype, device).itemsize == 2
     resolved = resolve_model(settings.model, settings.model_revision, settings.cache_dir, half)
-    # TAESD, when loaded, is fetched (or found) here too, once, with the same fail-fast rules,
-    # and travels with the resolved model to both replicas.
+    tiny = None
     if "tiny" in settings.loaded_decoders:
         tiny = resolve_tiny_decoder(
             settings.tiny_decoder, settings.tiny_decoder_revision, resolved.local_dir, settings.cache_dir
         )
-        resolved = dataclasses.replace(resolved, tiny_decoder=tiny)
-    # The image safety checker is fetched or built here too, once, and fails start-up the same way.
     safety = resolve_safety_checker(
         settings.safety_checker,
         settings.safety_checker_revision,
@@ -117,20 +108,34 @@ def build_app_from_settings(settings: Settings, resources: ClusterResources | No
         resolved.local_dir,
         settings.fault_injection_unsafe_seeds,
     )
+    return dataclasses.replace(resolved, tiny_decoder=tiny, safety_checker=safety)
+
+
+def build_app_from_settings(settings: Settings, resources: ClusterResources | None = None) -> Application:
+    """The application for ``settings`` on a Ray cluster with ``resources`` (default: the
+    connected cluster's, or before Ray starts, those of the local head it will start).
+
+    Raises DoesNotFit (before any model is fetched) when the replicas cannot fit.
+    """
+    configure_logging(settings.log_level)
+    # 1. Size both deployments to the cluster, or refuse now with what was asked and what exists.
+    resources = resources or current_resources()
+    sizes = size_deployments(settings, resources)
+    # 2. Resolve every source once, here, before any replica starts.
+    resolved = resolve_sources(settings)
     options = model_deployment_options(settings, sizes)
     log_event(
         logger,
         "app_built",
         **resolved.log_fields(),
         local_dir=resolved.local_dir,
-        safety_checker=safety.source if safety else None,
         cluster={"cpus": resources.cpus, "gpus": resources.gpus},
         deployment=options,
         ingress_cpus=sizes.ingress_cpus,
     )
-    # 3. Wire ingress to model. One object crosses the Ray seam: both replicas get the model as
-    #    it was resolved here (and the safety checker, for the model replica).
-    model = SDTurboModel.options(**options).bind(settings, resolved, safety)
+    # 3. Wire ingress to model. One object crosses the Ray seam: both replicas get every source
+    #    as it was resolved here (the model replica alone loads the safety checker).
+    model = SDTurboModel.options(**options).bind(settings, resolved)
     return Ingress.options(
         num_replicas=sizes.ingress_replicas,
         # The ingress only parses, validates and awaits: it holds many requests cheaply.

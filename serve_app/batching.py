@@ -1,15 +1,21 @@
-"""Splitting a coalesced batch into groups that one pipeline call can serve.
+"""The plain data types of generation, shared by the ingress, the device loop and the model package.
 
 A diffusers pipeline call takes one size, one step count and one guidance scale for the whole
 batch, while prompts, negative prompts and seeds may differ per image; the latents of one call
-are decoded by one decoder ("full" VAE or "tiny" TAESD). Pure Python: no Ray, no
-torch, so it is tested directly.
+are decoded by one decoder ("full" VAE or "tiny" TAESD): ``GenerationSpec.group_key`` says which
+requests can share a call. Only the device loop (``serve_app/device_loop.py``) forms calls.
+Pure Python: no Ray, no torch, so it is tested directly and crosses the Ray seam as it is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+
+# The VAE decoders a replica can load (serve_app/model/decoders.py), and the one a request that
+# names none gets when it is loaded. The one list: the API's schema, the settings' choices and
+# the model package read these.
+DECODER_NAMES = ("full", "tiny")
+DEFAULT_DECODER = "full"
 
 
 @dataclass(frozen=True)
@@ -23,7 +29,7 @@ class GenerationSpec:
     width: int = 512
     height: int = 512
     negative_prompt: str | None = None
-    decoder: str = "full"  # which VAE decoder turns the latents into pixels: "full" or "tiny"
+    decoder: str = DEFAULT_DECODER  # which VAE decoder turns the latents into pixels: one of DECODER_NAMES
 
     @property
     def uses_guidance(self) -> bool:
@@ -37,6 +43,23 @@ class GenerationSpec:
 
 
 @dataclass(frozen=True)
+class GenerationJob:
+    """One request as it crosses the Ray seam to a model replica: what to draw, how to encode it,
+    and when the ingress handed it over (``submitted_at``, ``time.time()``: the start of the
+    response's ``timings_ms.queue``)."""
+
+    spec: GenerationSpec
+    output_format: str
+    quality: int
+    submitted_at: float = 0.0
+
+    @property
+    def cache_key(self) -> tuple:
+        """Jobs with equal keys make byte-identical images (the seed is part of the spec)."""
+        return (self.spec, self.output_format, self.quality)
+
+
+@dataclass(frozen=True)
 class GenerationResult:
     """One encoded image as the model replica returns it to the ingress."""
 
@@ -46,20 +69,17 @@ class GenerationResult:
     queue_ms: float
     inference_ms: float
     encode_ms: float
-    decoder: str = "full"  # the decoder that made the image (provenance, reported to the caller)
+    decoder: str = DEFAULT_DECODER  # the decoder that made the image (provenance, reported to the caller)
 
 
-def group_compatible(specs: Sequence[GenerationSpec], max_group_size: int | None = None) -> list[list[int]]:
-    """Partition indices of ``specs`` into groups with equal ``group_key``.
+@dataclass(frozen=True)
+class PipelineRun:
+    """One pipeline run as the generator reports it: a device-loop call is one run, or several
+    when an out-of-memory error split it."""
 
-    Groups keep first-arrival order (the group of the oldest request runs first) and indices
-    inside a group keep arrival order; ``max_group_size`` splits a large group further.
-    """
-    groups: dict[tuple, list[int]] = {}
-    for index, spec in enumerate(specs):
-        groups.setdefault(spec.group_key, []).append(index)
-    result: list[list[int]] = []
-    for members in groups.values():
-        step = max_group_size or len(members)
-        result.extend(members[i : i + step] for i in range(0, len(members), step))
-    return result
+    batch_size: int
+    inference_ms: float
+
+
+class PipelineCallCancelled(Exception):
+    """Raised by a pipeline call that stopped early because ``should_stop()`` turned true."""

@@ -116,15 +116,10 @@ def local_head_resources() -> ClusterResources:
     a local head (``ResourceAndLabelSpec.resolve`` in Ray 2.60), so a head sized with these
     numbers, or started by ``serve run`` without them, has exactly what the sizing assumed.
     """
-    from ray._private import accelerators
-    from ray._private.utils import get_num_cpus
+    from serve_app.ray_private import local_head_cpus_and_gpus
 
-    gpu_manager = accelerators.get_accelerator_manager_for_resource("GPU")
-    gpus = gpu_manager.get_current_node_num_accelerators()
-    visible = gpu_manager.get_current_process_visible_accelerator_ids()
-    if visible is not None:
-        gpus = min(gpus, len(visible))
-    return ClusterResources(cpus=float(get_num_cpus()), gpus=float(gpus))
+    cpus, gpus = local_head_cpus_and_gpus()
+    return ClusterResources(cpus=float(cpus), gpus=float(gpus))
 
 
 def ray_cluster_resources() -> ClusterResources:

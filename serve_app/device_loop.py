@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from serve_app.batching import GenerationSpec
+from serve_app.batching import GenerationSpec, PipelineCallCancelled
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -40,8 +40,7 @@ logger = logging.getLogger(__name__)
 PipelineCall = Callable[[list[GenerationSpec], Callable[[], bool]], Sequence[T]]
 
 
-class PipelineCallCancelled(Exception):
-    """Raised by a pipeline call that stopped early because ``should_stop()`` turned true."""
+__all__ = ["CallRecord", "DeviceLoop", "DeviceRequest", "PipelineCall", "PipelineCallCancelled"]
 
 
 @dataclass
@@ -51,7 +50,7 @@ class DeviceRequest:
 
     spec: GenerationSpec
     future: asyncio.Future
-    submitted_at: float = 0.0  # time.perf_counter() when queued
+    submitted_at: float = 0.0  # time.perf_counter() when prepared: the request reached this replica
     # Set on the event loop when the caller cancels; read by the device thread (plain bool).
     abandoned: bool = False
 
@@ -65,12 +64,14 @@ class CallRecord:
     duration_ms: float
     # Per request: from being queued to the call starting (the batching delay, or the wait for the device).
     waits_ms: tuple[float, ...] = field(default=())
-    # What ``run`` returned (empty unless completed): the Ray layer reads per-image metadata from it.
-    results: tuple = field(default=())
 
 
 class DeviceLoop(Generic[T]):
-    """Runs ``run`` for batches of submitted specs, one call at a time."""
+    """Runs ``run`` for batches of submitted specs, one call at a time.
+
+    The only place requests are batched: ``max_batch_size`` (the ``max_batch_size`` setting) caps
+    each call here; the generator runs each call as it is given (one group, already sized).
+    """
 
     def __init__(
         self,
@@ -97,7 +98,7 @@ class DeviceLoop(Generic[T]):
     # --- the caller's side ------------------------------------------------------------------
     def prepare(self, spec: GenerationSpec) -> DeviceRequest:
         """A request with its future, not queued yet; cancelling the future abandons it."""
-        request = DeviceRequest(spec, asyncio.get_running_loop().create_future())
+        request = DeviceRequest(spec, asyncio.get_running_loop().create_future(), submitted_at=time.perf_counter())
         request.future.add_done_callback(lambda f: _mark_abandoned(request, f))
         return request
 
@@ -106,10 +107,7 @@ class DeviceLoop(Generic[T]):
         if self._task is None or self._task.done():
             self._wakeup = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._serve_forever(), name="device-loop")
-        now = time.perf_counter()
-        for request in requests:
-            request.submitted_at = now
-            self._waiting.append(request)
+        self._waiting.extend(requests)
         self._wakeup.set()
 
     def submit(self, spec: GenerationSpec) -> asyncio.Future:
@@ -162,7 +160,7 @@ class DeviceLoop(Generic[T]):
         def should_stop() -> bool:
             return all(r.abandoned for r in call)
 
-        outcome, results = "completed", ()
+        outcome = "completed"
         self.busy = True
         try:
             results = await loop.run_in_executor(self._device, self._run, [r.spec for r in call], should_stop)
@@ -183,7 +181,7 @@ class DeviceLoop(Generic[T]):
         finally:
             self.busy = False
         duration_ms = (time.perf_counter() - started) * 1000.0
-        _notify(self._on_call, CallRecord(len(call), outcome, duration_ms, waits_ms, tuple(results)))
+        _notify(self._on_call, CallRecord(len(call), outcome, duration_ms, waits_ms))
 
 
 def _notify(hook: Callable, *args) -> None:

@@ -26,8 +26,6 @@ What is set, and why:
 
 from __future__ import annotations
 
-import functools
-import inspect
 import os
 import socket
 from collections.abc import Mapping
@@ -88,21 +86,6 @@ def share_port_with_responder() -> None:
     Ray is pinned (requirements lock); if the function it calls changes, this fails loudly
     instead of leaving the port to a bind that cannot succeed.
     """
-    from ray.serve._private import replica as ray_replica
+    from serve_app.ray_private import bind_direct_ingress_with_reuseport
 
-    start = ray_replica.start_asgi_http_server
-    if getattr(start, "shares_port", False):
-        return
-    if "enable_so_reuseport" not in inspect.signature(start).parameters:
-        raise RuntimeError(
-            "Ray Serve's direct-ingress server no longer takes enable_so_reuseport: "
-            "serve_app/direct_ingress.py needs updating for this Ray version"
-        )
-
-    @functools.wraps(start)
-    async def start_with_reuseport(*args: Any, **kwargs: Any):
-        kwargs["enable_so_reuseport"] = True
-        return await start(*args, **kwargs)
-
-    start_with_reuseport.shares_port = True  # type: ignore[attr-defined]
-    ray_replica.start_asgi_http_server = start_with_reuseport
+    bind_direct_ingress_with_reuseport()

@@ -38,11 +38,13 @@ from serve_app.errors import (
 from serve_app.logs import ACCESS_LOGGER, AUDIT_LOGGER, log_event, prompt_hash
 from serve_app.pages import pages_router
 from serve_app.protocol import (
+    DECODER_NOT_LOADED,
     IMAGE_MEDIA_TYPES,
     ErrorResponse,
     GenerateRequest,
     GenerateResponse,
     PingResponse,
+    request_model_for,
 )
 from serve_app.serving import ImageOutcome, ImageService
 
@@ -202,6 +204,8 @@ def service_error_from_validation(exc: RequestValidationError) -> ServiceError:
     field = ".".join(str(part) for part in path) or None
     if kind == "extra_forbidden":
         message = f"unknown field {field!r}"
+    elif kind == DECODER_NOT_LOADED:
+        message = first["msg"]
     elif kind == "missing":
         message = f"{field} is required"
     else:
@@ -309,11 +313,10 @@ class JsonInternalErrors:
 
 # --- the app ------------------------------------------------------------------------------------
 def create_http_app(
-    get_service: Callable[[], ImageService],
+    service: ImageService,
     is_ready: Callable[[], bool],
     *,
     max_body_bytes: int,
-    model_info: Callable[[], Any],
     admit: Callable[[Request], None] | None = None,
     on_rejected: Callable[[str], None] | None = None,
     playground: bool = True,
@@ -384,7 +387,7 @@ def create_http_app(
     async def ping() -> JSONResponse:
         # Answers from local state only: it never waits behind image generation.
         ready = is_ready()
-        body = PingResponse(status="ready" if ready else "loading", model=model_info())
+        body = PingResponse(status="ready" if ready else "loading", model=service.model_info)
         return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
     async def generate(generate_request: GenerateRequest, context: RequestContext, accept: str | None) -> Response:
@@ -394,7 +397,7 @@ def create_http_app(
             # The Accept header decides the format of a raw-bytes answer.
             generate_request = generate_request.model_copy(update={"output_format": image_format})
         raw = image_format is not None and generate_request.delivery == "inline"
-        outcome = await get_service().generate(
+        outcome = await service.generate(
             generate_request,
             context.request_id,
             context.client,
@@ -405,17 +408,26 @@ def create_http_app(
             return JSONResponse(response_with_image(outcome))
         return image_response(outcome)
 
-    generation = APIRouter(route_class=generate_route_class(max_body_bytes, admit))
-    generate_route = dict(
-        response_model=GenerateResponse, responses={200: {"content": _IMAGE_CONTENT}, **_ERROR_RESPONSES}
-    )
-    @generation.post("/predict", summary="Generate an image", **generate_route)
     async def predict(generate_request: GenerateRequest, context: Context, accept: Accept = None) -> Response:
         return await generate(generate_request, context, accept)
 
-    @generation.post("/invocations", summary="Generate an image (SageMaker contract)", **generate_route)
     async def invocations(generate_request: GenerateRequest, context: Context, accept: Accept = None) -> Response:
         return await generate(generate_request, context, accept)
 
+    # This server's request schema: ``decoder`` lists only the decoders it loaded, so the served
+    # OpenAPI document offers exactly what this server accepts.
+    request_model = request_model_for(service.settings.loaded_decoders)
+    generation = APIRouter(route_class=generate_route_class(max_body_bytes, admit))
+    generate_route = dict(
+        methods=["POST"],
+        response_model=GenerateResponse,
+        responses={200: {"content": _IMAGE_CONTENT}, **_ERROR_RESPONSES},
+    )
+    for path, endpoint, summary in (
+        ("/predict", predict, "Generate an image"),
+        ("/invocations", invocations, "Generate an image (SageMaker contract)"),
+    ):
+        endpoint.__annotations__["generate_request"] = request_model
+        generation.add_api_route(path, endpoint, summary=summary, **generate_route)
     app.include_router(generation)
     return app

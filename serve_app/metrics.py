@@ -3,7 +3,7 @@ CloudWatch EMF records (``serve_app.emf``) when the service knows its SageMaker 
 
 Ray exports the Prometheus metrics with its own (request counts, latencies, replica health) on
 each node's metrics port (the container entrypoint fixes it at SDTURBO_METRICS_PORT, default 9090).
-Only the Ray layer (``serve_app.replicas``) imports this module.
+Only the Ray layer (``serve_app.model_replica``, ``serve_app.ingress``) imports this module.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 from ray.serve.metrics import Counter, Gauge, Histogram
 
+from serve_app.batching import PipelineRun
 from serve_app.device_loop import CallRecord
 from serve_app.emf import EmfWriter
 
@@ -96,20 +97,20 @@ class ModelMetrics:
         }
 
     def pipeline_call(self, record: CallRecord) -> None:
-        """One device-loop call ended (``serve_app.device_loop.DeviceLoop``'s ``on_call``)."""
+        """One device-loop call ended (``serve_app.device_loop.DeviceLoop``'s ``on_call``): its
+        outcome, and each of its requests' wait from reaching the loop to the call starting."""
         self.pipeline_calls.inc(tags={"outcome": record.outcome})
         self.tally["calls"][record.outcome] += 1
-        seen = set()
-        for image in record.results:
-            # Images of one pipeline call share its start time and size.
-            key = (image.started_at, image.batch_size)
-            if key not in seen:
-                seen.add(key)
-                self.batch_size.observe(image.batch_size)
-                self.inference_ms.observe(image.inference_ms)
-                self.tally["batch_sizes"][image.batch_size] += 1
-                if self.emf:
-                    self.emf.emit({"BatchSize": image.batch_size})
+        for wait_ms in record.waits_ms:
+            self.batching_delay(wait_ms)
+
+    def pipeline_run(self, run: PipelineRun) -> None:
+        """One pipeline run, as the generator reports it (``SDTurboGenerator``'s ``on_pipeline_run``)."""
+        self.batch_size.observe(run.batch_size)
+        self.inference_ms.observe(run.inference_ms)
+        self.tally["batch_sizes"][run.batch_size] += 1
+        if self.emf:
+            self.emf.emit({"BatchSize": run.batch_size})
 
     def abandoned(self, stage: str, count: int) -> None:
         self.abandoned_requests.inc(count, tags={"stage": stage})

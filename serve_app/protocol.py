@@ -10,7 +10,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator
+from pydantic_core import PydanticCustomError
+
+from serve_app.batching import DECODER_NAMES, DEFAULT_DECODER
 
 MAX_SEED = 2**32 - 1
 MIN_SIDE, MAX_SIDE, DEFAULT_SIDE = 64, 1024, 512
@@ -20,7 +23,9 @@ MAX_GUIDANCE_SCALE = 10.0
 MAX_PROMPT_CHARS = 2000
 
 OutputFormat = Literal["jpeg", "png", "webp"]
-DecoderName = Literal["full", "tiny"]
+# Every decoder name (serve_app/batching.py lists them); a server's own schema lists only the
+# decoders it loaded (``request_model_for``).
+DecoderName = Literal[DECODER_NAMES]  # type: ignore[valid-type]
 
 
 def _whole_number(value: object) -> object:
@@ -77,6 +82,13 @@ def _check_text(value: str, pattern: re.Pattern) -> str:
     return value
 
 
+_DECODER_DOC = (
+    "Which VAE decoder turns the latents into the image: 'full' (the model's VAE, best detail) or "
+    "'tiny' (TAESD: much faster, slightly softer); this server's schema lists the ones it loaded. "
+    f"Absent: the server's default ({DEFAULT_DECODER} when loaded)."
+)
+
+
 class GenerateRequest(BaseModel):
     """One image to generate."""
 
@@ -125,9 +137,7 @@ class GenerateRequest(BaseModel):
 
     decoder: DecoderName | None = Field(
         default=None,
-        description="Which VAE decoder turns the latents into the image: 'full' (the model's VAE, "
-        "best detail) or 'tiny' (TAESD: much faster, slightly softer). Absent: the server's default "
-        "(full when loaded). A decoder the server has not loaded is a 422.",
+        description=_DECODER_DOC,
     )
 
     @field_validator("prompt")
@@ -139,6 +149,42 @@ class GenerateRequest(BaseModel):
     @classmethod
     def _negative_prompt_text(cls, value: str | None) -> str | None:
         return None if value is None else _check_text(value, _TEXT)
+
+
+# The validation error of a decoder this server did not load; its message is complete as it is.
+DECODER_NOT_LOADED = "decoder_not_loaded"
+
+
+def request_model_for(loaded_decoders: tuple[str, ...]) -> type[GenerateRequest]:
+    """``GenerateRequest`` as one server publishes it: ``decoder`` accepts only ``loaded_decoders``,
+    so the served OpenAPI document never offers what that server would refuse."""
+    if set(loaded_decoders) == set(DECODER_NAMES):
+        return GenerateRequest
+    unknown = set(loaded_decoders) - set(DECODER_NAMES)
+    if unknown or not loaded_decoders:
+        raise ValueError(f"unknown decoders {sorted(unknown)}; known: {DECODER_NAMES}")
+    loaded = Literal[tuple(loaded_decoders)]  # type: ignore[valid-type]
+
+    def known_but_not_loaded(value: object) -> object:
+        # The schema's enum refuses it either way; this says why, and what would load it.
+        if isinstance(value, str) and value in DECODER_NAMES and value not in loaded_decoders:
+            message = (
+                f"decoder {value!r} is not loaded on this server (loaded: {', '.join(loaded_decoders)}; "
+                "SDTURBO_DECODERS chooses)"
+            )
+            raise PydanticCustomError(DECODER_NOT_LOADED, message)
+        return value
+
+    return create_model(
+        "GenerateRequest",
+        __base__=GenerateRequest,
+        __module__=__name__,
+        __doc__=GenerateRequest.__doc__,
+        decoder=(
+            Annotated[loaded | None, BeforeValidator(known_but_not_loaded)],
+            Field(default=None, description=_DECODER_DOC),
+        ),
+    )
 
 
 class DecoderSource(BaseModel):

@@ -7,6 +7,7 @@ tested with a fake one and runs unchanged inside the Ray ingress deployment.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -14,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from serve_app.batching import GenerationResult, GenerationSpec
+from serve_app.batching import GenerationJob, GenerationResult, GenerationSpec
 from serve_app.cache import ByteBudgetLRUCache
 from serve_app.errors import InvalidField, RequestTimeout, ResponseTooLarge
 from serve_app.guardrails import PromptBlocklist
@@ -32,8 +33,8 @@ from serve_app.storage import S3ImageStore
 
 logger = logging.getLogger(ACCESS_LOGGER)
 
-# generate(spec, output_format, quality, submitted_at_unix_s) -> GenerationResult
-GenerateFn = Callable[[GenerationSpec, str, int, float], Awaitable[GenerationResult]]
+# generate(job) -> GenerationResult: the model call (a deployment handle in the ingress, a fake in tests).
+GenerateFn = Callable[[GenerationJob], Awaitable[GenerationResult]]
 
 
 class TokenCounter(Protocol):
@@ -143,10 +144,14 @@ class ImageService:
             # The first loaded decoder (full, when it is) serves requests that name none.
             decoder=request.decoder or self.settings.loaded_decoders[0],
         )
-        output_format = request.output_format or self.settings.default_output_format
-        quality = request.quality or self.settings.default_quality
+        job = GenerationJob(
+            spec,
+            output_format=request.output_format or self.settings.default_output_format,
+            quality=request.quality or self.settings.default_quality,
+        )
+        output_format = job.output_format
         # 3. A seeded request may already have been made.
-        cache_key = (spec, output_format, quality)
+        cache_key = job.cache_key
         result = self.cache.get(cache_key) if seeded and self.settings.cache_max_bytes else None
         cached = result is not None
         (self.metrics.cache_hit if cached else self.metrics.cache_miss)()
@@ -154,7 +159,7 @@ class ImageService:
         if result is None:
             try:
                 result = await asyncio.wait_for(
-                    self._generate(spec, output_format, quality, time.time()),
+                    self._generate(dataclasses.replace(job, submitted_at=time.time())),
                     timeout=self.settings.request_timeout_s,
                 )
             except asyncio.TimeoutError:

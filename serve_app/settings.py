@@ -23,20 +23,30 @@ from typing import Any, Literal
 from pydantic import Field, PositiveInt, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from serve_app.batching import DECODER_NAMES, DEFAULT_DECODER
 from serve_app.model.resolved import SD_PRESETS, SDXL_PRESETS  # torch-free, like this module
+from serve_app.model.sources import (
+    DEFAULT_CACHE_DIR,
+    DEFAULT_MODEL,
+    DEFAULT_TINY_DECODER,
+    PINNED_REVISIONS,
+    SAFETY_CHECKER_HUB_ID,
+)
 from serve_app.protocol import OutputFormat
 
 ENV_PREFIX = "SDTURBO_"
 
-# The published SD-Turbo weights, pinned to the commit this service was built against, so a
-# deployment never picks up a changed model silently.
-DEFAULT_MODEL = "stabilityai/sd-turbo"
-DEFAULT_MODEL_REVISION = "b261bac6fd2cf515557d5d0707481eafa0485ec2"
-# TAESD, the tiny VAE decoder, and the Hub commit of it this service pins (the revision of
-# madebyollin/taesd that public projects pin for config.json + diffusion_pytorch_model.safetensors).
-DEFAULT_TINY_DECODER = "madebyollin/taesd"
-DEFAULT_TINY_DECODER_REVISION = "614f76814bbe30edbe2e627ace1c2234c81a2c0e"
-DECODER_NAMES = ("full", "tiny")
+# The published SD-Turbo weights and TAESD (the tiny VAE decoder), each pinned to a Hub commit
+# so a deployment never picks up changed weights silently: serve_app/model/sources.py lists every pin.
+DEFAULT_MODEL_REVISION = PINNED_REVISIONS[DEFAULT_MODEL]
+DEFAULT_TINY_DECODER_REVISION = PINNED_REVISIONS[DEFAULT_TINY_DECODER]
+# The port SageMaker sends /ping and /invocations to: the container's default (container/entrypoint.py),
+# the image's EXPOSE and HEALTHCHECK and the production Serve config, each tied to this value by a test.
+SAGEMAKER_PORT = 8080
+# The batching knobs' defaults, named because ``@serve.batch`` (serve_app/model_replica.py) needs
+# values when its class is defined, before any settings exist; each replica then sets its own.
+DEFAULT_MAX_BATCH_SIZE = 8
+DEFAULT_BATCH_WAIT_TIMEOUT_S = 0.0
 
 
 # A served model's name: what a request's `model` field says.
@@ -130,8 +140,13 @@ class Settings(BaseSettings):
         "'stabilityai/sd-turbo,sdxl=stabilityai/sdxl-turbo@<sha>'); presets 'tiny-xl' and 'sdxl-turbo-random' "
         "have SDXL-Turbo's architecture. Empty: the one model of `model` and `model_revision`.",
     )
+    offline: bool = _setting(
+        False,
+        "Never contact the Hugging Face Hub (the container sets HF_HUB_OFFLINE=1): weights come from the "
+        "image, the model directory or a preset.",
+    )
     cache_dir: str = _setting(
-        str(Path.home() / ".cache" / "sd-turbo-serve"),
+        DEFAULT_CACHE_DIR,
         "Where offline presets are built and kept.",
     )
     # --- Compute ------------------------------------------------------------------------------
@@ -149,7 +164,7 @@ class Settings(BaseSettings):
     warmup: bool = _setting(True, "Run warm-up generations before the replica reports ready.")
     # --- VAE decoders -------------------------------------------------------------------------
     decoders: str = _setting(
-        "full",
+        DEFAULT_DECODER,
         "Decoders the model replica loads: 'full' (the model's VAE), 'tiny' (TAESD instead of the "
         "VAE) or 'full,tiny' (both; a request's `decoder` field chooses, default full).",
     )
@@ -194,13 +209,13 @@ class Settings(BaseSettings):
     # knob project-wide: the Serve YAML, the GPU benchmark and Terraform's defaults follow
     # these (tests/deployments/test_batching_knobs.py).
     max_batch_size: int = _setting(
-        8,
+        DEFAULT_MAX_BATCH_SIZE,
         "Most requests in one pipeline call; arrivals during a running call fill the next one up to this.",
         ge=1,
         le=256,
     )
     batch_wait_timeout_s: float = _setting(
-        0.0,
+        DEFAULT_BATCH_WAIT_TIMEOUT_S,
         "How long Ray's @serve.batch gathers simultaneous arrivals before handing them to the "
         "device loop: a delay added to a request that finds the replica idle (0: starts at once). "
         "Batch size under load never depends on it.",
@@ -224,7 +239,7 @@ class Settings(BaseSettings):
         "ingress_replicas=1.",
     )
     host: str = _setting("127.0.0.1", "HTTP bind address (the container sets 0.0.0.0).")
-    port: int = _setting(8000, "HTTP port (the container sets 8080).", ge=1, le=65535)
+    port: int = _setting(8000, f"HTTP port (the container sets {SAGEMAKER_PORT}).", ge=1, le=65535)
     app_name: str = _setting("sd-turbo", "Ray Serve application name.")
     drain_timeout_s: float = _setting(
         25.0, "On SIGTERM, how long in-flight requests may take to finish (SageMaker kills at 30 s).", ge=0
@@ -267,14 +282,14 @@ class Settings(BaseSettings):
     safety_checker: str = _setting(
         "",
         "Image safety checker run on every image: '' (off), a Hub id (e.g. "
-        "CompVis/stable-diffusion-safety-checker), a local checker directory, 'model' (the model "
+        f"{SAFETY_CHECKER_HUB_ID}), a local checker directory, 'model' (the model "
         "directory's safety_checker/ and feature_extractor/), or 'random' (offline preset: the "
         "published architecture with random weights, flags nothing; tests). Flagged images get 422.",
     )
     safety_checker_revision: str = _setting(
         "",
         "Hub revision (commit sha) of `safety_checker`; empty: the pinned commit for "
-        "CompVis/stable-diffusion-safety-checker, required for any other Hub id.",
+        f"{SAFETY_CHECKER_HUB_ID}, required for any other Hub id.",
     )
     fault_injection_unsafe_seeds: str = _setting(
         "",
@@ -379,9 +394,10 @@ class Settings(BaseSettings):
 
     @property
     def loaded_decoders(self) -> tuple[str, ...]:
-        """The decoders a replica loads, the default one (full when loaded) first."""
+        """The decoders a replica loads, the default one (DEFAULT_DECODER when loaded) first."""
         names = {name.strip() for name in self.decoders.split(",")}
-        return tuple(name for name in DECODER_NAMES if name in names)
+        ordered = sorted(names, key=lambda name: (name != DEFAULT_DECODER, DECODER_NAMES.index(name)))
+        return tuple(ordered)
 
     @property
     def decoder_compile_buckets(self) -> tuple[int, ...]:
@@ -401,6 +417,22 @@ class Settings(BaseSettings):
         if buckets[0] < 1 or buckets[-1] < self.max_batch_size:
             raise ValueError("compile_decoder_buckets must be >= 1 and reach max_batch_size")
         return tuple(buckets)
+
+    @property
+    def decoder_options(self) -> dict[str, Any]:
+        """The decoder settings as the plain keyword arguments of ``serve_app.model.prepare_decoders``."""
+        return {
+            "names": self.loaded_decoders,
+            "compile_mode": self.compile_decoder,
+            "buckets": self.decoder_compile_buckets,
+            "sizes": self.decoder_compile_sizes,
+            "compile_cache_dir": self.compile_cache_dir,
+        }
+
+    @property
+    def warmup_batch_sizes(self) -> tuple[int, ...]:
+        """The call sizes a replica warms up before it reports ready: a lone request and a full call."""
+        return tuple(sorted({1, self.max_batch_size}))
 
     @property
     def decoder_compile_sizes(self) -> tuple[tuple[int, int], ...]:
@@ -463,6 +495,13 @@ class _EnvironmentSource(EnvSettingsSource):
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
         return {name.lower(): value for name, value in self._environ.items()}
+
+
+def offline_requested(environ: Mapping[str, str]) -> bool:
+    """The ``offline`` setting as ``environ`` gives it, parsed by its field (the container reads it
+    before anything else of the settings, to set HF_HUB_OFFLINE for every process it starts)."""
+    name = f"{ENV_PREFIX}OFFLINE"
+    return Settings.load({}, environ={name: environ[name]} if name in environ else {}).offline
 
 
 def describe_settings() -> str:

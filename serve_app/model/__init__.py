@@ -3,7 +3,11 @@ sees plain Python objects (GenerationSpec in, PIL images out).
 
 Importing the package loads neither: each name below is imported from its module on first use
 (PEP 562), so the ingress replica can use the torch-free modules (``resolved``: the resolved
-model, ``tokens``: the prompt token counter) without the ~450 MB that torch and diffusers cost.
+model, ``tokens``: the prompt token counter, ``sources``: where weights come from) without the
+~450 MB that torch and diffusers cost.
+
+The package depends on no module of the service outside it except the plain data types of
+``serve_app.batching``: the replica passes settings in as plain values.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ _EXPORTS = {
     "GeneratedImage": "generator",
     "GenerationOutOfMemory": "generator",
     "SDTurboGenerator": "generator",
-    "ModelLoadError": "loading",
+    "ModelLoadError": "sources",
+    "LocalSource": "sources",
+    "SourceRules": "sources",
+    "resolve_source": "sources",
     "configure_pipeline": "loading",
     "load_pipeline": "loading",
     "pin_execution_device": "loading",
@@ -31,11 +38,11 @@ _EXPORTS = {
     "DecoderSet": "decoders",
     "build_decoders": "decoders",
     "configure_compile_cache": "decoders",
-    "decoders_for_settings": "decoders",
+    "prepare_decoders": "decoders",
     "load_tiny_decoder": "decoders",
     "resolve_tiny_decoder": "decoders",
     "ImageSafetyChecker": "safety",
-    "ResolvedSafetyChecker": "safety",
+    "ResolvedSafetyChecker": "resolved",
     "SafetyCheckerLoadError": "safety",
     "parse_seed_list": "safety",
     "resolve_safety_checker": "safety",
@@ -45,6 +52,7 @@ __all__ = [
     "DecoderSet",
     "GeneratedImage",
     "GenerationOutOfMemory",
+    "LocalSource",
     "ImageSafetyChecker",
     "ModelLoadError",
     "PRESETS",
@@ -54,18 +62,20 @@ __all__ = [
     "ResolvedSafetyChecker",
     "SDTurboGenerator",
     "SafetyCheckerLoadError",
+    "SourceRules",
     "build_decoders",
     "build_pipeline",
     "configure_compile_cache",
     "configure_pipeline",
-    "decoders_for_settings",
     "ensure_preset",
     "load_pipeline",
     "load_tiny_decoder",
+    "prepare_decoders",
     "parse_seed_list",
     "pin_execution_device",
     "resolve_model",
     "resolve_safety_checker",
+    "resolve_source",
     "resolve_tiny_decoder",
     "select_device",
     "select_dtype",
@@ -76,13 +86,12 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
         DecoderSet,
         build_decoders,
         configure_compile_cache,
-        decoders_for_settings,
         load_tiny_decoder,
+        prepare_decoders,
         resolve_tiny_decoder,
     )
     from serve_app.model.generator import GeneratedImage, GenerationOutOfMemory, SDTurboGenerator
     from serve_app.model.loading import (
-        ModelLoadError,
         configure_pipeline,
         load_pipeline,
         pin_execution_device,
@@ -91,14 +100,14 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
         select_dtype,
     )
     from serve_app.model.presets import PRESETS, build_pipeline, ensure_preset
-    from serve_app.model.resolved import ResolvedDecoder, ResolvedModel
+    from serve_app.model.resolved import ResolvedDecoder, ResolvedModel, ResolvedSafetyChecker
     from serve_app.model.safety import (
         ImageSafetyChecker,
-        ResolvedSafetyChecker,
         SafetyCheckerLoadError,
         parse_seed_list,
         resolve_safety_checker,
     )
+    from serve_app.model.sources import LocalSource, ModelLoadError, SourceRules, resolve_source
     from serve_app.model.tokens import PromptTokenCounter
 
 

@@ -29,6 +29,7 @@ per decoder because CUDA graph trees (``reduce-overhead``, ``max-autotune``) are
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -41,14 +42,20 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderTiny, StableDiffusionPipeline, StableDiffusionXLPipeline
 
-from serve_app.model.loading import ModelLoadError
+from serve_app.batching import DEFAULT_DECODER
 from serve_app.model.presets import TINY_DECODER_PRESET, TINY_DECODER_PRESETS, TINY_DECODER_XL_PRESET, ensure_preset
 from serve_app.model.resolved import ResolvedDecoder
-from serve_app.settings import DEFAULT_TINY_DECODER, DEFAULT_TINY_DECODER_REVISION, Settings
+from serve_app.model.sources import (
+    DEFAULT_TINY_DECODER,
+    MODEL_FOLDER_PREFIX,
+    ModelLoadError,
+    SourceRules,
+    resolve_source,
+)
 
 logger = logging.getLogger(__name__)
 
-MODEL_SUBFOLDER_PREFIX = "model:"
+MODEL_SUBFOLDER_PREFIX = MODEL_FOLDER_PREFIX
 # The files of a diffusers AutoencoderTiny repository that loading needs.
 _TINY_DECODER_FILES = ["config.json", "diffusion_pytorch_model.safetensors"]
 # Modes whose compiled graphs replay as CUDA graphs (outputs live in a reused memory pool).
@@ -82,43 +89,21 @@ def tiny_decoder_for_family(source: str, family: str) -> str:
 
 
 def resolve_tiny_decoder(source: str, revision: str, model_dir: str, cache_dir: str) -> ResolvedDecoder:
-    """Turn the ``tiny_decoder`` setting into a local directory, downloading or building as needed.
+    """Turn the ``tiny_decoder`` setting into a local AutoencoderTiny directory
+    (``sources.resolve_source``: the preset, ``model:<folder>``, a path or a pinned Hub id).
 
     Never substitutes random weights for real ones: any failure raises ModelLoadError.
     """
-    # 1. The offline presets: random weights of TAESD's architecture, built once into the cache.
-    if source in TINY_DECODER_PRESETS:
-        return ResolvedDecoder(str(ensure_preset(source, cache_dir)), f"preset:{source}", None, True)
-    # 2. A folder of the model directory (e.g. /opt/ml/model/vae_tiny from model_data_url).
-    if source.startswith(MODEL_SUBFOLDER_PREFIX):
-        subfolder = source[len(MODEL_SUBFOLDER_PREFIX) :].strip("/")
-        path = Path(model_dir) / subfolder
-        if not subfolder or Path(subfolder).is_absolute() or ".." in Path(subfolder).parts:
-            raise ModelLoadError(f"tiny_decoder {source!r}: name a folder inside the model directory. {_TINY_HINT}")
-        return ResolvedDecoder(_checked_tiny_dir(path, source), source, None, False)
-    # 3. A local directory.
-    path = Path(source).expanduser()
-    if source.startswith((".", "/", "~")) or path.exists():
-        return ResolvedDecoder(_checked_tiny_dir(path, source), str(path), None, False)
-    # 4. A Hub id, at a pinned revision: the default TAESD's is known, any other must be given.
-    if not revision:
-        if source != DEFAULT_TINY_DECODER:
-            raise ModelLoadError(
-                f"tiny_decoder {source!r} is a Hub id without a pinned revision: set "
-                "SDTURBO_TINY_DECODER_REVISION to the commit sha to load (a moving branch is never used)."
-            )
-        revision = DEFAULT_TINY_DECODER_REVISION
-    from huggingface_hub import snapshot_download
-
-    try:
-        local_dir = snapshot_download(repo_id=source, revision=revision, allow_patterns=_TINY_DECODER_FILES)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one clear start-up error
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
-        raise ModelLoadError(
-            f"Could not fetch the tiny decoder {source!r} at revision {revision!r} from the Hugging Face "
-            f"Hub (HF_HUB_OFFLINE={'1' if offline else '0'}): {type(exc).__name__}: {exc}. {_TINY_HINT}"
-        ) from exc
-    return ResolvedDecoder(_checked_tiny_dir(Path(local_dir), source), source, revision, False)
+    rules = SourceRules(
+        what="tiny_decoder",
+        error=ModelLoadError,
+        hint=_TINY_HINT,
+        presets={name: functools.partial(ensure_preset, name) for name in TINY_DECODER_PRESETS},
+        hub_patterns=[_TINY_DECODER_FILES],
+        model_folders=True,
+    )
+    found = resolve_source(source, revision, rules, cache_dir, model_dir)
+    return ResolvedDecoder(_checked_tiny_dir(found.local_dir, source), found.source_id, found.revision, found.is_random)
 
 
 def _checked_tiny_dir(path: Path, source: str) -> str:
@@ -284,7 +269,7 @@ class DecoderSet:
 
     @classmethod
     def full_only(cls, pipe: StableDiffusionPipeline | StableDiffusionXLPipeline) -> DecoderSet:
-        return cls({"full": LatentDecoder("full", pipe.vae, is_sdxl(pipe))})
+        return cls({DEFAULT_DECODER: LatentDecoder(DEFAULT_DECODER, pipe.vae, is_sdxl(pipe))})
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -292,7 +277,7 @@ class DecoderSet:
 
     @property
     def default(self) -> str:
-        return "full" if "full" in self.decoders else self.names[0]
+        return DEFAULT_DECODER if DEFAULT_DECODER in self.decoders else self.names[0]
 
     def decode(self, name: str, latents: torch.Tensor) -> torch.Tensor:
         try:
@@ -344,18 +329,25 @@ def build_decoders(
     return DecoderSet(decoders, reports)
 
 
-def decoders_for_settings(
-    pipe: StableDiffusionPipeline, settings: Settings, tiny: ResolvedDecoder | None
+def prepare_decoders(
+    pipe: StableDiffusionPipeline,
+    tiny: ResolvedDecoder | None,
+    *,
+    names: Sequence[str] = ("full",),
+    compile_mode: str = "off",
+    buckets: Sequence[int] = (1,),
+    sizes: Sequence[tuple[int, int]] = ((512, 512),),
+    compile_cache_dir: str = "",
 ) -> DecoderSet:
-    """What a model replica runs: the decoders the settings ask for, loaded and compiled.
+    """What a model replica runs: the decoders ``names`` (the ``decoders`` setting) loaded and,
+    unless ``compile_mode`` is 'off', compiled for ``buckets`` x ``sizes``.
 
     Called before the replica's warm-up generations, so the compile cache is in place before any
     torch.compile in the process (the UNet's ``compile`` included) needs it.
     """
     # 1. A compile cache kept across restarts, if configured.
-    configure_compile_cache(settings.compile_cache_dir)
+    configure_compile_cache(compile_cache_dir)
     # 2. TAESD, in the pipeline's device and precision.
-    names = settings.loaded_decoders
     tiny_vae = None
     if "tiny" in names:
         if tiny is None:
@@ -371,11 +363,5 @@ def decoders_for_settings(
         )
 
     return build_decoders(
-        pipe,
-        names,
-        tiny_vae,
-        compile_mode=settings.compile_decoder,
-        buckets=settings.decoder_compile_buckets,
-        sizes=settings.decoder_compile_sizes,
-        on_compiled=log_compiled,
+        pipe, names, tiny_vae, compile_mode=compile_mode, buckets=buckets, sizes=sizes, on_compiled=log_compiled
     )

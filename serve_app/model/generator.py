@@ -1,4 +1,7 @@
-"""Turning a batch of GenerationSpecs into images with one pipeline call per compatible group.
+"""Turning one call's GenerationSpecs (one group: equal ``group_key``) into images.
+
+The device loop forms the calls; the generator runs each as given (splitting it only when it
+does not fit in memory) and reports every pipeline run it makes (``on_pipeline_run``).
 
 The same code runs SD-Turbo (``StableDiffusionPipeline``) and SDXL-Turbo
 (``StableDiffusionXLPipeline``): both take the same call (prompts, negative prompts, steps,
@@ -17,8 +20,7 @@ import torch
 from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 from PIL import Image
 
-from serve_app.batching import GenerationSpec, group_compatible
-from serve_app.device_loop import PipelineCallCancelled
+from serve_app.batching import DEFAULT_DECODER, GenerationSpec, PipelineCallCancelled, PipelineRun
 from serve_app.model.decoders import DecoderSet
 from serve_app.model.safety import ImageSafetyChecker
 
@@ -36,7 +38,7 @@ class GeneratedImage:
     inference_ms: float
     started_at: float  # wall-clock time the pipeline call started (time.time())
     flagged: bool = False  # the image safety checker flagged it (serve_app/model/safety.py)
-    decoder: str = "full"  # the VAE decoder that made the pixels
+    decoder: str = DEFAULT_DECODER  # the VAE decoder that made the pixels
 
 
 class SDTurboGenerator:
@@ -45,17 +47,18 @@ class SDTurboGenerator:
     def __init__(
         self,
         pipe: StableDiffusionPipeline | StableDiffusionXLPipeline,
-        max_group_size: int | None = None,
         simulate_oom_above: int = 0,
         safety_checker: ImageSafetyChecker | None = None,
         decoders: DecoderSet | None = None,
+        on_pipeline_run: Callable[[PipelineRun], None] | None = None,
     ):
         self.pipe = pipe
         self.safety_checker = safety_checker
         self.device = pipe.device
         # The pipeline stops at latents; these turn them into pixels ("full" VAE, "tiny" TAESD).
         self.decoders = decoders or DecoderSet.full_only(pipe)
-        self.max_group_size = max_group_size
+        # Per-run metrics (batch size, inference time): told once per pipeline run, on the device thread.
+        self.on_pipeline_run = on_pipeline_run or (lambda run: None)
         # Testing only: lets the real service exercise its out-of-memory path without a GPU.
         self.simulate_oom_above = simulate_oom_above
         self.oom_splits = 0
@@ -63,17 +66,18 @@ class SDTurboGenerator:
     def generate(
         self, specs: Sequence[GenerationSpec], should_stop: Callable[[], bool] | None = None
     ) -> list[GeneratedImage]:
-        """Images for ``specs``, in the same order, each from its own seeded generator.
+        """Images for ``specs`` (one call: equal ``group_key``), in the same order, each from its
+        own seeded generator.
 
         ``should_stop`` (plain Python, polled after every denoising step): when it turns true the
         call raises ``PipelineCallCancelled`` instead of finishing work nobody waits for.
         """
-        results: list[GeneratedImage | None] = [None] * len(specs)
-        for group in group_compatible(specs, self.max_group_size):
-            generated = self._generate_splitting_on_oom([specs[i] for i in group], should_stop)
-            for index, image in zip(group, generated, strict=True):
-                results[index] = image
-        return results  # type: ignore[return-value]
+        if not specs:
+            return []
+        if len({spec.group_key for spec in specs}) > 1:
+            # Forming calls is the device loop's job alone (serve_app/device_loop.py).
+            raise ValueError("one pipeline call takes specs of one group (size, steps, guidance, decoder)")
+        return self._generate_splitting_on_oom(list(specs), should_stop)
 
     def _generate_splitting_on_oom(
         self, specs: list[GenerationSpec], should_stop: Callable[[], bool] | None = None
@@ -133,6 +137,7 @@ class SDTurboGenerator:
             pixels = (images * 255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
             flags = flagged.tolist() if flagged is not None else [False] * len(specs)
         elapsed_ms = (time.perf_counter() - started) * 1000.0
+        self.on_pipeline_run(PipelineRun(len(specs), elapsed_ms))
         return [
             GeneratedImage(
                 None if flag else Image.fromarray(array), len(specs), elapsed_ms, started_at, flag, first.decoder

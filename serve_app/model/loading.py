@@ -2,22 +2,24 @@
 
 Every model source ends in the same ``<pipeline class>.from_pretrained(<local dir>)`` call, the
 class named by the directory's model_index.json (``StableDiffusionPipeline`` or
-``StableDiffusionXLPipeline``): hub ids are first fetched (pinned revision, only the files the pipeline needs) into the
-Hugging Face cache, presets are built into this service's cache, and local directories
-(including SageMaker's /opt/ml/model) are used as they are.
+``StableDiffusionXLPipeline``): ``serve_app.model.sources`` turns a hub id (pinned revision, only
+the files the pipeline needs), a preset (built into this service's cache) or a local directory
+(including SageMaker's /opt/ml/model) into that directory.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
-from pathlib import Path
 
 import torch
 from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
 from serve_app.model.presets import PRESETS, ensure_preset
 from serve_app.model.resolved import ResolvedModel, model_family
+from serve_app.model.sources import DEFAULT_CACHE_DIR, ModelLoadError, SourceRules, resolve_source
+
+__all__ = ["ModelLoadError", "configure_pipeline", "load_pipeline", "pin_execution_device", "resolve_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +35,6 @@ _PIPELINE_KWARGS = {
 }
 
 
-class ModelLoadError(RuntimeError):
-    """The configured model could not be found or loaded; the message says what was tried."""
-
-
 _OFFLINE_HINT = (
     "To try the service without the real weights, use the offline preset: "
     "SDTURBO_MODEL=tiny (or `serve run serve_app.app:build_app model=tiny`); it has random "
@@ -46,44 +44,29 @@ _OFFLINE_HINT = (
 
 
 def resolve_model(model: str, revision: str | None, cache_dir: str, half_precision: bool = False) -> ResolvedModel:
-    """Turn the ``model`` setting into a local directory, downloading or building as needed.
+    """Turn the ``model`` setting into a local diffusers directory (``sources.resolve_source``).
 
     Never substitutes random weights for real ones: any failure raises ModelLoadError.
     """
-    # 1. Offline presets: random weights, built once into the cache.
-    if model in PRESETS:
-        return ResolvedModel(str(ensure_preset(model, cache_dir)), f"preset:{model}", None, True)
-
-    # 2. A local directory (a save_pretrained output, or SageMaker's model directory).
-    path = Path(model).expanduser()
-    looks_like_path = model.startswith((".", "/", "~")) or path.exists()
-    if looks_like_path:
-        if not (path / "model_index.json").is_file():
-            raise ModelLoadError(
-                f"Model directory {str(path)!r} has no model_index.json: it is not a diffusers "
-                f"pipeline directory (exists: {path.exists()}). {_OFFLINE_HINT}"
-            )
-        return ResolvedModel(str(path.resolve()), str(path), None, False)
-
-    # 3. A Hugging Face Hub id at a pinned revision: fetch only what the pipeline loads.
-    from huggingface_hub import snapshot_download
-
     weights = "*/*.fp16.safetensors" if half_precision else "*/*.safetensors"
-    try:
-        local_dir = snapshot_download(
-            repo_id=model,
-            revision=revision,
-            allow_patterns=["model_index.json", "*/*.json", "*/*.txt", weights],
-            ignore_patterns=None if half_precision else ["*.fp16.safetensors"],
-        )
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one clear start-up error
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+    rules = SourceRules(
+        what="model",
+        error=ModelLoadError,
+        hint=_OFFLINE_HINT,
+        presets={name: functools.partial(ensure_preset, name) for name in PRESETS},
+        # Only what the pipeline loads: configs, tokenizer files and one precision's weights.
+        hub_patterns=[["model_index.json", "*/*.json", "*/*.txt", weights]],
+        hub_ignore_patterns=None if half_precision else ["*.fp16.safetensors"],
+        # The model setting's default is the pinned commit; any other revision is the operator's.
+        require_revision=False,
+    )
+    found = resolve_source(model, revision, rules, cache_dir)
+    if not (found.local_dir / "model_index.json").is_file():
         raise ModelLoadError(
-            f"Could not fetch model {model!r} at revision {revision!r} from the Hugging Face Hub "
-            f"(HF_HUB_OFFLINE={'1' if offline else '0'}, cache {os.environ.get('HF_HOME', '~/.cache/huggingface')}): "
-            f"{type(exc).__name__}: {exc}. {_OFFLINE_HINT}"
-        ) from exc
-    return ResolvedModel(local_dir, model, revision, False)
+            f"Model directory {str(found.local_dir)!r} has no model_index.json: it is not a diffusers "
+            f"pipeline directory (exists: {found.local_dir.exists()}). {_OFFLINE_HINT}"
+        )
+    return ResolvedModel(str(found.local_dir.resolve()), found.source_id, found.revision, found.is_random)
 
 
 def select_device(device: str) -> str:
@@ -117,11 +100,7 @@ def load_pipeline(
     device = select_device(device)
     torch_dtype = select_dtype(dtype, device)
     if resolved is None:
-        from serve_app.settings import Settings
-
-        resolved = resolve_model(
-            model, revision, cache_dir or Settings.load().cache_dir, torch_dtype == torch.float16
-        )
+        resolved = resolve_model(model, revision, cache_dir or DEFAULT_CACHE_DIR, torch_dtype == torch.float16)
     try:
         family = model_family(resolved.local_dir)
     except (OSError, ValueError) as exc:

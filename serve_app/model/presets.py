@@ -50,6 +50,7 @@ from diffusers import (
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from serve_app.model.resolved import SD_PRESETS, SDXL_PRESETS
+from serve_app.model.sources import DEFAULT_CACHE_DIR
 
 PRESETS = (*SD_PRESETS, *SDXL_PRESETS)
 _BPE_FILE = Path(__file__).with_name("assets") / "clip_bpe_simple_vocab_16e6.txt.gz"
@@ -384,12 +385,10 @@ def build_once(target: Path, marker: str, write: Callable[[Path], None]) -> Path
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Build an offline random-weight preset.")
     parser.add_argument("name", choices=(*PRESETS, *TINY_DECODER_PRESETS))
-    parser.add_argument("--cache-dir", default=None, help="Defaults to the service's cache_dir setting.")
+    parser.add_argument(
+        "--cache-dir", default=DEFAULT_CACHE_DIR, help=f"The service's cache_dir setting (default {DEFAULT_CACHE_DIR})."
+    )
     args = parser.parse_args(argv)
-    if args.cache_dir is None:
-        from serve_app.settings import Settings
-
-        args.cache_dir = Settings.load().cache_dir
     print(ensure_preset(args.name, args.cache_dir))
 
 

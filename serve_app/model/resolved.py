@@ -45,6 +45,19 @@ class ResolvedDecoder:
 
 
 @dataclass(frozen=True)
+class ResolvedSafetyChecker:
+    """A safety-checker source turned into local directories (picklable: sent to replicas)."""
+
+    checker_dir: str  # config.json + weights
+    preprocessor_dir: str  # preprocessor_config.json
+    source: str  # what was asked for: hub id, path, "model", or "preset:random"
+    revision: str | None
+    is_random: bool
+    # Testing only: images of these seeds are reported unsafe (fault_injection_unsafe_seeds).
+    forced_unsafe_seeds: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
 class ResolvedModel:
     """A model source turned into a local diffusers directory."""
 
@@ -54,12 +67,17 @@ class ResolvedModel:
     is_random: bool  # True for presets: never report their images as the real model's
     # TAESD, when the ``decoders`` setting loads it (resolved beside the model, before replicas start).
     tiny_decoder: ResolvedDecoder | None = None
+    # The image safety checker, when the ``safety_checker`` setting turns it on (only the model
+    # replica loads it). With the two above: everything resolved crosses the Ray seam in this one object.
+    safety_checker: ResolvedSafetyChecker | None = None
 
     def log_fields(self) -> dict[str, object]:
         """What log lines say about the model: random weights are never logged as the real model."""
         fields: dict[str, object] = {"model": self.model_id, "revision": self.revision, "random_weights": self.is_random}
         if self.tiny_decoder is not None:
             fields["tiny_decoder"] = self.tiny_decoder.info()
+        if self.safety_checker is not None:
+            fields["safety_checker"] = self.safety_checker.source
         return fields
 
     @property

@@ -37,14 +37,19 @@ import torch.nn.functional as F
 from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
 from transformers import CLIPConfig, CLIPImageProcessor
 
-from serve_app.model.loading import ModelLoadError
 from serve_app.model.presets import build_once
+from serve_app.model.resolved import ResolvedSafetyChecker
+from serve_app.model.sources import (
+    PINNED_REVISIONS,
+    SAFETY_CHECKER_HUB_ID,
+    LocalSource,
+    ModelLoadError,
+    SourceRules,
+    resolve_source,
+)
 
-# The published checker, pinned to a commit of its Hub repository (seen as the snapshot of this
-# repository in several projects' Hugging Face caches and download URLs), so a deployment never
-# picks up a changed checker silently.
-SAFETY_CHECKER_HUB_ID = "CompVis/stable-diffusion-safety-checker"
-SAFETY_CHECKER_REVISION = "cb41f3a270d63d454d385fc2e4f571c487c253c5"
+# The published checker and its pinned commit: serve_app.model.sources lists every pin.
+SAFETY_CHECKER_REVISION = PINNED_REVISIONS[SAFETY_CHECKER_HUB_ID]
 # `safety_checker` values that are not a Hub id or a path.
 RANDOM_PRESET = "random"  # offline preset: published architecture, random weights
 FROM_MODEL = "model"  # the model directory's safety_checker/ and feature_extractor/ subfolders
@@ -89,19 +94,6 @@ class SafetyCheckerLoadError(ModelLoadError):
     """The configured safety checker could not be found or loaded; start-up fails with this."""
 
 
-@dataclass(frozen=True)
-class ResolvedSafetyChecker:
-    """A safety-checker source turned into local directories (picklable: sent to replicas)."""
-
-    checker_dir: str  # config.json + weights
-    preprocessor_dir: str  # preprocessor_config.json
-    source: str  # what was asked for: hub id, path, "model", or "preset:random"
-    revision: str | None
-    is_random: bool
-    # Testing only: images of these seeds are reported unsafe (fault_injection_unsafe_seeds).
-    forced_unsafe_seeds: frozenset[int] = frozenset()
-
-
 # --- Finding the checker ----------------------------------------------------------------------
 
 
@@ -123,22 +115,18 @@ def resolve_safety_checker(
         if forced:
             raise SafetyCheckerLoadError("fault_injection_unsafe_seeds needs a safety_checker to inject into")
         return None
-    # 2. The offline preset: random weights, built once into the cache.
-    if source == RANDOM_PRESET:
-        directory = str(ensure_safety_preset(cache_dir))
-        resolved = ResolvedSafetyChecker(directory, directory, f"preset:{RANDOM_PRESET}", None, True)
-    # 3. The model directory's own checker (a pipeline saved with its safety_checker/).
-    elif source == FROM_MODEL:
+    # 2. The model directory's own checker (a pipeline saved with its safety_checker/) is the
+    #    model directory itself; every other source goes through the one resolver.
+    if source == FROM_MODEL:
         if model_dir is None:
             raise SafetyCheckerLoadError("safety_checker='model' needs the model's directory")
-        resolved = _local_checker(Path(model_dir), FROM_MODEL)
-    # 4. A local directory.
-    elif source.startswith((".", "/", "~")) or Path(source).expanduser().exists():
-        resolved = _local_checker(Path(source).expanduser(), source)
-    # 5. A Hub id at a pinned revision.
+        found = LocalSource(Path(model_dir), FROM_MODEL, None, False)
     else:
-        resolved = _hub_checker(source, revision)
-    return dataclasses.replace(resolved, forced_unsafe_seeds=forced)
+        found = resolve_source(source, revision, _RULES, cache_dir, model_dir)
+    resolved = _local_checker(found.local_dir, source)
+    return dataclasses.replace(
+        resolved, source=found.source_id, revision=found.revision, is_random=found.is_random, forced_unsafe_seeds=forced
+    )
 
 
 def _local_checker(path: Path, source: str) -> ResolvedSafetyChecker:
@@ -155,43 +143,15 @@ def _local_checker(path: Path, source: str) -> ResolvedSafetyChecker:
         raise SafetyCheckerLoadError(
             f"Safety checker {source!r}: {str(path)!r} is neither a checker directory (config.json and "
             f"preprocessor_config.json) nor a pipeline directory with safety_checker/ and "
-            f"feature_extractor/; missing {missing} (exists: {path.exists()}). Set "
-            f"SDTURBO_SAFETY_CHECKER={SAFETY_CHECKER_HUB_ID} for the published checker, or leave it "
-            "empty to run without one."
+            f"feature_extractor/; missing {missing} (exists: {path.exists()}). {_HINT}"
         )
     return ResolvedSafetyChecker(str(checker.resolve()), str(preprocessor.resolve()), source, None, False)
 
 
-def _hub_checker(repo_id: str, revision: str) -> ResolvedSafetyChecker:
-    # Only the published checker has a known commit; any other repository must name one, so
-    # what runs is always a pinned, reviewable revision.
-    if not revision:
-        if repo_id != SAFETY_CHECKER_HUB_ID:
-            raise SafetyCheckerLoadError(
-                f"safety_checker {repo_id!r} is a Hub id without a pinned revision: set "
-                "SDTURBO_SAFETY_CHECKER_REVISION to the commit sha to use"
-            )
-        revision = SAFETY_CHECKER_REVISION
-    from huggingface_hub import snapshot_download
-
-    configs = ["config.json", "preprocessor_config.json"]
-    try:
-        # safetensors when the revision has them; the pickle-free loader of transformers reads
-        # pytorch_model.bin otherwise (weights only).
-        local_dir = snapshot_download(repo_id=repo_id, revision=revision, allow_patterns=[*configs, "*.safetensors"])
-        if not any(Path(local_dir).glob("*.safetensors")):
-            local_dir = snapshot_download(
-                repo_id=repo_id, revision=revision, allow_patterns=[*configs, "pytorch_model.bin"]
-            )
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one clear start-up error
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
-        raise SafetyCheckerLoadError(
-            f"Could not fetch safety checker {repo_id!r} at revision {revision!r} from the Hugging Face "
-            f"Hub (HF_HUB_OFFLINE={'1' if offline else '0'}): {type(exc).__name__}: {exc}. Point "
-            "SDTURBO_SAFETY_CHECKER at a local copy, or leave it empty to run without a checker."
-        ) from exc
-    resolved = _local_checker(Path(local_dir), repo_id)
-    return ResolvedSafetyChecker(resolved.checker_dir, resolved.preprocessor_dir, repo_id, revision, False)
+_HINT = (
+    f"Set SDTURBO_SAFETY_CHECKER={SAFETY_CHECKER_HUB_ID} for the published checker, point it at a local "
+    "copy, or leave it empty to run without one."
+)
 
 
 # --- The offline preset -----------------------------------------------------------------------
@@ -224,6 +184,19 @@ def ensure_safety_preset(cache_dir: str | os.PathLike) -> Path:
 
     target = Path(cache_dir) / "presets" / f"safety-checker-{RANDOM_PRESET}-v{SAFETY_PRESET_FORMAT_VERSION}"
     return build_once(target, "config.json", write)
+
+
+_CONFIGS = ["config.json", "preprocessor_config.json"]
+_RULES = SourceRules(
+    what="safety_checker",
+    error=SafetyCheckerLoadError,
+    hint=_HINT,
+    presets={RANDOM_PRESET: ensure_safety_preset},
+    # safetensors when the revision has them; the pickle-free loader of transformers reads
+    # pytorch_model.bin otherwise (weights only).
+    hub_patterns=[[*_CONFIGS, "*.safetensors"], [*_CONFIGS, "pytorch_model.bin"]],
+    weights="*.safetensors",
+)
 
 
 # --- Running it ---------------------------------------------------------------------------------

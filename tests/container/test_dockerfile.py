@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from serve_app.settings import SAGEMAKER_PORT
+
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "container" / "Dockerfile"
 LOCK = REPO / "container" / "requirements.lock"
@@ -21,7 +23,11 @@ def test_image_is_multi_stage_pinned_and_runs_the_entrypoint_with_serve():
     assert re.search(r"^ARG CUDA_BASE=nvidia/cuda:\d+\.\d+\.\d+-base-ubuntu\d+\.\d+$", text, re.M)
     assert len(re.findall(r"^FROM ", text, re.M)) >= 3
     assert "--require-hashes" in text
-    assert 'CMD ["serve"]' in text and "EXPOSE 8080" in text
+    assert 'CMD ["serve"]' in text and f"EXPOSE {SAGEMAKER_PORT}\n" in text
+    # The health check asks the same port (the Dockerfile cannot import the settings: tied here).
+    assert f"http://127.0.0.1:{SAGEMAKER_PORT}/ping" in text
+    ports = re.findall(r"(?:EXPOSE |127\.0\.0\.1:|-p |-p \d+:)(\d{4,5})\b", text)
+    assert len(ports) >= 3 and set(ports) == {str(SAGEMAKER_PORT)}, ports
     assert re.search(r"^USER \d+$", text, re.M), "runs as a non-root numeric user"
 
 

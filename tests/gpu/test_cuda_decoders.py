@@ -34,7 +34,7 @@ def pixels(image):
 def fp16_generator(cache_dir, preset):
     pipe = load_pipeline(resolved=resolve_model(preset, None, cache_dir), device="cuda", dtype="float16")
     tiny = load_tiny_decoder(resolve_tiny_decoder("taesd-random", "", "/unused", cache_dir), pipe.device, pipe.unet.dtype)
-    return SDTurboGenerator(pipe, max_group_size=16, decoders=build_decoders(pipe, ("full", "tiny"), tiny))
+    return SDTurboGenerator(pipe, decoders=build_decoders(pipe, ("full", "tiny"), tiny))
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_compiled_decoders_on_cuda_match_eager_without_compiling_per_request(bot
     print(f"\n[gpu] compiled both decoders ({mode}, buckets 1,2,4,8 at 512x512) in {time.perf_counter() - started:.1f} s: "
           + ", ".join(f"{n} {r.seconds:.1f} s" for n, r in reports.items()))
     graphs = counters["stats"]["unique_graphs"]
-    generator = SDTurboGenerator(pipe, max_group_size=16, decoders=compiled)
+    generator = SDTurboGenerator(pipe, decoders=compiled)
     for name in ("full", "tiny"):
         specs = [GenerationSpec(prompt=f"p{i}", seed=i, decoder=name) for i in range(11)]  # buckets 8 + 4 (3 padded)
         got, want = generator.generate(specs), both_fp16.generate(specs)

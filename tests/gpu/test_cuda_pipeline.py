@@ -26,7 +26,7 @@ def pixels(image):
 def tiny_fp16(cache_dir, tiny_model_dir):
     pipe = load_pipeline(resolved=resolve_model("tiny", None, cache_dir), device="cuda", dtype="float16")
     configure_pipeline(pipe, channels_last=True)
-    return SDTurboGenerator(pipe, max_group_size=16)
+    return SDTurboGenerator(pipe)
 
 
 def test_half_precision_on_cuda_is_deterministic_per_seed_and_batch_independent(tiny_fp16):
@@ -51,7 +51,7 @@ def test_full_size_architecture_fp16_memory_and_speed(cache_dir):
     load_s = time.perf_counter() - started
     params = sum(p.numel() for p in pipe.unet.parameters())
     assert 8.0e8 < params < 9.5e8, params  # SD 2.1 UNet: ~866M parameters
-    generator = SDTurboGenerator(pipe, max_group_size=16)
+    generator = SDTurboGenerator(pipe)
     generator.warmup(batch_sizes=(1, 4))
     weights_gib = torch.cuda.memory_allocated() / 2**30
     for batch_size in (1, 4, 8, 16):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.testclient import TestClient
 
-from serve_app.batching import GenerationResult
+from serve_app.batching import GenerationJob, GenerationResult
 from serve_app.http import create_http_app
 from serve_app.protocol import ModelInfo
 from serve_app.serving import ImageService
@@ -24,10 +24,10 @@ class WordCounter:
 def fixed_image_model(image: bytes, batch_size: int = 1, timings=(1.0, 1.0, 1.0), calls: list | None = None):
     """A model call that answers every request with ``image``; appends each spec to ``calls``."""
 
-    async def generate(spec, fmt, quality, submitted_at):
+    async def generate(job: GenerationJob):
         if calls is not None:
-            calls.append(spec)
-        return GenerationResult(image, fmt, batch_size, *timings, decoder=spec.decoder)
+            calls.append(job.spec)
+        return GenerationResult(image, job.output_format, batch_size, *timings, decoder=job.spec.decoder)
 
     return generate
 
@@ -39,7 +39,5 @@ def make_service(generate, settings_overrides=None, token_limit: int = 75, store
 
 
 def make_http_client(service: ImageService, is_ready=lambda: True, max_body_bytes: int = 4096, **options) -> TestClient:
-    app = create_http_app(
-        lambda: service, is_ready, max_body_bytes=max_body_bytes, model_info=lambda: service.model_info, **options
-    )
+    app = create_http_app(service, is_ready, max_body_bytes=max_body_bytes, **options)
     return TestClient(app)

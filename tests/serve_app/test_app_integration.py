@@ -90,10 +90,11 @@ def test_the_ingress_replica_itself_listens_on_the_http_port_and_shares_it(base_
 
 def test_the_ingress_reads_the_model_deployments_health_from_the_cheap_status(base_url):
     # What /ping follows once the app has started (serve.status() is too slow to poll).
-    from serve_app.replicas import _model_deployment_healthy
+    from serve_app.model_replica import MODEL_DEPLOYMENT
+    from serve_app.ray_private import deployment_healthy
 
-    assert _model_deployment_healthy("sd-turbo") is True
-    assert _model_deployment_healthy("no-such-app") is False
+    assert deployment_healthy("sd-turbo", MODEL_DEPLOYMENT) is True
+    assert deployment_healthy("no-such-app", MODEL_DEPLOYMENT) is False
 
 
 def test_both_replicas_run_their_code_on_the_actor_event_loop_not_a_separate_thread(base_url):

@@ -1,28 +1,21 @@
-from serve_app.batching import GenerationSpec, group_compatible
+from serve_app.batching import GenerationJob, GenerationSpec
 
 
 def spec(seed, **kw):
     return GenerationSpec(prompt=f"p{seed}", seed=seed, **kw)
 
 
-def test_compatible_requests_share_a_group_in_arrival_order():
-    specs = [spec(0), spec(1, width=256), spec(2), spec(3, num_inference_steps=2), spec(4, width=256)]
-    assert group_compatible(specs) == [[0, 2], [1, 4], [3]]
+def test_size_steps_guidance_and_decoder_separate_groups_but_prompts_and_seeds_do_not():
+    base = spec(0)
+    assert spec(1, negative_prompt="x").group_key == base.group_key
+    for other in (spec(0, width=256), spec(0, num_inference_steps=2), spec(0, guidance_scale=2.0), spec(0, decoder="tiny")):
+        assert other.group_key != base.group_key
 
 
-def test_guidance_scale_separates_groups_but_prompts_and_seeds_do_not():
-    specs = [spec(0, guidance_scale=2.0, negative_prompt="x"), spec(1), spec(2, guidance_scale=2.0)]
-    assert group_compatible(specs) == [[0, 2], [1]]
-
-
-def test_decoder_separates_groups():
-    specs = [spec(0), spec(1, decoder="tiny"), spec(2), spec(3, decoder="tiny")]
-    assert group_compatible(specs) == [[0, 2], [1, 3]]
-
-
-def test_large_groups_are_split():
-    specs = [spec(i) for i in range(5)]
-    assert group_compatible(specs, max_group_size=2) == [[0, 1], [2, 3], [4]]
+def test_a_job_is_one_value_and_its_cache_key_ignores_when_it_was_submitted():
+    job = GenerationJob(spec(1), "png", 90, submitted_at=1.0)
+    assert job.cache_key == GenerationJob(spec(1), "png", 90, submitted_at=2.0).cache_key
+    assert job.cache_key != GenerationJob(spec(1), "jpeg", 90).cache_key
 
 
 def test_negative_prompt_used_only_with_guidance():

@@ -170,7 +170,7 @@ def test_blocked_prompts_are_refused_and_audited(caplog):
 
 
 def test_an_unexpected_bug_is_a_json_500_with_the_request_id():
-    async def broken(spec, fmt, quality, submitted_at):
+    async def broken(job):
         raise RuntimeError("boom")
 
     response = make_http_client(make_service(broken)).post("/predict", json={"prompt": "a"})
@@ -220,7 +220,7 @@ def test_a_flagged_image_is_a_documented_422_audited_without_prompt_or_image(cap
 
     from serve_app.errors import ImageBlocked
 
-    async def flagging_model(spec, fmt, quality, submitted_at):
+    async def flagging_model(job):
         raise ImageBlocked()
 
     rejected = []
@@ -244,7 +244,7 @@ def test_generation_routes_run_no_dependency_on_a_worker_thread():
 
     from fastapi.routing import APIRoute
 
-    app = create_http_app(lambda: None, lambda: True, max_body_bytes=1024, model_info=lambda: None)
+    app = create_http_app(make_service(fixed_image_model(b"img")), lambda: True, max_body_bytes=1024)
 
     def calls(dependant):
         yield dependant.call
@@ -262,3 +262,22 @@ def test_generation_routes_run_no_dependency_on_a_worker_thread():
     for path in ("/predict", "/invocations", "/ping"):
         sync = [c for c in calls(routes[path].dependant) if c is not None and not inspect.iscoroutinefunction(c)]
         assert sync == [], (path, sync)
+
+
+@pytest.mark.parametrize("decoders", ["full", "tiny", "full,tiny", "tiny,full"])
+def test_the_served_schema_lists_exactly_the_decoders_this_server_loaded(decoders):
+    service = make_service(fixed_image_model(b"img"), {"decoders": decoders})
+    schema = make_http_client(service).get("/openapi.json").json()
+    for path in ("/predict", "/invocations"):
+        body = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": "#/components/schemas/GenerateRequest"}
+    decoder = schema["components"]["schemas"]["GenerateRequest"]["properties"]["decoder"]
+    # One loaded decoder is published as a "const", several as an "enum".
+    (choices,) = [option.get("enum", [option.get("const")]) for option in decoder["anyOf"] if option["type"] == "string"]
+    assert sorted(choices) == sorted(service.settings.loaded_decoders)
+
+
+def test_a_decoder_this_server_did_not_load_is_refused_by_its_schema_with_a_422():
+    client = make_http_client(make_service(fixed_image_model(b"img")))  # default: full only
+    response = client.post("/predict", json={"prompt": "a", "decoder": "tiny"})
+    assert response.status_code == 422 and response.json()["error"]["field"] == "decoder"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
-from types import SimpleNamespace
 
+from serve_app.batching import PipelineRun
 from serve_app.device_loop import CallRecord
 from serve_app.emf import EmfWriter
 from serve_app.metrics import IngressMetrics, ModelMetrics
@@ -16,16 +16,12 @@ def emf_stream():
     return EmfWriter("ep", "AllTraffic", stream=stream), stream
 
 
-def images_of_one_call(size: int, inference_ms: float) -> tuple:
-    image = SimpleNamespace(started_at=1764028800.0, batch_size=size, inference_ms=inference_ms)
-    return (image,) * size
-
-
 def test_model_events_become_emf_records_with_their_values():
     emf, stream = emf_stream()
     metrics = ModelMetrics(emf=emf)
-    # One BatchSize value per pipeline call, not per image.
-    metrics.pipeline_call(CallRecord(6, "completed", 210.5, results=images_of_one_call(6, 210.5)))
+    # One BatchSize value per pipeline run, not per image; a call's outcome and waits add no EMF line.
+    metrics.pipeline_run(PipelineRun(6, 210.5))
+    metrics.pipeline_call(CallRecord(6, "completed", 210.5, waits_ms=(1.0,) * 6))
     metrics.image_done(queue_ms=12.25, inference_ms=210.5, encode_ms=3.5)
     metrics.safety_refused()
     batch, image, refusal = emf_lines(stream.getvalue())
@@ -50,6 +46,18 @@ def test_ingress_events_become_emf_records():
 def test_without_an_endpoint_name_only_prometheus_counts():
     metrics = ModelMetrics()
     # No EMF writer: nothing written, nothing raised.
-    metrics.pipeline_call(CallRecord(2, "completed", 1.0, results=images_of_one_call(2, 1.0)))
+    metrics.pipeline_run(PipelineRun(2, 1.0))
+    metrics.pipeline_call(CallRecord(2, "completed", 1.0, waits_ms=(0.5, 0.25)))
     metrics.safety_refused()
     IngressMetrics().rejected("overloaded")
+
+
+def test_a_calls_waits_are_its_requests_batching_delays_and_runs_count_batch_sizes():
+    metrics = ModelMetrics()
+    metrics.pipeline_call(CallRecord(2, "completed", 5.0, waits_ms=(0.5, 0.25)))
+    # An out-of-memory split: one device-loop call, two pipeline runs.
+    metrics.pipeline_run(PipelineRun(1, 2.0))
+    metrics.pipeline_run(PipelineRun(1, 2.5))
+    snapshot = metrics.snapshot()
+    assert snapshot["recent_batching_delays_ms"] == [0.5, 0.25]
+    assert snapshot["calls"] == {"completed": 1} and snapshot["batch_sizes"] == {1: 2}

@@ -116,7 +116,7 @@ def test_docs_load_swagger_ui_from_this_service(client):
 
 def test_docs_links_carry_the_route_prefix():
     service = make_service(fixed_image_model(b"img"))
-    app = create_http_app(lambda: service, lambda: True, max_body_bytes=4096, model_info=lambda: service.model_info)
+    app = create_http_app(service, lambda: True, max_body_bytes=4096)
     page = TestClient(app, root_path="/sd").get("/docs").text
     assert f"/sd{DOCS_ASSETS_PREFIX}/swagger-ui-bundle.js" in page
     assert "url: '/sd/openapi.json'" in page

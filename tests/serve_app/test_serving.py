@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from serve_app.batching import GenerationResult
+from serve_app.batching import GenerationJob, GenerationResult
 from serve_app.errors import InvalidField, RequestTimeout, ResponseTooLarge
 from serve_app.protocol import GenerateRequest
 from tests.serve_app.fakes import make_service
@@ -13,10 +13,12 @@ class FakeModel:
         self.calls = []
         self.delay = delay
 
-    async def __call__(self, spec, output_format, quality, submitted_at):
-        self.calls.append((spec, output_format, quality))
+    async def __call__(self, job: GenerationJob):
+        self.calls.append((job.spec, job.output_format, job.quality))
+        assert job.submitted_at > 0  # stamped when handed to the model
         await asyncio.sleep(self.delay)
-        return GenerationResult(b"img-%d" % spec.seed, output_format, 3, 1.0, 2.0, 0.5, decoder=spec.decoder)
+        spec = job.spec
+        return GenerationResult(b"img-%d" % spec.seed, job.output_format, 3, 1.0, 2.0, 0.5, decoder=spec.decoder)
 
 
 def service_for(model, **overrides):

@@ -128,3 +128,14 @@ def test_models_lists_the_served_models_default_first_with_names_and_revisions()
 def test_bad_model_lists_are_refused_with_the_reason(overrides, message):
     with pytest.raises(ValueError, match=message):
         Settings.load(overrides, environ={})
+def test_the_default_decoder_and_the_decoder_names_have_one_source():
+    from typing import get_args
+
+    from serve_app.batching import DECODER_NAMES, DEFAULT_DECODER, GenerationResult, GenerationSpec
+    from serve_app.protocol import DecoderName, GenerateRequest
+
+    assert Settings.load({}, environ={}).loaded_decoders == (DEFAULT_DECODER,)
+    assert Settings.load({"decoders": "tiny,full"}, environ={}).loaded_decoders[0] == DEFAULT_DECODER
+    assert GenerationSpec("p", 1).decoder == GenerationResult(b"", "png", 1, 0, 0, 0).decoder == DEFAULT_DECODER
+    assert get_args(DecoderName) == DECODER_NAMES
+    assert get_args(GenerateRequest.model_fields["decoder"].annotation)[0] == DecoderName

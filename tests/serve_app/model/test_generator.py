@@ -2,15 +2,17 @@ import numpy as np
 import pytest
 import torch
 
-from serve_app.batching import GenerationSpec
-from serve_app.device_loop import PipelineCallCancelled
+from serve_app.batching import GenerationSpec, PipelineCallCancelled, PipelineRun
 from serve_app.model import GenerationOutOfMemory, SDTurboGenerator, load_pipeline, resolve_model
 
 
 @pytest.fixture(scope="module")
 def generator(tiny_model_dir, cache_dir):
     pipe = load_pipeline(resolved=resolve_model("tiny", None, cache_dir), device="cpu", dtype="float32")
-    return SDTurboGenerator(pipe, max_group_size=8)
+    runs: list[PipelineRun] = []
+    generator = SDTurboGenerator(pipe, on_pipeline_run=runs.append)
+    generator.runs = runs  # what the generator reported, for the tests
+    return generator
 
 
 def pixels(image):
@@ -36,16 +38,23 @@ def test_seeded_request_is_the_same_image_whatever_it_is_batched_with(generator)
     assert np.abs(pixels(batched[0].image) - pixels(batched[1].image)).mean() > 2 / 255
 
 
-def test_mixed_sizes_and_steps_come_back_in_order(generator):
+def test_a_call_is_one_group_formed_by_the_device_loop_never_regrouped_here(generator):
     specs = [
         GenerationSpec(prompt="a", seed=1, width=64, height=128),
         GenerationSpec(prompt="b", seed=2, width=128, height=64, num_inference_steps=2),
-        GenerationSpec(prompt="c", seed=3, width=64, height=128),
-        GenerationSpec(prompt="d", seed=4, width=96, height=96, guidance_scale=2.0, negative_prompt="blur"),
     ]
-    results = generator.generate(specs)
-    assert [r.image.size for r in results] == [(64, 128), (128, 64), (64, 128), (96, 96)]
-    assert [r.batch_size for r in results] == [2, 1, 2, 1]
+    with pytest.raises(ValueError, match="one group"):
+        generator.generate(specs)
+    guided = [GenerationSpec(prompt=p, seed=i, width=96, height=96, guidance_scale=2.0, negative_prompt="blur") for i, p in enumerate("cd")]
+    results = generator.generate(guided)
+    assert [r.image.size for r in results] == [(96, 96)] * 2 and [r.batch_size for r in results] == [2, 2]
+
+
+def test_the_generator_reports_each_pipeline_run_itself(generator):
+    generator.runs.clear()
+    generator.generate([GenerationSpec(prompt=str(i), seed=i, width=64, height=64) for i in range(3)])
+    (run,) = generator.runs
+    assert run.batch_size == 3 and run.inference_ms > 0
 
 
 def test_out_of_memory_splits_the_batch_and_retries(generator, monkeypatch):
@@ -63,6 +72,7 @@ def test_out_of_memory_splits_the_batch_and_retries(generator, monkeypatch):
     results = generator.generate(specs)
     assert sizes == [5, 2, 3, 1, 2]
     assert [r.batch_size for r in results] == [2, 2, 1, 2, 2]
+    assert [run.batch_size for run in generator.runs[-3:]] == [2, 1, 2]  # the runs made, not the call asked for
 
 
 def test_a_single_image_that_does_not_fit_is_a_clear_error(generator, monkeypatch):

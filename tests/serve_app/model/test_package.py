@@ -16,7 +16,7 @@ def test_the_ingress_side_counts_tokens_without_torch(tiny_model_dir):
     # A fresh interpreter: this one has long imported torch.
     code = (
         "import sys\n"
-        "import serve_app.replicas\n"
+        "import serve_app.app, serve_app.ingress, serve_app.model_replica\n"
         "from serve_app.model import PromptTokenCounter, ResolvedModel\n"
         f"counter = PromptTokenCounter({str(tiny_model_dir)!r})\n"
         "assert counter.count('a lighthouse at sunset') > 0 and counter.max_prompt_tokens == 75\n"
@@ -25,3 +25,19 @@ def test_the_ingress_side_counts_tokens_without_torch(tiny_model_dir):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_model_package_depends_on_no_service_module_but_the_plain_data_types():
+    # Settings and the device loop reach the model as plain values (serve_app/model_replica.py).
+    import ast
+    from pathlib import Path
+
+    package = Path(model_package.__file__).parent
+    outside = set()
+    for source in package.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            outside |= {n for n in names if n.startswith("serve_app") and not n.startswith("serve_app.model")}
+    assert outside == {"serve_app.batching"}

@@ -1,0 +1,77 @@
+"""The Ray Serve internals this service calls, in one place. Ray is pinned
+(container/requirements.lock); the live-app tests exercise each of these, so an upgrade that
+changes one fails there, not in production.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+
+def deployment_healthy(app_name: str, deployment: str) -> bool:
+    """Whether ``app_name``'s ``deployment`` is HEALTHY, from the controller's status of that one
+    application (a small protobuf: about 2 ms on the 2-core CI machine).
+
+    Needs: ``ray.serve.context._get_global_client().get_serve_status(app_name)``, a method of
+    Serve's private controller client. Why not the public API: ``serve.status()`` rebuilds every
+    deployment's full configuration on each call, cloudpickling its request router class: about
+    26 ms per call, mostly holding the GIL (mean of 20 calls on the 2-core CI machine,
+    2026-11-25). Polled twice a second by the ingress, that stalled the event loop serving /ping
+    and every request (issue 11).
+    """
+    from ray.serve.context import _get_global_client
+
+    overview = _get_global_client().get_serve_status(app_name)
+    return any(d.name == deployment and d.status == "HEALTHY" for d in overview.deployment_statuses)
+
+
+def local_head_cpus_and_gpus() -> tuple[float, int]:
+    """The CPUs and GPUs a Ray head started on this machine gets (serve_app/cluster.py sizes the
+    deployments with them before Ray starts).
+
+    Needs: ``ray._private.utils.get_num_cpus`` (the cgroup quota, else the machine's count) and
+    the GPU accelerator manager of ``ray._private.accelerators`` (what NVML sees, limited by
+    CUDA_VISIBLE_DEVICES). Why not the public API: ``ray.cluster_resources()`` answers only once
+    Ray runs, and sizing must refuse a replica count that cannot fit before anything starts.
+    This is the computation ``ray.init()`` does for a local head (``ResourceAndLabelSpec.resolve``).
+    """
+    from ray._private import accelerators
+    from ray._private.utils import get_num_cpus
+
+    gpu_manager = accelerators.get_accelerator_manager_for_resource("GPU")
+    gpus = gpu_manager.get_current_node_num_accelerators()
+    visible = gpu_manager.get_current_process_visible_accelerator_ids()
+    if visible is not None:
+        gpus = min(gpus, len(visible))
+    return float(get_num_cpus()), int(gpus)
+
+
+def bind_direct_ingress_with_reuseport() -> None:
+    """Make this replica's direct-ingress HTTP server bind with SO_REUSEPORT (serve_app/direct_ingress.py).
+
+    Needs: ``ray.serve._private.replica.start_asgi_http_server``, wrapped to pass
+    ``enable_so_reuseport=True``. Why not the public API: Ray 2.60 calls it with
+    ``enable_so_reuseport=False`` and offers no option; the container's port responder hands the
+    port over only to a listener of its SO_REUSEPORT group. If the function changes, this fails
+    loudly instead of leaving the port to a bind that cannot succeed.
+    """
+    from ray.serve._private import replica as ray_replica
+
+    start = ray_replica.start_asgi_http_server
+    if getattr(start, "shares_port", False):
+        return
+    if "enable_so_reuseport" not in inspect.signature(start).parameters:
+        raise RuntimeError(
+            "Ray Serve's direct-ingress server no longer takes enable_so_reuseport: "
+            "serve_app/ray_private.py needs updating for this Ray version"
+        )
+
+    @functools.wraps(start)
+    async def start_with_reuseport(*args: Any, **kwargs: Any):
+        kwargs["enable_so_reuseport"] = True
+        return await start(*args, **kwargs)
+
+    start_with_reuseport.shares_port = True  # type: ignore[attr-defined]
+    ray_replica.start_asgi_http_server = start_with_reuseport
