@@ -154,24 +154,18 @@ class Drainer:
 def serve_forever() -> int:
     started = time.monotonic()  # the start-up deadline counts from here, as SageMaker's does
     os.environ.update(sagemaker_environment(os.environ))
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # The replicas' CloudWatch EMF lines must reach this process's stdout whole (no Ray prefix)
-    # and every one of them (no cross-replica dedup); Ray reads these when it is imported.
-    from serve_app.emf import RAY_LOG_FORWARDING_ENV
-
-    for name, value in RAY_LOG_FORWARDING_ENV.items():
-        os.environ.setdefault(name, value)
-
     from serve_app.settings import Settings
 
     settings = Settings.load()
-    # Before Ray is imported: the ingress replica serves the port itself (serve_app/direct_ingress.py).
-    from serve_app import direct_ingress
+    # Before Ray is imported: log forwarding, replica priority, slow-start warnings and direct
+    # ingress (the ingress replica serves the port itself), all in serve_app/launch.py.
+    from serve_app import launch
 
-    http_options = direct_ingress.prepare(
+    http_options = launch.prepare_ray_environment(
         settings.host,
         settings.port,
-        settings.direct_ingress,
+        direct_ingress_enabled=settings.direct_ingress,
+        startup_deadline_s=settings.startup_deadline_s,
         # A backstop above the app's own timeout (which answers 504 with a message).
         request_timeout_s=settings.request_timeout_s + 5,
     )
@@ -181,7 +175,7 @@ def serve_forever() -> int:
     responder = PortResponder(settings.host, settings.port)
     try:
         # 1. Build the app: resolves (downloads or builds) the model, or fails with the reason.
-        from serve_app.app import build_app_from_settings, prepare_ray_head_environment
+        from serve_app.app import build_app_from_settings
         from serve_app.cluster import DoesNotFit, local_head_resources
         from serve_app.model import ModelLoadError
 
@@ -200,16 +194,14 @@ def serve_forever() -> int:
         from ray import serve
 
         log(f"starting Ray head: {resources.describe()}, object store {settings.object_store_bytes} bytes")
-        _prepare_startup_deadline(settings)
-        prepare_ray_head_environment()  # the replicas at nice 0, not Ray's 15 (serve_app/app.py)
-        ray.init(
-            num_cpus=int(resources.cpus),
-            num_gpus=int(resources.gpus),
-            object_store_memory=settings.object_store_bytes,
-            include_dashboard=False,
-            _temp_dir=settings.ray_temp_dir,
-            # Prometheus text format: Ray's own metrics and the app's sdturbo_* ones.
-            _metrics_export_port=settings.metrics_port,
+        launch.start_ray(
+            launch.RayHead(
+                num_cpus=int(resources.cpus),
+                num_gpus=int(resources.gpus),
+                object_store_memory=settings.object_store_bytes,
+                temp_dir=settings.ray_temp_dir,
+                metrics_export_port=settings.metrics_port,
+            )
         )
         # Ray installs its own handlers during init; ours must be the ones that run.
         drainer.install()
@@ -219,14 +211,14 @@ def serve_forever() -> int:
         #    shared, the responder lets go of it first.
         if not responder.shares_port:
             log(f"port hand-over: {responder.hand_over()}")
-        serve.start(http_options=http_options)
+        launch.start_serve(http_options)
 
         # 4. Deploy, and wait until every replica has loaded and warmed up, or the deadline.
-        failure = _deploy_before_deadline(serve, app, settings, started)
+        failure = _deploy_before_deadline(app, settings, started)
         if failure is not None:
             exit_code, reason = failure
             log(reason)
-            _shutdown(serve, ray)
+            launch.shutdown()
             return exit_code
         log(f"port hand-over: {responder.hand_over()}")
     finally:
@@ -241,25 +233,18 @@ def serve_forever() -> int:
     return 0
 
 
-def _prepare_startup_deadline(settings) -> None:
-    """Before Ray starts: have Serve explain a slow replica well before the deadline."""
-    from serve_app.startup import ray_slow_startup_env
-
-    os.environ.update(ray_slow_startup_env(settings.startup_deadline_s, os.environ))
-
-
-def _deploy_before_deadline(serve, app, settings, started: float) -> tuple[int, str] | None:
+def _deploy_before_deadline(app, settings, started: float) -> tuple[int, str] | None:
     """Deploy without blocking, then wait for RUNNING until ``startup_deadline_s`` after
     ``started``; returns (exit code, reason) if the app failed or is still not running then.
 
     ``serve.run`` would wait forever for a replica that can never be scheduled, leaving
     SageMaker nothing but a failed health check.
     """
+    from serve_app import launch
     from serve_app.startup import Outcome, deadline_after, wait_until_running
 
     try:
-        target = serve.RunTarget(app, name=settings.app_name, route_prefix="/")
-        serve.run_many([target], wait_for_applications_running=False)
+        launch.deploy(app, settings.app_name, wait_for_running=False)
     except Exception as exc:  # noqa: BLE001 - any deploy failure ends the container
         return EXIT_DEPLOY_FAILED, f"deployment failed: {type(exc).__name__}: {exc}"
     deadline = deadline_after(settings.startup_deadline_s, now=started)
@@ -272,14 +257,6 @@ def _deploy_before_deadline(serve, app, settings, started: float) -> tuple[int, 
             f"(startup_deadline_s={settings.startup_deadline_s:g}): {result.reason}"
         )
     return None
-
-
-def _shutdown(serve, ray) -> None:
-    """After a failed start: Serve's orderly teardown (it logs how each replica stopped), then Ray."""
-    try:
-        serve.shutdown()
-    finally:
-        ray.shutdown()
 
 
 def drain_deadline_s(drain_timeout_s: float) -> float:

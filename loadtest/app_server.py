@@ -11,7 +11,6 @@ or SIGINT, then shuts Serve and the local Ray instance it started down.  Never i
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
@@ -31,33 +30,28 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"expected key=value, got {kv!r}")
         app_args[k] = v
 
-    from serve_app import direct_ingress
+    from serve_app import launch
     from serve_app.settings import Settings
 
     settings = Settings.load(app_args)
-    # Before Ray is imported and started: the ingress replica serves the port itself, as in the container.
-    http_options = direct_ingress.prepare(ns.host, ns.port, settings.direct_ingress)
+    # 1. Before Ray is imported and started, as in the container (serve_app/launch.py): among
+    #    others, the ingress replica serves the port itself.
+    http_options = launch.prepare_ray_environment(
+        ns.host, ns.port, direct_ingress_enabled=settings.direct_ingress, startup_deadline_s=settings.startup_deadline_s
+    )
+    # 2. Ray, Serve and the app, waiting for it to run.
+    from serve_app.app import build_app
 
-    import ray
-    from ray import serve
-
-    from serve_app.app import build_app, prepare_ray_head_environment
-
-    prepare_ray_head_environment()  # replicas at nice 0, as in the container
-    ray.init(num_cpus=ns.num_cpus, include_dashboard=False, log_to_driver=True,
-             runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k.startswith("SDTURBO_")}})
-    serve.start(http_options=http_options)
-    serve.run(build_app(app_args), name=settings.app_name, route_prefix="/", blocking=False)
+    launch.start_ray(launch.RayHead(num_cpus=ns.num_cpus))
+    launch.start_serve(http_options)
+    launch.deploy(build_app(app_args), settings.app_name)
     print(f"app_server: serving on http://{ns.host}:{ns.port}", flush=True)
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    try:
-        serve.shutdown()
-    finally:
-        ray.shutdown()
+    launch.shutdown()
     return 0
 
 

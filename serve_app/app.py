@@ -38,25 +38,8 @@ REPLICA_SERVE_ENV_DEFAULTS = {
 }
 
 
-# For a Ray head that the project starts itself (the container entrypoint, loadtest.app_server,
-# the tests' live app; `serve run` starts its own). Ray's raylet starts every worker, both
-# replicas included, at nice 15, below every process at 0: on a busy host the model replica's
-# pipeline thread (which launches the GPU kernels) then waits behind the driver relaying the
-# replicas' logs, Ray's log monitor and agents, and a co-located load generator. At 0 the
-# replicas share the CPU fairly with them (A/B at 1 client on the 2-core CPU: docs/benchmarks.md).
-# Must be in the environment before ``ray.init`` (the raylet reads it when it starts); an
-# operator's own value wins.
-RAY_HEAD_ENV_DEFAULTS = {"RAY_worker_niceness": "0"}
-
-
 def replica_runtime_env() -> dict[str, Any]:
     return {"env_vars": {name: os.environ.get(name, default) for name, default in REPLICA_SERVE_ENV_DEFAULTS.items()}}
-
-
-def prepare_ray_head_environment() -> None:
-    """Before ``ray.init`` starts a local Ray head: the defaults above, where not already set."""
-    for name, value in RAY_HEAD_ENV_DEFAULTS.items():
-        os.environ.setdefault(name, value)
 
 
 def model_deployment_options(settings: Settings, sizes: DeploymentSizes) -> dict[str, Any]:

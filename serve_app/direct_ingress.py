@@ -5,8 +5,9 @@ replica -> model replica. On the 2-core development machine that hop cost 10 ms 
 1 client (p50 41.8 ms through the proxy, 31.6 ms on the ingress replica's own port, the same
 running app, 2026-11-25; docs/benchmarks.md section 3). Ray Serve 2.60 can have an ingress
 replica run its own HTTP server ("direct ingress"); this module is how the project turns it on
-wherever it starts Ray itself (the container entrypoint, ``loadtest.app_server``, the tests'
-live app). ``serve run`` starts Ray on its own and always goes through the proxy.
+wherever it starts Ray itself (``serve_app.launch``, for the container entrypoint,
+``loadtest.app_server`` and the tests' live app). ``serve run`` starts Ray on its own and always
+goes through the proxy.
 
 What is set, and why:
   * Ray reads the feature flag and the port range from the environment when it is imported,

@@ -1,15 +1,16 @@
-"""Shared fixtures: a tiny preset built once per test session, and a Ray Serve app on loopback."""
+"""Shared fixtures: a tiny preset built once per test session; the live app's Ray head (tests/live_app.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import time
 from pathlib import Path
 
 import pytest
 
-from loadtest.ports import free_port
+from loadtest.ports import free_port  # noqa: F401 - the tests import it from here
+
+# Under CI a wholly skipped area (browser, Terraform, checkov, image, live app) fails the run.
+from tests.area_guard import pytest_collectreport, pytest_runtest_logreport, pytest_sessionfinish  # noqa: F401
 
 # Tests never reach the Hugging Face Hub; a test that means to try it says so.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -37,42 +38,13 @@ def tiny_xl_model_dir(cache_dir) -> Path:
     return ensure_preset("tiny-xl", cache_dir)
 
 
-@contextlib.contextmanager
-def running_serve_app(overrides: dict, cache_dir: str, metrics_port: int | None = None, num_cpus: int = 4, num_gpus: int = 0):
-    """Start Ray, Serve on a free loopback port and the app with ``overrides``; yield its URL.
+@pytest.fixture(scope="session", autouse=True)
+def shared_ray_head():
+    """The live app's Ray head (tests/live_app.py), shut down once the session is over."""
+    from tests.live_app import SHARED_HEAD
 
-    ``num_gpus`` declares GPUs to Ray (it accepts them on a CPU-only machine): placement is then
-    real, and replicas that find no CUDA run on CPU.
-    """
-    import httpx
-    import ray
-    from ray import serve
-
-    from serve_app import direct_ingress
-    from serve_app.app import build_app, prepare_ray_head_environment
-    from serve_app.settings import Settings
-
-    port = free_port()
-    # As the container does: the ingress replica serves the port itself unless the overrides say not.
-    enabled = Settings.load({"model": "tiny", **overrides}, environ={}).direct_ingress
-    http_options = direct_ingress.prepare("127.0.0.1", port, enabled)
-    init_options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "include_dashboard": False, "log_to_driver": False}
-    if metrics_port:
-        init_options["_metrics_export_port"] = metrics_port
-    prepare_ray_head_environment()  # as the container does: replicas at nice 0
-    ray.init(**init_options)
-    try:
-        serve.start(http_options=http_options)
-        serve.run(build_app({"model": "tiny", "cache_dir": cache_dir, **overrides}), name="sd-turbo", route_prefix="/")
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while httpx.get(url + "/ping").status_code != 200:
-            assert time.monotonic() < deadline, "/ping never turned 200"
-            time.sleep(0.2)
-        yield url
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    yield SHARED_HEAD
+    SHARED_HEAD.stop()
 
 
 @pytest.fixture(scope="session")

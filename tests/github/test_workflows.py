@@ -239,6 +239,35 @@ def test_ci_builds_and_runs_the_image_on_the_real_cuda_base(ci):
     assert "pip install --extra-index-url https://download.pytorch.org/whl/cpu -e '.[test]'" in image
 
 
+def test_ci_test_job_runs_what_ci_run_runs(ci):
+    """The GitHub test job installs what .ci/run installs, so the same tests run in both (the image
+    test in its own job), and both run under CI=true, where a wholly skipped area fails the run."""
+    jobs = ci["jobs"]
+    test = jobs["test"]
+    text = _run_text(test)
+    ci_run = (REPO_ROOT / ".ci" / "run").read_text()
+    # checkov: the same version, in a venv of its own, found through CHECKOV_BIN.
+    assert "checkov==3.3.30" in ci_run and ci["env"]["CHECKOV_VERSION"] == "3.3.30"
+    assert 'python -m venv "$RUNNER_TEMP/checkov-venv"' in text and '"checkov==${CHECKOV_VERSION}"' in text
+    assert "CHECKOV_BIN=$RUNNER_TEMP/checkov-venv/bin/checkov" in text
+    # Terraform and the offline provider mirror the Terraform tests need.
+    assert any(_uses(s).startswith("hashicorp/setup-terraform@") for s in _steps(test))
+    assert 'terraform -chdir=infra providers mirror "$RUNNER_TEMP/tf-plugins"' in text
+    assert "SDTURBO_TF_PLUGIN_MIRROR=$RUNNER_TEMP/tf-plugins" in text
+    # A Chromium for the browser tests (.ci/run: Debian's; the runner: its preinstalled Chrome).
+    pytest_step = next(s for s in _steps(test) if s.get("name") == "pytest")
+    assert "install -y -qq chromium" in ci_run
+    assert pytest_step["env"]["SDTURBO_CHROMIUM"] == "/usr/bin/google-chrome"
+    # Every test but the image test here; the image test, alone, in the image job.
+    assert pytest_step["run"].strip() == "pytest --ignore=tests/container/test_image.py"
+    assert "pytest -v tests/container/test_image.py" in _run_text(jobs["image"])
+    # Both under CI=true (tests/area_guard.py), as .ci/run.
+    assert pytest_step["env"]["CI"] == "true"
+    image_pytest = next(s for s in _steps(jobs["image"]) if "pytest" in s.get("run", ""))
+    assert image_pytest["env"]["CI"] == "true"
+    assert re.search(r"^CI=true \.venv/bin/python -m pytest$", ci_run, re.MULTILINE)
+
+
 # --------------------------------------------------------------------------- release.yml
 
 

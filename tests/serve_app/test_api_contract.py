@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import running_serve_app
+from tests.live_app import running_serve_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

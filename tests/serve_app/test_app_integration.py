@@ -11,15 +11,15 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import running_serve_app
+from tests.live_app import running_serve_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
 def base_url(cache_dir, tiny_model_dir):
-    overrides = {"max_batch_size": "4", "batch_wait_timeout_s": "0.2"}
-    with running_serve_app(overrides, cache_dir) as url:
+    # The batch_wait_timeout_s that ships (Settings' default): batches form behind a running call.
+    with running_serve_app({"max_batch_size": "4"}, cache_dir) as url:
         yield url
 
 
@@ -110,7 +110,7 @@ def test_both_replicas_run_their_code_on_the_actor_event_loop_not_a_separate_thr
 
 def test_both_replicas_run_at_normal_cpu_priority(base_url):
     # Ray starts workers at nice 15 unless told otherwise; the project's Ray head says 0
-    # (serve_app/app.py: RAY_HEAD_ENV_DEFAULTS), so the pipeline thread is not starved by the
+    # (serve_app/launch.py: RAY_HEAD_ENV_DEFAULTS), so the pipeline thread is not starved by the
     # log relay and Ray's agents on a busy host.
     from ray import serve
 

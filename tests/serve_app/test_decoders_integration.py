@@ -7,7 +7,7 @@ import concurrent.futures
 import httpx
 import pytest
 
-from tests.conftest import running_serve_app
+from tests.live_app import post, running_serve_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -24,12 +24,13 @@ def base_url(cache_dir, tiny_model_dir):
         yield url
 
 
-def post(url, **fields):
-    return httpx.post(url + "/predict", json={"width": 64, "height": 64, **fields}, timeout=120)
+def small(**fields):
+    """A 64 x 64 request with ``fields``."""
+    return {"width": 64, "height": 64, **fields}
 
 
 def test_default_is_the_full_decoder_and_the_model_reports_its_tiny_decoder(base_url):
-    body = post(base_url, prompt="a lighthouse", seed=1).json()
+    body = post(base_url, small(prompt="a lighthouse", seed=1)).json()
     assert body["decoder"] == "full"
     # The random preset says so: its images are never passed off as TAESD's.
     assert body["model"]["tiny_decoder"] == {"id": "preset:taesd-random", "revision": None, "random_weights": True}
@@ -43,7 +44,7 @@ def test_a_request_chooses_the_tiny_decoder_and_the_raw_answer_says_so(base_url)
         timeout=120,
     )
     assert response.status_code == 200 and response.headers["x-decoder"] == "tiny"
-    full = post(base_url, prompt="a lighthouse", seed=1, output_format="png").json()
+    full = post(base_url, small(prompt="a lighthouse", seed=1, output_format="png")).json()
     assert full["decoder"] == "full"
 
 
@@ -51,7 +52,7 @@ def test_concurrent_requests_for_both_decoders_are_grouped_per_decoder(base_url)
     decoders = ["full", "tiny", "full", "tiny"]
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         bodies = list(
-            pool.map(lambda i: post(base_url, prompt=f"p{i}", seed=100 + i, decoder=decoders[i]).json(), range(4))
+            pool.map(lambda i: post(base_url, small(prompt=f"p{i}", seed=100 + i, decoder=decoders[i])).json(), range(4))
         )
     assert [b["decoder"] for b in bodies] == decoders
     # A pipeline call holds one decoder's requests only: at most the two of each kind.
@@ -59,5 +60,5 @@ def test_concurrent_requests_for_both_decoders_are_grouped_per_decoder(base_url)
 
 
 def test_an_unknown_decoder_is_a_422_naming_the_field(base_url):
-    response = post(base_url, prompt="a lighthouse", decoder="fastest")
+    response = post(base_url, small(prompt="a lighthouse", decoder="fastest"))
     assert response.status_code == 422 and response.json()["error"]["field"] == "decoder"

@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import running_serve_app
+from tests.live_app import post, running_serve_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 SMALL = {"width": 128, "height": 128}
@@ -25,10 +25,6 @@ SLOW = {"width": 1024, "height": 1024, "num_inference_steps": 2}
 def base_url(cache_dir, tiny_model_dir):
     with running_serve_app({"max_batch_size": "4"}, cache_dir) as url:
         yield url
-
-
-def post(url, payload, timeout=120):
-    return httpx.post(url + "/predict", json=payload, timeout=timeout)
 
 
 def model_stats():

@@ -14,7 +14,8 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import free_port, running_serve_app
+from tests.conftest import free_port
+from tests.live_app import post, running_serve_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 SLOW = {"width": 1024, "height": 1024, "num_inference_steps": 4}
@@ -39,10 +40,6 @@ def base_url(cache_dir, tiny_model_dir, metrics_port):
         yield url
 
 
-def post(url, payload, timeout=60):
-    return httpx.post(url + "/predict", json=payload, timeout=timeout)
-
-
 def model_stats():
     from ray import serve
 
@@ -51,7 +48,7 @@ def model_stats():
 
 def test_flood_beyond_capacity_gets_503_with_retry_after_and_ping_stays_up(base_url):
     def one(i):
-        return post(base_url, {"prompt": f"flood {i}", "width": 512, "height": 512})
+        return post(base_url, {"prompt": f"flood {i}", "width": 512, "height": 512}, timeout=60)
 
     pings = []
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
@@ -73,7 +70,7 @@ def test_flood_beyond_capacity_gets_503_with_retry_after_and_ping_stays_up(base_
 def test_out_of_memory_batches_are_split_not_fatal(base_url):
     before = model_stats()["oom_splits"]
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        responses = list(pool.map(lambda i: post(base_url, {"prompt": f"oom {i}", "width": 256, "height": 256}), range(2)))
+        responses = list(pool.map(lambda i: post(base_url, {"prompt": f"oom {i}", "width": 256, "height": 256}, timeout=60), range(2)))
     assert [r.status_code for r in responses] == [200, 200]
     assert all(r.json()["batch_size"] == 1 for r in responses)
     assert model_stats()["oom_splits"] > before
@@ -168,7 +165,7 @@ def test_killed_ingress_replica_is_replaced_on_the_same_port(base_url):
 
 
 def test_prometheus_metrics_are_exported(base_url, metrics_port):
-    post(base_url, {"prompt": "metrics", "width": 128, "height": 128})
+    post(base_url, {"prompt": "metrics", "width": 128, "height": 128}, timeout=60)
     deadline = time.monotonic() + 60
     wanted = ("sdturbo_batch_size", "sdturbo_inference_ms", "sdturbo_cache_misses", "sdturbo_rejections")
     while True:

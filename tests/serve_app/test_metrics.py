@@ -43,13 +43,20 @@ def test_ingress_events_become_emf_records():
     assert metrics_of(rejection)["Rejections"][0] == 1 and rejection["ErrorType"] == "image_blocked"
 
 
-def test_without_an_endpoint_name_only_prometheus_counts():
+def test_without_an_endpoint_name_only_prometheus_counts(capsys):
     metrics = ModelMetrics()
-    # No EMF writer: nothing written, nothing raised.
+    ingress = IngressMetrics()
+    # No EMF writer: nothing written (EMF goes to stdout), nothing raised ...
     metrics.pipeline_run(PipelineRun(2, 1.0))
     metrics.pipeline_call(CallRecord(2, "completed", 1.0, waits_ms=(0.5, 0.25)))
     metrics.safety_refused()
-    IngressMetrics().rejected("overloaded")
+    ingress.cache_miss()
+    ingress.rejected("overloaded")
+    assert metrics.emf is None and ingress.emf is None
+    assert capsys.readouterr() == ("", "")
+    # ... and the call is still counted: one call of two images, one batch-size observation.
+    snapshot = metrics.snapshot()
+    assert snapshot["calls"] == {"completed": 1} and snapshot["batch_sizes"] == {2: 1}
 
 
 def test_a_calls_waits_are_its_requests_batching_delays_and_runs_count_batch_sizes():

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 from PIL import Image
 
-from tests.conftest import running_serve_app
+from tests.live_app import running_serve_app
 
 CHROMIUM = Path(os.environ.get("SDTURBO_CHROMIUM", "/usr/bin/chromium"))
 if not CHROMIUM.exists():

@@ -9,7 +9,7 @@ import concurrent.futures
 import httpx
 import pytest
 
-from tests.conftest import running_serve_app
+from tests.live_app import running_serve_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

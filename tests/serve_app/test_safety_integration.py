@@ -13,7 +13,8 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import free_port, running_serve_app
+from tests.conftest import free_port
+from tests.live_app import post, running_serve_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 FLAGGED_SEED = 13
@@ -38,17 +39,13 @@ def base_url(cache_dir, tiny_model_dir, safety_preset_dir, metrics_port):
         yield url
 
 
-def post(url, payload):
-    return httpx.post(url + "/predict", json=payload, timeout=300)
-
-
 def test_flagged_image_is_refused_and_its_batch_companion_is_answered(base_url, metrics_port):
     payloads = [
         {"prompt": "flagged one", "seed": FLAGGED_SEED, "width": 64, "height": 64},
         {"prompt": "fine one", "seed": FLAGGED_SEED + 1, "width": 64, "height": 64},
     ]
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        flagged, fine = pool.map(lambda p: post(base_url, p), payloads)
+        flagged, fine = pool.map(lambda p: post(base_url, p, timeout=300), payloads)
     assert flagged.status_code == 422, flagged.text
     body = flagged.json()
     assert body["error"]["type"] == "image_blocked" and "image" not in body
@@ -56,7 +53,7 @@ def test_flagged_image_is_refused_and_its_batch_companion_is_answered(base_url, 
     assert fine.json()["batch_size"] == 2  # it shared the pipeline call with the flagged image
 
     # A seeded refusal is not cached: asked again, it is screened (and refused) again.
-    again = post(base_url, payloads[0])
+    again = post(base_url, payloads[0], timeout=300)
     assert again.status_code == 422 and again.json()["error"]["type"] == "image_blocked"
 
     # Counted: the checker's own counter and the rejections by type.

@@ -20,21 +20,28 @@ def ray_logs(temp_dir: str, pattern: str) -> str:
 
 
 def test_a_stalled_replica_is_explained_at_the_deadline_and_stops_without_its_grace_period(cache_dir, tiny_model_dir):
-    import ray
     from ray import serve
 
+    from serve_app import launch
     from serve_app.app import build_app
+    from tests.live_app import SHARED_HEAD
 
+    # This test needs a head of its own (its temp dir holds the logs it reads): the shared one goes.
+    SHARED_HEAD.stop()
     # Short: Ray's socket paths must stay under 108 bytes.
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir)
+    # Through Ray's proxy, as `serve run` serves it.
+    http_options = launch.prepare_ray_environment(
+        "127.0.0.1", free_port(), direct_ingress_enabled=False, startup_deadline_s=10
+    )
+    launch.start_ray(launch.RayHead(num_cpus=2, log_to_driver=False, temp_dir=temp_dir))
     try:
         # 1. Deployed the way `serve run` does it (builder, then deploy), without waiting for RUNNING.
-        serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
+        launch.start_serve(http_options)
         app = build_app(
             {"model": "tiny", "cache_dir": cache_dir, "startup_deadline_s": "10", "fault_injection_load_stall_s": "3600"}
         )
-        serve.run_many([serve.RunTarget(app, name="sd-turbo")], wait_for_applications_running=False)
+        launch.deploy(app, "sd-turbo", wait_for_running=False)
 
         # 2. The ingress logs the reason once its deadline has passed.
         deadline = time.monotonic() + 120
@@ -48,8 +55,7 @@ def test_a_stalled_replica_is_explained_at_the_deadline_and_stops_without_its_gr
         assert serve.status().applications["sd-turbo"].status == "DEPLOYING"
     finally:
         # 3. What Ctrl+C on `serve run` does: the stalled replica is stopped, not waited for.
-        serve.shutdown()
-        ray.shutdown()
+        launch.shutdown()
     controller = ray_logs(temp_dir, "serve/controller_*.log")
     assert "deployment='SDTurboModel', app='sd-turbo') is stopped" in controller
     assert "did not shut down after grace period" not in controller
