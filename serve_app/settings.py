@@ -32,7 +32,7 @@ from serve_app.model.sources import (
     PINNED_REVISIONS,
     SAFETY_CHECKER_HUB_ID,
 )
-from serve_app.protocol import OutputFormat
+from serve_app.protocol import MODEL_NAME_PATTERN, OutputFormat
 
 ENV_PREFIX = "SDTURBO_"
 
@@ -49,8 +49,8 @@ DEFAULT_MAX_BATCH_SIZE = 8
 DEFAULT_BATCH_WAIT_TIMEOUT_S = 0.0
 
 
-# A served model's name: what a request's `model` field says.
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# A served model's name: what a request's `model` field says (the API's pattern).
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 
 
 @dataclass(frozen=True)

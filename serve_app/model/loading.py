@@ -66,7 +66,11 @@ def resolve_model(model: str, revision: str | None, cache_dir: str, half_precisi
             f"Model directory {str(found.local_dir)!r} has no model_index.json: it is not a diffusers "
             f"pipeline directory (exists: {found.local_dir.exists()}). {_OFFLINE_HINT}"
         )
-    return ResolvedModel(str(found.local_dir.resolve()), found.source_id, found.revision, found.is_random)
+    try:
+        family = model_family(found.local_dir)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"Found {model!r} at {found.local_dir} but {exc}") from exc
+    return ResolvedModel(str(found.local_dir.resolve()), found.source_id, found.revision, found.is_random, family=family)
 
 
 def select_device(device: str) -> str:

@@ -70,20 +70,24 @@ class ResolvedModel:
     # The image safety checker, when the ``safety_checker`` setting turns it on (only the model
     # replica loads it). With the two above: everything resolved crosses the Ray seam in this one object.
     safety_checker: ResolvedSafetyChecker | None = None
+    # The name requests use for it (the ``models`` setting: "tiny", "sdxl-turbo", ...).
+    name: str = "default"
+    # 'sd' (SD-Turbo's architecture) or 'sdxl' (SDXL-Turbo's), from the directory's model_index.json.
+    family: str = "sd"
 
     def log_fields(self) -> dict[str, object]:
         """What log lines say about the model: random weights are never logged as the real model."""
-        fields: dict[str, object] = {"model": self.model_id, "revision": self.revision, "random_weights": self.is_random}
+        fields: dict[str, object] = {
+            "model_name": self.name,
+            "model": self.model_id,
+            "revision": self.revision,
+            "random_weights": self.is_random,
+        }
         if self.tiny_decoder is not None:
             fields["tiny_decoder"] = self.tiny_decoder.info()
         if self.safety_checker is not None:
             fields["safety_checker"] = self.safety_checker.source
         return fields
-
-    @property
-    def family(self) -> str:
-        """'sd' (SD-Turbo's architecture) or 'sdxl' (SDXL-Turbo's)."""
-        return model_family(self.local_dir)
 
     @property
     def variant(self) -> str | None:
