@@ -51,14 +51,19 @@ locals {
   # The container's SDTURBO_* environment. Batching knobs are set only when given, so that
   # the app's own defaults apply otherwise (one value per knob, in serve_app/settings.py).
   container_environment = merge(
+    # One model (model_id) or several (models: SDTURBO_MODELS, name=source@revision entries).
+    var.models == null ? { SDTURBO_MODEL = var.model_id } : {
+      SDTURBO_MODELS = join(",", [
+        for m in var.models : "${m.name == null ? "" : "${m.name}="}${m.source}${m.revision == null ? "" : "@${m.revision}"}"
+      ])
+    },
     {
-      SDTURBO_MODEL = var.model_id
-      SDTURBO_PORT  = "8080"
+      SDTURBO_PORT = "8080"
       # Dimensions of the app's CloudWatch EMF metrics, matching the endpoint's own metrics.
       SDTURBO_ENDPOINT_NAME = local.endpoint_name
       SDTURBO_VARIANT_NAME  = var.variant_name
     },
-    var.model_revision == null ? {} : { SDTURBO_MODEL_REVISION = var.model_revision },
+    var.model_revision == null || var.models != null ? {} : { SDTURBO_MODEL_REVISION = var.model_revision },
     var.max_batch_size == null ? {} : { SDTURBO_MAX_BATCH_SIZE = tostring(var.max_batch_size) },
     var.batch_wait_timeout_s == null ? {} : { SDTURBO_BATCH_WAIT_TIMEOUT_S = tostring(var.batch_wait_timeout_s) },
     var.container_environment,

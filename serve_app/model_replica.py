@@ -79,7 +79,7 @@ class SDTurboModel:
         # VAE decoders: the full VAE and/or TAESD (resolved.tiny_decoder), compiled here when
         # compile_decoder says so, never in the request path.
         decoders = prepare_decoders(pipe, resolved.tiny_decoder, **settings.decoder_options)
-        self.metrics = ModelMetrics(emf=EmfWriter.from_settings(settings))
+        self.metrics = ModelMetrics(emf=EmfWriter.from_settings(settings, model=resolved.name))
         self.generator = SDTurboGenerator(
             pipe,
             simulate_oom_above=settings.fault_injection_oom_above,
