@@ -96,13 +96,7 @@ variable "model_revision" {
 }
 
 variable "models" {
-  description = <<-EOT
-    SDTURBO_MODELS: several models behind the one endpoint, chosen per request by its `model`
-    field, the first the default. Each: source (Hub id, a directory in the image, /opt/ml/model,
-    or a preset such as tiny-xl / sdxl-turbo-random), its revision (a commit sha: required for a
-    Hub id other than stabilityai/sd-turbo) and optionally the name requests use (default: the
-    source's last path component). Null: the one model of model_id / model_revision.
-  EOT
+  description = "SDTURBO_MODELS: several models behind the one endpoint, chosen per request by its `model` field, the first the default. Each: source (Hub id, a directory in the image, /opt/ml/model, or a preset such as tiny-xl), revision (a commit sha, required for a Hub id other than stabilityai/sd-turbo), optional name (default: the source's last path component). Null: the one model of model_id / model_revision."
   type = list(object({
     source   = string
     revision = optional(string)
