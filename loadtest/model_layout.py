@@ -12,7 +12,8 @@ The two ways to serve several models from one container (docs/architecture.md):
 
 It times the same workload both ways with the service's own loader and generator: ``--batches``
 pipeline calls of ``--batch-size`` images per model (a 50/50 mix for two models), after one
-warm-up call each, plus each model alone. Throughput is images over the wall time from the
+warm-up call each, plus each model alone, with ``--threads`` torch threads per process (a model
+replica's: Ray sets OMP_NUM_THREADS to its CPUs, 1 by default on CPU). Throughput is images over the wall time from the
 first call to the last one's end. Prints a Markdown table and writes ``model_layout.json`` to
 ``--out``. Needs torch, diffusers and ``serve_app.model``; not Ray.
 """
@@ -29,9 +30,13 @@ from loadtest.benchmark import machine_info
 from loadtest.workload import parse_models, parse_sizes
 
 
-def _generator(preset: str, cache_dir: str):
+def _generator(preset: str, cache_dir: str, threads: int):
+    import torch
+
     from serve_app.model import SDTurboGenerator, load_pipeline, resolve_model
 
+    # As in a model replica: Ray gives each its CPUs' worth of threads (OMP_NUM_THREADS = num_cpus).
+    torch.set_num_threads(threads)
     pipe = load_pipeline(resolved=resolve_model(preset, None, cache_dir), device="cpu", dtype="float32")
     return SDTurboGenerator(pipe)
 
@@ -50,8 +55,8 @@ def _run(generators: dict, order: list[str], batch_size: int, width: int, height
     return started, time.time()
 
 
-def _separate_worker(preset, cache_dir, calls, batch_size, width, height, barrier, results) -> None:
-    generators = {preset: _generator(preset, cache_dir)}
+def _separate_worker(preset, cache_dir, threads, calls, batch_size, width, height, barrier, results) -> None:
+    generators = {preset: _generator(preset, cache_dir, threads)}
     _run(generators, [preset], batch_size, width, height)  # warm-up
     barrier.wait()
     results.put((preset, *_run(generators, [preset] * calls, batch_size, width, height)))
@@ -64,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--size", default="128x128", help="WxH")
     parser.add_argument("--cache-dir", default=None, help="preset cache (default: the service's cache_dir)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process (a model replica's CPUs)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     models = parse_models(args.models)
@@ -76,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     rows: dict[str, dict] = {}
 
     # 1. One process, every model loaded, their calls interleaved one after the other.
-    generators = {name: _generator(name, args.cache_dir) for name in models}
+    generators = {name: _generator(name, args.cache_dir, args.threads) for name in models}
     for name in models:
         _run(generators, [name], args.batch_size, width, height)  # warm-up
     for name in models:
@@ -92,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     workers = [
         context.Process(
             target=_separate_worker,
-            args=(name, args.cache_dir, n, args.batch_size, width, height, barrier, results),
+            args=(name, args.cache_dir, args.threads, n, args.batch_size, width, height, barrier, results),
         )
         for name in models
     ]
