@@ -84,9 +84,9 @@ variable "image_uri" {
 ################################################################################
 
 variable "model_id" {
-  description = "SDTURBO_MODEL: Hugging Face hub id, a directory in the image, or /opt/ml/model (with model_data_url)."
+  description = "SDTURBO_MODEL: a Hugging Face Hub id or a directory in the image. Null (default): with weights given (model_data_url, model_data_source or weights_in_image) none is set and the container serves /opt/ml/model; without them stabilityai/sd-turbo from the Hub."
   type        = string
-  default     = "stabilityai/sd-turbo"
+  default     = null
 }
 
 variable "model_revision" {
@@ -142,6 +142,27 @@ variable "model_data_url" {
   default     = null
 }
 
+variable "model_data_source" {
+  description = "Uncompressed weights: an s3:// prefix (ending in /) whose objects SageMaker copies into /opt/ml/model (ModelDataSource S3Prefix, CompressionType None; no tar to unpack at start). Exclusive with model_data_url."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.model_data_source == null || can(regex("^s3://[^/]+/.*/$", var.model_data_source))
+    error_message = "model_data_source must be an s3:// prefix ending in / (s3://bucket/path/to/model/)."
+  }
+  validation {
+    condition     = var.model_data_source == null || var.model_data_url == null
+    error_message = "Give model_data_url (a model.tar.gz) or model_data_source (an uncompressed prefix), not both."
+  }
+}
+
+variable "weights_in_image" {
+  description = "The image carries the weights at /opt/ml/model (built with --build-arg BAKE_MODEL=...): no Hub id is set and network isolation is on by default, like with model_data_url."
+  type        = bool
+  default     = false
+}
+
 # Batching knobs: null means the app's own default applies (serve_app/settings.py is the one
 # source of each value); the environment variable is set only when the variable is given.
 variable "max_batch_size" {
@@ -173,9 +194,14 @@ variable "container_environment" {
 }
 
 variable "enable_network_isolation" {
-  description = "Run the container without network access. Only possible when the weights need no download (model_data_url or baked into the image)."
+  description = "Run the container without network access. Null (default): on when the weights are given (model_data_url, model_data_source or weights_in_image), off when they come from the Hub. true with a Hub model_id is refused (the download cannot work)."
   type        = bool
-  default     = false
+  default     = null
+
+  validation {
+    condition     = var.enable_network_isolation != true || var.model_data_url != null || var.model_data_source != null || var.weights_in_image
+    error_message = "enable_network_isolation = true needs the weights without network: model_data_url, model_data_source or weights_in_image."
+  }
 }
 
 ################################################################################
@@ -211,9 +237,20 @@ variable "inference_ami_version" {
 }
 
 variable "initial_instance_count" {
-  description = "Instances when the endpoint is created (SageMaker requires at least 1; async endpoints then scale to min_capacity, which may be 0)."
+  description = "Instances of each new endpoint configuration without autoscaling (SageMaker requires at least 1). With autoscaling every configuration starts at max_capacity instead, so a release keeps capacity (docs/infra.md, \"Rollouts\")."
   type        = number
   default     = 1
+}
+
+variable "routing_strategy" {
+  description = "Real-time only: how SageMaker spreads requests over the variant's instances: LEAST_OUTSTANDING_REQUESTS (to the instance with the fewest requests in flight; suits requests of uneven length such as image sizes and step counts) or RANDOM."
+  type        = string
+  default     = "LEAST_OUTSTANDING_REQUESTS"
+
+  validation {
+    condition     = contains(["LEAST_OUTSTANDING_REQUESTS", "RANDOM"], var.routing_strategy)
+    error_message = "routing_strategy must be LEAST_OUTSTANDING_REQUESTS or RANDOM."
+  }
 }
 
 variable "volume_size_in_gb" {
@@ -223,9 +260,20 @@ variable "volume_size_in_gb" {
 }
 
 variable "container_startup_health_check_timeout_in_seconds" {
-  description = "How long SageMaker waits for GET /ping to return 200 after the container starts (model load + warm-up). SD-Turbo from the Hugging Face hub takes a few minutes on first start."
+  description = "How long SageMaker waits for GET /ping to return 200 after the container starts (model load + warm-up). The container's own start-up deadline (SDTURBO_STARTUP_DEADLINE_S) is derived from it: this minus startup_deadline_margin_s."
   type        = number
   default     = 900
+}
+
+variable "startup_deadline_margin_s" {
+  description = "The container gives up (exits with Ray's reason in the log) this many seconds before SageMaker's start-up health check would: SDTURBO_STARTUP_DEADLINE_S = container_startup_health_check_timeout_in_seconds - this."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.startup_deadline_margin_s >= 10 && var.startup_deadline_margin_s < var.container_startup_health_check_timeout_in_seconds
+    error_message = "startup_deadline_margin_s must be at least 10 s and below container_startup_health_check_timeout_in_seconds."
+  }
 }
 
 variable "model_data_download_timeout_in_seconds" {
@@ -290,6 +338,33 @@ variable "async_object_expiration_days" {
 }
 
 ################################################################################
+# Network (optional private VPC in two zones)
+################################################################################
+
+variable "create_vpc" {
+  description = "Run the endpoint in a private VPC of the stack: one private subnet in each of two Availability Zones, no internet route, VPC endpoints for S3 (gateway), ECR API and registry, CloudWatch Logs, STS and the SageMaker runtime (interface). Needs the weights without network (model_data_url, model_data_source or weights_in_image): the container runs with network isolation there. Cost: docs/infra.md."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = !var.create_vpc || var.model_data_url != null || var.model_data_source != null || var.weights_in_image
+    error_message = "create_vpc = true has no route to the Hugging Face Hub: give the weights with model_data_url, model_data_source or weights_in_image."
+  }
+}
+
+variable "vpc_cidr_block" {
+  description = "CIDR of the stack's VPC (create_vpc); the private subnets are its first /20s."
+  type        = string
+  default     = "10.42.0.0/16"
+}
+
+variable "availability_zones" {
+  description = "Zones of the VPC's private subnets (at least two). Null: the region's first two available zones."
+  type        = list(string)
+  default     = null
+}
+
+################################################################################
 # KMS
 ################################################################################
 
@@ -309,16 +384,42 @@ variable "kms_deletion_window_in_days" {
 # Deployment guardrails (blue/green canary + automatic rollback)
 ################################################################################
 
-variable "canary_size_type" {
-  description = "Canary size unit: CAPACITY_PERCENT or INSTANCE_COUNT."
+variable "deployment_traffic_routing" {
+  description = "How a release shifts traffic to the new fleet: CANARY (canary_size first, baked for canary_wait_interval_in_seconds, then the rest) or ALL_AT_ONCE (for a one-instance fleet, where a canary would be the whole fleet: all traffic moves, and the rollback alarms are watched for termination_wait_in_seconds before the old fleet goes)."
   type        = string
-  default     = "CAPACITY_PERCENT"
+  default     = "CANARY"
+
+  validation {
+    condition     = contains(["CANARY", "ALL_AT_ONCE"], var.deployment_traffic_routing)
+    error_message = "deployment_traffic_routing must be CANARY or ALL_AT_ONCE."
+  }
+  validation {
+    # The fleet of a new configuration: max_capacity with autoscaling, else initial_instance_count.
+    condition = var.deployment_traffic_routing != "CANARY" || (
+      (var.enable_autoscaling ? max(var.max_capacity, var.initial_instance_count) : var.initial_instance_count) >= 2 && (
+        var.canary_size_type == "INSTANCE_COUNT"
+        ? var.canary_size_value * 2 <= (var.enable_autoscaling ? max(var.max_capacity, var.initial_instance_count) : var.initial_instance_count)
+        : var.canary_size_value <= 50
+      )
+    )
+    error_message = "A CANARY needs a new fleet of at least 2 instances and a canary of at most half of it (SageMaker's limit): raise max_capacity / initial_instance_count, lower canary_size_value, or use deployment_traffic_routing = \"ALL_AT_ONCE\" with termination_wait_in_seconds > 0 as the health gate."
+  }
+  validation {
+    condition     = var.deployment_traffic_routing != "ALL_AT_ONCE" || var.termination_wait_in_seconds >= 300
+    error_message = "ALL_AT_ONCE is gated only by the rollback alarms during termination_wait_in_seconds: give it at least 300 s."
+  }
+}
+
+variable "canary_size_type" {
+  description = "Canary size unit: INSTANCE_COUNT or CAPACITY_PERCENT (of the new fleet)."
+  type        = string
+  default     = "INSTANCE_COUNT"
 }
 
 variable "canary_size_value" {
-  description = "Share of the new (green) fleet that receives traffic during the canary phase."
+  description = "Size of the canary: instances (INSTANCE_COUNT) or percent of the new fleet (CAPACITY_PERCENT); at most half of the fleet."
   type        = number
-  default     = 25
+  default     = 1
 }
 
 variable "canary_wait_interval_in_seconds" {
@@ -362,15 +463,15 @@ variable "max_capacity" {
 }
 
 variable "realtime_scaling_metric" {
-  description = "Real-time target tracking metric: \"invocations\" (SageMakerVariantInvocationsPerInstance, per minute) or \"concurrency\" (SageMakerVariantConcurrentRequestsPerModelHighResolution, in-flight requests)."
+  description = "Real-time target tracking metric: \"concurrency\" (default: SageMakerVariantConcurrentRequestsPerModelHighResolution, requests in flight per model, reported every 10 s, so scale-out reacts within a minute) or \"invocations\" (SageMakerVariantInvocationsPerInstance, per minute)."
   type        = string
-  default     = "invocations"
+  default     = "concurrency"
 }
 
 variable "realtime_target_value" {
-  description = "Target per instance for the real-time metric: invocations per minute (\"invocations\") or concurrent requests (\"concurrency\"). Tune with the load test."
+  description = "Target per instance for the real-time metric. Null: for \"concurrency\", max_batch_size (the app's default when null) x GPUs per instance, one batch in flight per model replica; for \"invocations\", 60 per minute. Tune with the load test."
   type        = number
-  default     = 60
+  default     = null
 }
 
 variable "async_backlog_target_per_instance" {
@@ -426,19 +527,25 @@ variable "gpu_memory_utilization_threshold" {
 }
 
 variable "error_5xx_threshold" {
-  description = "Alarm (and roll back a deployment) when Invocation5XXErrors per period exceed this."
+  description = "Alarm when Invocation5XXErrors per period exceed this (all fleets; the rollback alarm is the new fleet's 5xx rate, rollback_5xx_rate_threshold)."
   type        = number
   default     = 5
 }
 
 variable "model_error_threshold" {
-  description = "Alarm (and roll back a deployment) when InvocationModelErrors per period exceed this."
+  description = "Alarm when InvocationModelErrors per period exceed this (notification only: the metric counts client 4xx answers too)."
   type        = number
   default     = 5
 }
 
+variable "rollback_5xx_rate_threshold" {
+  description = "Roll a deployment back when the new fleet answers more than this fraction of its requests with 5xx (0.01 = 1 %)."
+  type        = number
+  default     = 0.01
+}
+
 variable "model_latency_threshold_ms" {
-  description = "Alarm (and roll back a deployment) when p90 ModelLatency exceeds this many milliseconds (CloudWatch reports microseconds; the module converts)."
+  description = "Alarm when p90 ModelLatency exceeds this many milliseconds (CloudWatch reports microseconds; the module converts); the same threshold on the new fleet rolls a deployment back."
   type        = number
   default     = 3000
 }
@@ -483,10 +590,28 @@ variable "create_github_oidc_role" {
   default     = false
 }
 
-variable "create_github_oidc_provider" {
-  description = "Create the account's token.actions.githubusercontent.com OIDC provider. Set false when it already exists (there can be only one per account); it is then looked up."
-  type        = bool
-  default     = true
+variable "github_oidc_provider_arn" {
+  description = "ARN of the account's existing token.actions.githubusercontent.com OIDC provider (arn:<partition>:iam::<account>:oidc-provider/token.actions.githubusercontent.com; an account has at most one). Null: the stack creates it."
+  type        = string
+  default     = null
+}
+
+variable "github_subject_format" {
+  description = "How GitHub names the repository in the OIDC subject claim: \"classic\" (repo:org/repo:...) or \"immutable\" (repo:org@<owner id>/repo@<repository id>:..., the default for repositories created or renamed from 2026-07-15). See docs/infra.md."
+  type        = string
+  default     = "classic"
+}
+
+variable "github_repository_owner_id" {
+  description = "Numeric id of the repository's owner (github.repository_owner_id); needed with github_subject_format = \"immutable\"."
+  type        = string
+  default     = null
+}
+
+variable "github_repository_id" {
+  description = "Numeric id of the repository (github.repository_id); needed with github_subject_format = \"immutable\"."
+  type        = string
+  default     = null
 }
 
 variable "github_repository" {

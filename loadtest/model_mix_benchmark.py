@@ -82,19 +82,15 @@ def main(argv: list[str] | None = None) -> None:
     try:
         launch.start_serve(http_options)
         # 1. One service, both models.
-        serve.run_many([serve.RunTarget(build_app({**common, "models": args.models}), name="both", route_prefix="/both")])
+        launch.deploy(build_app({**common, "models": args.models}), "both", route_prefix="/both")
         for label, models in ((f"{first} alone", first), (f"{second} alone", second), ("50/50 mix, one service", args.models)):
             run_dir = out / label.replace(" ", "-").replace("/", "-").replace(",", "")
             rows[label] = images_per_s(load(f"{base}/both", run_dir, models, args.concurrency, args), run_dir)
             print(f"{label}: {rows[label]:.3f} images/s", flush=True)
         serve.delete("both")
         # 2. Two single-model services at once, half the clients each.
-        serve.run_many(
-            [
-                serve.RunTarget(build_app({**common, "model": first}), name="first", route_prefix="/first"),
-                serve.RunTarget(build_app({**common, "model": second}), name="second", route_prefix="/second"),
-            ]
-        )
+        launch.deploy(build_app({**common, "model": first}), "first", route_prefix="/first")
+        launch.deploy(build_app({**common, "model": second}), "second", route_prefix="/second")
         half = max(1, args.concurrency // 2)
         runs = {
             name: (load(f"{base}/{route}", out / f"two-services-{name}", name, half, args), out / f"two-services-{name}")

@@ -225,7 +225,7 @@ class SDTurboModel:
             "gpu_ids": ray.get_gpu_ids(),
             # The thread Serve runs this code on: its actor loop's, or its own user-code thread (serve_app/app.py).
             "user_code_thread": threading.current_thread().name,
-            # The CPU priority Ray started this replica at (serve_app/app.py: RAY_HEAD_ENV_DEFAULTS).
+            # The CPU priority Ray started this replica at (serve_app/launch.py: RAY_HEAD_ENV_DEFAULTS).
             "niceness": os.getpriority(os.PRIO_PROCESS, 0),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "device": str(self.generator.device),

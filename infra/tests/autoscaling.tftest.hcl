@@ -24,8 +24,8 @@ run "realtime_target_tracking" {
     error_message = "real-time scalable target must be the variant, 1..2"
   }
   assert {
-    condition     = aws_appautoscaling_policy.realtime[0].target_tracking_scaling_policy_configuration[0].predefined_metric_specification[0].predefined_metric_type == "SageMakerVariantInvocationsPerInstance"
-    error_message = "real-time policy must track invocations per instance"
+    condition     = aws_appautoscaling_policy.realtime[0].target_tracking_scaling_policy_configuration[0].predefined_metric_specification[0].predefined_metric_type == "SageMakerVariantConcurrentRequestsPerModelHighResolution"
+    error_message = "real-time policy tracks concurrency (high resolution) by default"
   }
   assert {
     condition     = length(aws_appautoscaling_policy.async_backlog) == 0 && length(aws_appautoscaling_policy.async_scale_from_zero) == 0

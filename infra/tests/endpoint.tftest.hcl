@@ -6,15 +6,15 @@ mock_provider "aws" {
 }
 
 variables {
-  name               = "sd-turbo"
-  execution_role_arn = "arn:aws:iam::123456789012:role/sd-turbo-sagemaker-execution"
-  image_uri          = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd-turbo:0123456789abcdef"
-  instance_type      = "ml.g5.xlarge"
-  kms_key_arn        = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
-  environment        = { SDTURBO_MODEL = "stabilityai/sd-turbo" }
-  rollback_alarm_names = [
-    "sd-turbo-invocation-5xx-errors", "sd-turbo-model-errors", "sd-turbo-model-latency-p90",
-  ]
+  name                   = "sd-turbo"
+  execution_role_arn     = "arn:aws:iam::123456789012:role/sd-turbo-sagemaker-execution"
+  image_uri              = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd-turbo:0123456789abcdef"
+  instance_type          = "ml.g5.xlarge"
+  kms_key_arn            = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+  environment            = { SDTURBO_MODEL = "stabilityai/sd-turbo" }
+  rollback_alarm_names   = ["sd-turbo-new-fleet-5xx-rate", "sd-turbo-new-fleet-latency-p90"]
+  initial_instance_count = 3
+  routing_strategy       = "LEAST_OUTSTANDING_REQUESTS"
 }
 
 run "realtime_variant_and_canary" {
@@ -49,8 +49,16 @@ run "realtime_variant_and_canary" {
     error_message = "model name is <name>-<10-char hash of the container definition>"
   }
   assert {
-    condition     = aws_sagemaker_endpoint.this.deployment_config[0].blue_green_update_policy[0].traffic_routing_configuration[0].type == "CANARY" && aws_sagemaker_endpoint.this.deployment_config[0].blue_green_update_policy[0].traffic_routing_configuration[0].canary_size[0].value == 25
-    error_message = "deployment must be a 25 % canary"
+    condition     = aws_sagemaker_endpoint.this.deployment_config[0].blue_green_update_policy[0].traffic_routing_configuration[0].type == "CANARY" && aws_sagemaker_endpoint.this.deployment_config[0].blue_green_update_policy[0].traffic_routing_configuration[0].canary_size[0].type == "INSTANCE_COUNT" && aws_sagemaker_endpoint.this.deployment_config[0].blue_green_update_policy[0].traffic_routing_configuration[0].canary_size[0].value == 1
+    error_message = "deployment must be a one-instance canary"
+  }
+  assert {
+    condition     = aws_sagemaker_endpoint_configuration.this.production_variants[0].initial_instance_count == 3 && aws_sagemaker_endpoint_configuration.this.production_variants[0].routing_config[0].routing_strategy == "LEAST_OUTSTANDING_REQUESTS"
+    error_message = "the variant starts at the given count and routes to the least busy instance"
+  }
+  assert {
+    condition     = length(aws_sagemaker_model.this.vpc_config) == 0
+    error_message = "no VPC unless given"
   }
   assert {
     condition     = toset([for a in aws_sagemaker_endpoint.this.deployment_config[0].auto_rollback_configuration[0].alarms : a.alarm_name]) == toset(var.rollback_alarm_names)
@@ -154,4 +162,41 @@ run "endpoint_needs_an_image" {
   }
 
   expect_failures = [aws_sagemaker_model.this]
+}
+
+run "all_at_once_in_a_vpc_with_uncompressed_weights" {
+  command = plan
+
+  module {
+    source = "./modules/sagemaker-endpoint"
+  }
+
+  variables {
+    initial_instance_count   = 1
+    environment              = { SDTURBO_OFFLINE = "1" }
+    model_data_source        = "s3://acme-models/sd-turbo/"
+    enable_network_isolation = true
+    vpc_config = {
+      subnet_ids         = ["subnet-a", "subnet-b"]
+      security_group_ids = ["sg-model"]
+    }
+    deployment = { traffic_routing = "ALL_AT_ONCE", termination_wait_in_seconds = 600 }
+  }
+
+  assert {
+    condition     = aws_sagemaker_endpoint.this.deployment_config[0].blue_green_update_policy[0].traffic_routing_configuration[0].type == "ALL_AT_ONCE" && length(aws_sagemaker_endpoint.this.deployment_config[0].blue_green_update_policy[0].traffic_routing_configuration[0].canary_size) == 0 && aws_sagemaker_endpoint.this.deployment_config[0].blue_green_update_policy[0].termination_wait_in_seconds == 600
+    error_message = "all at once: no canary, the rollback alarms watched during the termination wait"
+  }
+  assert {
+    condition     = aws_sagemaker_model.this.vpc_config[0].subnets == toset(["subnet-a", "subnet-b"]) && aws_sagemaker_model.this.enable_network_isolation
+    error_message = "the model runs in the VPC's two subnets with network isolation"
+  }
+  assert {
+    condition     = aws_sagemaker_model.this.primary_container[0].model_data_source[0].s3_data_source[0].s3_uri == "s3://acme-models/sd-turbo/" && aws_sagemaker_model.this.primary_container[0].model_data_source[0].s3_data_source[0].compression_type == "None" && aws_sagemaker_model.this.primary_container[0].model_data_source[0].s3_data_source[0].s3_data_type == "S3Prefix"
+    error_message = "uncompressed weights come as an S3 prefix"
+  }
+  assert {
+    condition     = aws_sagemaker_endpoint_configuration.this.production_variants[0].model_data_download_timeout_in_seconds == 1200
+    error_message = "the download timeout applies to model_data_source too"
+  }
 }

@@ -49,6 +49,21 @@ run "new_provider_branch_and_environment" {
     condition     = !contains([for s in data.aws_iam_policy_document.this.statement : s.sid], "StateObjects")
     error_message = "no state permissions without terraform_state_bucket"
   }
+  assert {
+    condition = length(setintersection(
+      toset(flatten([for s in data.aws_iam_policy_document.this.statement : s.actions if contains(s.resources, var.execution_role_arn)])),
+      toset(["iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:UpdateAssumeRolePolicy", "iam:AttachRolePolicy", "iam:CreateRole", "iam:DeleteRole"]),
+    )) == 0
+    error_message = "the deploy role must not write the execution role it passes to SageMaker (privilege escalation)"
+  }
+  assert {
+    condition     = one([for s in data.aws_iam_policy_document.this.statement : s.resources if s.sid == "TargetTrackingAlarms"]) == toset(["arn:aws:cloudwatch:us-east-1:123456789012:alarm:TargetTracking-endpoint/sd-turbo/variant/*"])
+    error_message = "target tracking's own alarms, for the stack's endpoint only"
+  }
+  assert {
+    condition     = contains(one([for s in data.aws_iam_policy_document.this.statement : s.actions if s.sid == "SageMakerStack"]), "sagemaker:UpdateEndpointWeightsAndCapacities")
+    error_message = "RegisterScalableTarget checks sagemaker:UpdateEndpointWeightsAndCapacities on the caller"
+  }
 }
 
 run "existing_provider_branch_only_with_state" {
@@ -59,15 +74,19 @@ run "existing_provider_branch_only_with_state" {
   }
 
   variables {
-    create_oidc_provider       = false
+    oidc_provider_arn          = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
     github_environment         = null
     terraform_state_bucket     = "acme-tf-state"
     terraform_state_key_prefix = "sd-turbo/"
   }
 
   assert {
-    condition     = length(aws_iam_openid_connect_provider.this) == 0 && length(data.aws_iam_openid_connect_provider.this) == 1
-    error_message = "existing provider must be looked up, not created"
+    condition     = length(aws_iam_openid_connect_provider.this) == 0 && output.oidc_provider_arn == "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+    error_message = "an existing provider is used by its ARN, not created (and not looked up: no list permission)"
+  }
+  assert {
+    condition     = !contains(flatten([for s in data.aws_iam_policy_document.this.statement : s.actions]), "iam:ListOpenIDConnectProviders")
+    error_message = "the deploy role needs no iam:ListOpenIDConnectProviders"
   }
   assert {
     condition     = output.trusted_subjects == ["repo:acme/sd-turbo-serve:ref:refs/heads/main"]
@@ -77,4 +96,68 @@ run "existing_provider_branch_only_with_state" {
     condition     = one([for s in data.aws_iam_policy_document.this.statement : s.resources if s.sid == "StateObjects"]) == toset(["arn:aws:s3:::acme-tf-state/sd-turbo/*"])
     error_message = "state access must be limited to the key prefix"
   }
+}
+
+run "immutable_subject_claims" {
+  command = plan
+
+  module {
+    source = "./modules/github-oidc"
+  }
+
+  variables {
+    subject_format             = "immutable"
+    github_repository_owner_id = "123456"
+    github_repository_id       = "456789"
+  }
+
+  assert {
+    condition = toset(output.trusted_subjects) == toset([
+      "repo:acme@123456/sd-turbo-serve@456789:ref:refs/heads/main",
+      "repo:acme@123456/sd-turbo-serve@456789:environment:production",
+    ])
+    error_message = "immutable subject claims name owner and repository with their ids"
+  }
+}
+
+run "immutable_subject_claims_need_the_ids" {
+  command = plan
+
+  module {
+    source = "./modules/github-oidc"
+  }
+
+  variables {
+    subject_format = "immutable"
+  }
+
+  expect_failures = [var.subject_format]
+}
+
+run "subject_format_is_validated" {
+  command = plan
+
+  module {
+    source = "./modules/github-oidc"
+  }
+
+  variables {
+    subject_format = "ids"
+  }
+
+  expect_failures = [var.subject_format]
+}
+
+run "existing_provider_arn_is_validated" {
+  command = plan
+
+  module {
+    source = "./modules/github-oidc"
+  }
+
+  variables {
+    oidc_provider_arn = "arn:aws:iam::123456789012:oidc-provider/accounts.google.com"
+  }
+
+  expect_failures = [var.oidc_provider_arn]
 }

@@ -7,12 +7,13 @@ mock_provider "aws" {
 }
 
 variables {
-  name              = "sd-turbo"
-  endpoint_name     = "sd-turbo"
-  variant_name      = "AllTraffic"
-  instance_type     = "ml.g5.12xlarge"
-  gpus_per_instance = 4
-  alarm_topic_arn   = "arn:aws:sns:us-east-1:123456789012:sd-turbo-alarms"
+  name                 = "sd-turbo"
+  endpoint_name        = "sd-turbo"
+  endpoint_config_name = "sd-turbo-20261204000000000000000001"
+  variant_name         = "AllTraffic"
+  instance_type        = "ml.g5.12xlarge"
+  gpus_per_instance    = 4
+  alarm_topic_arn      = "arn:aws:sns:us-east-1:123456789012:sd-turbo-alarms"
 
   instance_price_usd_per_hour = 7.5
   min_capacity                = 1
@@ -48,8 +49,19 @@ run "four_gpus_realtime" {
     error_message = "5xx alarm wrong"
   }
   assert {
-    condition     = toset(output.rollback_alarm_names) == toset(["sd-turbo-invocation-5xx-errors", "sd-turbo-model-errors", "sd-turbo-model-latency-p90"])
-    error_message = "rollback alarms must be 5xx, model errors and latency"
+    condition     = toset(output.rollback_alarm_names) == toset(["sd-turbo-new-fleet-5xx-rate", "sd-turbo-new-fleet-latency-p90"])
+    error_message = "rollback alarms must be the new fleet's 5xx rate and latency, never model errors (client 4xx count there)"
+  }
+  assert {
+    condition = alltrue([
+      for k in ["new-fleet-5xx-rate", "new-fleet-latency-p90"] :
+      aws_cloudwatch_metric_alarm.this[k].dimensions == tomap({ EndpointName = "sd-turbo", VariantName = "AllTraffic", EndpointConfigName = "sd-turbo-20261204000000000000000001" })
+    ])
+    error_message = "rollback alarms watch the fleet of the configuration being deployed (EndpointConfigName)"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.this["new-fleet-5xx-rate"].metric_name == "Invocation5XXErrors" && aws_cloudwatch_metric_alarm.this["new-fleet-5xx-rate"].statistic == "Average" && aws_cloudwatch_metric_alarm.this["new-fleet-5xx-rate"].threshold == 0.01
+    error_message = "the 5xx rollback alarm is a rate (Average of the 0/1 metric), 1 % by default"
   }
 
   # Dashboard.
@@ -93,7 +105,7 @@ run "four_gpus_realtime" {
   assert {
     condition = anytrue([
       for w in jsondecode(aws_cloudwatch_dashboard.this[0].dashboard_body).widgets : anytrue([
-        for m in try(w.properties.metrics, []) : try(m[0].expression, "") == "7.5 * (inv / ipi) * PERIOD(inv) / 3600 / images * 1000"
+        for m in try(w.properties.metrics, []) : try(m[0].expression, "") == "7.5 * (host_samples / (PERIOD(host_samples) / 60)) * PERIOD(host_samples) / 3600 / images * 1000"
       ])
     ])
     error_message = "cost per 1,000 images = price x instances x hours / images x 1000"
@@ -121,7 +133,7 @@ run "cpu_instance_no_price_async" {
   }
 
   assert {
-    condition     = toset(keys(aws_cloudwatch_metric_alarm.this)) == toset(["invocation-5xx-errors", "model-errors", "model-latency-p90", "async-backlog-age"])
+    condition     = toset(keys(aws_cloudwatch_metric_alarm.this)) == toset(["invocation-5xx-errors", "model-errors", "model-latency-p90", "new-fleet-5xx-rate", "new-fleet-latency-p90", "async-backlog-age"])
     error_message = "no GPU alarms on a CPU instance; the backlog-age alarm on an async endpoint"
   }
   assert {

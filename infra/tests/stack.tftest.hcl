@@ -23,12 +23,17 @@ run "realtime_defaults" {
   }
   assert {
     condition = output.container_environment == {
-      SDTURBO_MODEL         = "stabilityai/sd-turbo"
-      SDTURBO_PORT          = "8080"
-      SDTURBO_ENDPOINT_NAME = "sd-turbo"
-      SDTURBO_VARIANT_NAME  = "AllTraffic"
+      SDTURBO_MODEL              = "stabilityai/sd-turbo"
+      SDTURBO_PORT               = "8080"
+      SDTURBO_STARTUP_DEADLINE_S = "840"
+      SDTURBO_ENDPOINT_NAME      = "sd-turbo"
+      SDTURBO_VARIANT_NAME       = "AllTraffic"
     }
-    error_message = "container environment: model, port and the EMF dimensions, and no batching knob unless one is given (the app's defaults apply)"
+    error_message = "container environment: model, port, start-up deadline (900 s health check - 60 s) and the EMF dimensions, and no batching knob unless one is given (the app's defaults apply)"
+  }
+  assert {
+    condition     = module.endpoint[0].production_variant.initial_instance_count == 2 && module.endpoint[0].production_variant.routing_config[0].routing_strategy == "LEAST_OUTSTANDING_REQUESTS"
+    error_message = "with autoscaling a new configuration starts at max_capacity (a release keeps capacity); least-outstanding-requests routing"
   }
   assert {
     condition     = module.endpoint[0].production_variant.instance_type == "ml.g5.xlarge" && module.endpoint[0].production_variant.inference_ami_version == "al2-ami-sagemaker-inference-gpu-3-1"
@@ -43,20 +48,20 @@ run "realtime_defaults" {
     error_message = "one GPU: the GPU alarms fire at the per-GPU threshold"
   }
   assert {
-    condition     = toset(keys(output.alarm_names)) == toset(["gpu-utilization", "gpu-memory-utilization", "invocation-5xx-errors", "model-errors", "model-latency-p90"])
+    condition     = toset(keys(output.alarm_names)) == toset(["gpu-utilization", "gpu-memory-utilization", "invocation-5xx-errors", "model-errors", "model-latency-p90", "new-fleet-5xx-rate", "new-fleet-latency-p90"])
     error_message = "unexpected alarm set for real-time"
   }
   assert {
-    condition     = toset(output.rollback_alarm_names) == toset(["sd-turbo-invocation-5xx-errors", "sd-turbo-model-errors", "sd-turbo-model-latency-p90"])
-    error_message = "rollback alarms must be 5xx, model errors and latency"
+    condition     = toset(output.rollback_alarm_names) == toset(["sd-turbo-new-fleet-5xx-rate", "sd-turbo-new-fleet-latency-p90"])
+    error_message = "rollback alarms must be the new fleet's 5xx rate and latency"
   }
   assert {
     condition     = output.dashboard_name == "sd-turbo" && startswith(output.dashboard_url, "https://us-east-1.console.aws.amazon.com/cloudwatch/")
     error_message = "the dashboard must be created"
   }
   assert {
-    condition     = output.autoscaling_resource_id == "endpoint/sd-turbo/variant/AllTraffic" && module.autoscaling[0].policy_names == ["sd-turbo-invocations-target-tracking"]
-    error_message = "real-time autoscaling: invocations target tracking on the variant"
+    condition     = output.autoscaling_resource_id == "endpoint/sd-turbo/variant/AllTraffic" && module.autoscaling[0].policy_names == ["sd-turbo-concurrency-target-tracking"]
+    error_message = "real-time autoscaling: concurrency target tracking on the variant"
   }
   assert {
     condition     = output.github_actions_role_arn == null && length(module.github_oidc) == 0
@@ -342,5 +347,78 @@ run "external_ecr_image_is_pullable" {
   assert {
     condition     = contains(module.execution_role.statement_resources["EcrPull"], "arn:aws:ecr:eu-west-1:210987654321:repository/shared/sd-turbo")
     error_message = "the execution role must be able to pull an image_uri from another ECR repository"
+  }
+}
+
+run "weights_from_s3_serve_the_model_directory_in_a_private_vpc" {
+  command = plan
+
+  variables {
+    model_data_url = "s3://acme-models/sd-turbo/model.tar.gz"
+    create_vpc     = true
+    min_capacity   = 2
+    max_capacity   = 3
+  }
+
+  assert {
+    condition     = !contains(keys(output.container_environment), "SDTURBO_MODEL") && output.container_environment["SDTURBO_OFFLINE"] == "1"
+    error_message = "with model_data_url no Hub id is set: the container serves /opt/ml/model, offline"
+  }
+  assert {
+    condition     = module.endpoint[0].enable_network_isolation && length(module.network) == 1
+    error_message = "weights given: network isolation on by default; the VPC is created"
+  }
+  assert {
+    condition     = contains(keys(module.execution_role.statement_resources), "VpcNetworkInterfaces")
+    error_message = "in a VPC the execution role may manage SageMaker's network interfaces"
+  }
+  assert {
+    condition     = module.endpoint[0].production_variant.initial_instance_count == 3
+    error_message = "a release starts the new fleet at max_capacity"
+  }
+}
+
+run "isolation_without_weights_is_refused" {
+  command = plan
+
+  variables {
+    enable_network_isolation = true
+  }
+
+  expect_failures = [var.enable_network_isolation]
+}
+
+run "a_vpc_without_weights_is_refused" {
+  command = plan
+
+  variables {
+    create_vpc = true
+  }
+
+  expect_failures = [var.create_vpc]
+}
+
+run "a_canary_of_a_one_instance_fleet_is_refused" {
+  command = plan
+
+  variables {
+    max_capacity = 1
+  }
+
+  expect_failures = [var.deployment_traffic_routing]
+}
+
+run "one_instance_all_at_once_with_a_health_gate" {
+  command = plan
+
+  variables {
+    max_capacity                = 1
+    deployment_traffic_routing  = "ALL_AT_ONCE"
+    termination_wait_in_seconds = 600
+  }
+
+  assert {
+    condition     = module.endpoint[0].deployment_traffic_routing == "ALL_AT_ONCE"
+    error_message = "one instance: all at once, gated by the rollback alarms during the termination wait"
   }
 }

@@ -20,7 +20,8 @@ def test_hadolint_is_clean():
 
 def test_image_is_multi_stage_pinned_and_runs_the_entrypoint_with_serve():
     text = DOCKERFILE.read_text()
-    assert re.search(r"^ARG CUDA_BASE=nvidia/cuda:\d+\.\d+\.\d+-base-ubuntu\d+\.\d+$", text, re.M)
+    # The base by tag and digest: the tag says what it is, the digest fixes the bytes.
+    assert re.search(r"^ARG CUDA_BASE=nvidia/cuda:\d+\.\d+\.\d+-base-ubuntu\d+\.\d+@sha256:[0-9a-f]{64}$", text, re.M)
     assert len(re.findall(r"^FROM ", text, re.M)) >= 3
     assert "--require-hashes" in text
     assert 'CMD ["serve"]' in text and f"EXPOSE {SAGEMAKER_PORT}\n" in text

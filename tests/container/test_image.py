@@ -28,6 +28,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
+from tests.infra.tfhelpers import rendered_container_environment
 
 REPO = Path(__file__).resolve().parents[2]
 NETAUDIT = Path(__file__).resolve().with_name("netaudit")
@@ -215,12 +216,17 @@ def test_serves_like_sagemaker_and_stops_within_30s_answering_every_request(imag
 
 
 def test_serves_the_mounted_model_offline_without_any_network_access(image, model_dir, tmp_path):
-    """SageMaker's model_data_url path: /opt/ml/model with SDTURBO_OFFLINE=1, and no network.
+    """SageMaker's model_data_url path, with the environment Terraform renders for it.
 
-    ``--network none`` leaves the container nothing but loopback, so what it serves can only come
-    from the mount; the audit hook (tests/container/netaudit) in every Python process of the
-    container shows nothing even *tried* to reach beyond it (no Hub lookup, no DNS).
+    The container gets exactly the environment infra/ gives the SageMaker model when
+    ``model_data_url`` is set (read with ``terraform console``: no SDTURBO_MODEL, so the entrypoint
+    serves /opt/ml/model; SDTURBO_OFFLINE=1; the derived start-up deadline), and network
+    isolation's condition: ``--network none`` leaves it nothing but loopback, so what it serves can
+    only come from the mount. The audit hook (tests/container/netaudit) in every Python process of
+    the container shows nothing even *tried* to reach beyond it (no Hub lookup, no DNS).
     """
+    environment = rendered_container_environment(tmp_path / "tf", {"model_data_url": "s3://models/sd-turbo/model.tar.gz"})
+    assert "SDTURBO_MODEL" not in environment and environment["SDTURBO_OFFLINE"] == "1", environment
     audit_log = tmp_path / "netaudit-log"
     audit_log.mkdir(mode=0o777)
     audit_log.chmod(0o777)
@@ -229,7 +235,7 @@ def test_serves_the_mounted_model_offline_without_any_network_access(image, mode
         "-v", f"{model_dir}:/opt/ml/model:ro",
         "-v", f"{NETAUDIT}:/netaudit:ro",
         "-v", f"{audit_log}:/netaudit-log",
-        "-e", "SDTURBO_OFFLINE=1",
+        *[arg for key, value in sorted(environment.items()) for arg in ("-e", f"{key}={value}")],
         "-e", "PYTHONPATH=/netaudit",
         "-e", "NETAUDIT_LOG_DIR=/netaudit-log",
     ]
@@ -248,7 +254,8 @@ def test_serves_the_mounted_model_offline_without_any_network_access(image, mode
         "print(json.dumps({'status': status, 'model': json.loads(body).get('model') if status == 200 else body.decode()}))\n"
     )
     with container(*run, image, "serve") as container_id:
-        result = docker("exec", container_id, "python3", "-c", client, timeout=480)
+        result = docker("exec", container_id, "python3", "-c", client, timeout=480, check=False)
+        assert result.returncode == 0, f"{state(container_id)}\n{logs(container_id)[-6000:]}"
         answer = json.loads(result.stdout.strip().splitlines()[-1])
         assert answer["status"] == 200, f"{answer}\n{logs(container_id)[-4000:]}"
         assert answer["model"]["id"] == "/opt/ml/model"

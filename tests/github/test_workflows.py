@@ -119,23 +119,40 @@ def test_actionlint():
 
 # --------------------------------------------------------------------------- all workflows
 
-_PINNED = re.compile(r"^[\w.-]+/[\w./-]+@(v\d+(\.\d+){0,2}|[0-9a-f]{40})$")
+# A tag can be moved to other code; a commit SHA cannot. The tag stays readable in a comment.
+_PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+_PINNED_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s+([\w.-]+/[\w./-]+)@([0-9a-f]{40}) # (v\d+\.\d+\.\d+)\s*$")
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
-def test_actions_are_version_pinned(path):
+def test_actions_are_pinned_to_a_commit_sha_with_the_tag_as_comment(path):
     doc = _load(path.name)
     for job_name, job in doc["jobs"].items():
         for step in _steps(job):
             ref = _uses(step)
             if ref and not ref.startswith("./"):
                 assert _PINNED.match(ref), (
-                    f"{path.name}:{job_name}: unpinned action {ref!r}"
+                    f"{path.name}:{job_name}: action {ref!r} is not pinned to a commit SHA"
                 )
         if "uses" in job:  # reusable workflow call
             assert job["uses"].startswith("./"), (
                 f"{path.name}:{job_name}: remote reusable workflow"
             )
+    lines = [line for line in path.read_text().splitlines() if re.match(r"^\s*(?:-\s+)?uses:\s+[\w-]", line)]
+    for line in lines:
+        assert _PINNED_LINE.match(line), f"{path.name}: {line.strip()!r} lacks its '# vX.Y.Z' tag comment"
+    # One action, one version across the file (dependabot bumps SHA and comment together).
+    versions: dict[str, set] = {}
+    for line in lines:
+        action, sha, tag = _PINNED_LINE.match(line).groups()
+        versions.setdefault(action, set()).add((sha, tag))
+    assert all(len(v) == 1 for v in versions.values()), versions
+
+
+def test_a_tag_pinned_action_fails_the_pin_check():
+    assert not _PINNED.match("actions/checkout@v6")
+    assert not _PINNED_LINE.match("      - uses: actions/checkout@d23441a48e516b6c34aea4fa41551a30e30af803")
+    assert _PINNED_LINE.match("      - uses: actions/checkout@d23441a48e516b6c34aea4fa41551a30e30af803 # v6.1.0")
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
@@ -265,7 +282,9 @@ def test_ci_test_job_runs_what_ci_run_runs(ci):
     assert pytest_step["env"]["CI"] == "true"
     image_pytest = next(s for s in _steps(jobs["image"]) if "pytest" in s.get("run", ""))
     assert image_pytest["env"]["CI"] == "true"
-    assert re.search(r"^CI=true \.venv/bin/python -m pytest$", ci_run, re.MULTILINE)
+    # .ci/run: CI=true unless the caller set CI, then exactly the README's test command.
+    assert re.search(r'^export CI="\$\{CI:-true\}"$', ci_run, re.MULTILINE)
+    assert re.search(r"^\.venv/bin/python -m pytest$", ci_run, re.MULTILINE)
 
 
 # --------------------------------------------------------------------------- release.yml
@@ -350,6 +369,28 @@ def test_plan_passes_only_the_production_roots_variables(release):
     assert {"image_tag", "region", "github_repository", "terraform_state_bucket"} <= passed
     assert 'if [ -n "${INSTANCE_PRICE_USD_PER_HOUR}" ]' in plan_step["run"]
     assert plan_step["env"]["INSTANCE_PRICE_USD_PER_HOUR"] == "${{ vars.SAGEMAKER_INSTANCE_PRICE_USD_PER_HOUR }}"
+    # The deploy role's trust and OIDC provider are planned exactly as the bootstrap applied
+    # them (the role cannot change them): subject format and ids, and an existing provider.
+    assert {"github_subject_format", "github_repository_owner_id", "github_repository_id"} <= passed
+    assert '-var "github_repository_id=${{ github.repository_id }}"' in plan_step["run"]
+    assert 'if [ -n "${GITHUB_OIDC_PROVIDER_ARN}" ]' in plan_step["run"]
+    assert '-var "github_oidc_provider_arn=${GITHUB_OIDC_PROVIDER_ARN}"' in plan_step["run"]
+
+
+def test_the_release_build_frees_disk_before_building(release):
+    build = release["jobs"]["build"]
+    [free] = _find(build, lambda s: "rm -rf /usr/share/dotnet" in s.get("run", ""))
+    [push] = _find(build, lambda s: _uses(s).startswith("docker/build-push-action@"))
+    assert free < push
+
+
+def test_the_production_roots_provider_lock_file_is_committed():
+    lock = REPO_ROOT / PRODUCTION_ROOT / ".terraform.lock.hcl"
+    assert lock.is_file(), "terraform init in the release jobs must check the committed provider hashes"
+    text = lock.read_text()
+    assert 'provider "registry.terraform.io/hashicorp/aws"' in text and "h1:" in text
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", str(lock)], cwd=REPO_ROOT, capture_output=True)
+    assert tracked.returncode == 0, "the lock file must be tracked by git (not ignored)"
 
 
 def test_deploy_is_gated_applies_the_plan_then_smoke_tests(release):

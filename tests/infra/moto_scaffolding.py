@@ -38,11 +38,22 @@ SageMaker:
   to the new configuration (validation errors for an unknown endpoint or configuration, as on
   AWS). moto has no deployment engine: the update completes at once (``InService``), there is
   no canary phase and no alarm-driven rollback to observe;
-* ``DescribeModel`` / ``DescribeEndpointConfig`` omit empty ``VpcConfig`` / ``DataCaptureConfig``.
+* ``DescribeModel`` / ``DescribeEndpointConfig`` omit empty ``VpcConfig`` / ``DataCaptureConfig``;
+* ``CreateModel`` keeps ``EnableNetworkIsolation`` (moto stores False whatever was asked) and
+  ``DescribeModel`` returns it.
+
+EC2: ``DescribeSecurityGroupRules`` returns the ``Description`` of rules that reference a
+security group or a prefix list (moto keeps it only for CIDR rules).
 
 Anything else the provider calls must be implemented by moto itself: ``MotoServer.errors()``
 returns every 5xx line / NotImplementedError from the server log so the tests can assert there
 were none (that is how this gap was found).
+
+Call recording: ``MotoServer.calls`` is every AWS API call the server answered, as
+``AwsCall(service, action, params)`` with the request parsed by botocore's model of the
+operation (the same parser moto uses), in order. ``MotoServer.mark()`` / ``calls_since(mark)``
+cut the record into phases (bootstrap as an administrator, release and rollout as the deploy
+role), which tests/infra/iam_permissions.py evaluates against a policy.
 """
 
 from __future__ import annotations
@@ -51,11 +62,13 @@ import json
 import logging
 import threading
 import urllib.request
+from dataclasses import dataclass, field
 
 from moto.applicationautoscaling.responses import ApplicationAutoScalingResponse
 from moto.core.exceptions import JsonRESTError
-from moto.core.responses import ActionResult
+from moto.core.responses import ActionResult, BaseResponse
 from moto.core.utils import utcnow
+from moto.ec2.models.security_groups import SecurityGroupRule
 from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import FakeEndpoint, FakeEndpointConfig
 from moto.sagemaker.responses import SageMakerResponse
@@ -67,6 +80,24 @@ _LOCK = threading.Lock()
 _TAGS: dict[str, dict[str, str]] = {}
 _INSTALLED = False
 _SM_INSTALLED = False
+_RECORDER_INSTALLED = False
+_EC2_INSTALLED = False
+_CALLS: list[AwsCall] = []
+
+
+@dataclass(frozen=True)
+class AwsCall:
+    """One API call as AWS would authorise it: the service's model name, the operation, its input."""
+
+    service: str
+    action: str
+    params: dict = field(default_factory=dict, compare=False, hash=False)
+    user_agent: str = field(default="", compare=False, hash=False)
+
+    @property
+    def by_terraform(self) -> bool:
+        """Sent by Terraform's AWS provider (not by the test's own boto3 read-back)."""
+        return "Terraform/" in self.user_agent or "terraform-provider-aws/" in self.user_agent
 
 
 class ResourceNotFoundException(JsonRESTError):
@@ -142,6 +173,67 @@ def install_application_autoscaling_tagging() -> None:
         _INSTALLED = True
 
 
+def _parsed_params(response: BaseResponse) -> dict:
+    """The request's input as botocore's operation model reads it (moto's own parser)."""
+    try:
+        response.parse_parameters(response.normalized_request)
+        return dict(response.params)
+    except Exception:  # noqa: BLE001 - a protocol moto parses by hand: fall back to its query dict
+        return {key: (value[0] if isinstance(value, list) and len(value) == 1 else value)
+                for key, value in response.querystring.items()}
+
+
+def install_call_recorder() -> None:
+    """Record every call that reaches a moto response class (idempotent)."""
+    global _RECORDER_INSTALLED
+    with _LOCK:
+        if _RECORDER_INSTALLED:
+            return
+        original_call_action = BaseResponse.call_action
+
+        def call_action(self):
+            try:
+                action = self._get_action()
+            except Exception:  # noqa: BLE001 - unroutable request: moto answers it, nothing to record
+                action = None
+            if action:
+                call = AwsCall(self.boto3_service_name, action, _parsed_params(self),
+                               self.headers.get("User-Agent", ""))
+                with _LOCK:
+                    _CALLS.append(call)
+            return original_call_action(self)
+
+        BaseResponse.call_action = call_action
+        _RECORDER_INSTALLED = True
+
+
+def install_security_group_rule_descriptions() -> None:
+    """DescribeSecurityGroupRules returns the Description of every rule kind (idempotent).
+
+    moto 5.2.5 keeps a rule's Description only for CIDR rules; a rule that references a security
+    group or a prefix list reads back without it, and the provider then plans to set it again.
+    """
+    global _EC2_INSTALLED
+    with _LOCK:
+        if _EC2_INSTALLED:
+            return
+        original_init = SecurityGroupRule.__init__
+
+        def __init__(self, *args, **kwargs):
+            original_init(self, *args, **kwargs)
+            names = ["ec2_backend", "ip_protocol", "group_id", "from_port", "to_port", "ip_range",
+                     "source_group", "prefix_list_id"]
+            given = {**dict(zip(names, args)), **kwargs}
+            self._other_description = (given.get("source_group") or {}).get("Description") or (
+                given.get("prefix_list_id") or {}).get("Description")
+
+        SecurityGroupRule.__init__ = __init__
+        SecurityGroupRule.description = property(
+            lambda self: self.ip_range.get("Description") or getattr(self, "_other_description", None)
+        )
+        _EC2_INSTALLED = True
+
+
 def install_sagemaker_fidelity() -> None:
     """Patch moto's SageMaker responses (idempotent); see the module docstring."""
     global _SM_INSTALLED
@@ -153,6 +245,7 @@ def install_sagemaker_fidelity() -> None:
         original_describe = cls.describe_endpoint
         original_describe_model = cls.describe_model
         original_describe_config = cls.describe_endpoint_config
+        original_create_model = cls.create_model
 
         def create_endpoint(self) -> ActionResult:
             result = original_create(self)
@@ -192,11 +285,19 @@ def install_sagemaker_fidelity() -> None:
             endpoint.last_modified_time = utcnow()
             return ActionResult({"EndpointArn": endpoint.arn})
 
+        def create_model(self):
+            result = original_create_model(self)
+            model = self.sagemaker_backend._models[self._get_param("ModelName")]
+            model.enable_network_isolation = bool(self._get_param("EnableNetworkIsolation", False))
+            return result
+
         def describe_model(self) -> ActionResult:
             response = dict(original_describe_model(self).result)
             vpc = response.get("VpcConfig")
             if not vpc or not any(vpc.values()):
                 response.pop("VpcConfig", None)
+            model = self.sagemaker_backend._models[self._get_param("ModelName")]
+            response["EnableNetworkIsolation"] = model.enable_network_isolation
             return ActionResult(response)
 
         def describe_endpoint_config(self) -> ActionResult:
@@ -208,6 +309,7 @@ def install_sagemaker_fidelity() -> None:
         cls.create_endpoint = create_endpoint
         cls.describe_endpoint = describe_endpoint
         cls.update_endpoint = update_endpoint
+        cls.create_model = create_model
         cls.describe_model = describe_model
         cls.describe_endpoint_config = describe_endpoint_config
         _SM_INSTALLED = True
@@ -231,6 +333,8 @@ class MotoServer:
     def __init__(self) -> None:
         install_application_autoscaling_tagging()
         install_sagemaker_fidelity()
+        install_security_group_rule_descriptions()
+        install_call_recorder()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
@@ -244,6 +348,8 @@ class MotoServer:
         self._server.start()
         # Backends are process-global: start from an empty account.
         urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"), timeout=30).close()
+        with _LOCK:
+            _CALLS.clear()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -254,6 +360,20 @@ class MotoServer:
     @property
     def log(self) -> list[str]:
         return list(self._capture.lines)
+
+    @property
+    def calls(self) -> list[AwsCall]:
+        with _LOCK:
+            return list(_CALLS)
+
+    def mark(self) -> int:
+        """A position in the call record (see calls_since)."""
+        with _LOCK:
+            return len(_CALLS)
+
+    def calls_since(self, mark: int, until: int | None = None) -> list[AwsCall]:
+        with _LOCK:
+            return list(_CALLS[mark:until])
 
     def errors(self) -> list[str]:
         """Server-side failures: 5xx responses and unimplemented operations."""

@@ -6,7 +6,13 @@ NotImplemented (see moto_scaffolding.py for the gaps we fill):
 
 * infra/live/production, the root the release workflow deploys (real-time endpoint, GitHub
   deploy role, dashboard), including a rollout of a new image tag;
-* infra/examples/async (async endpoint, bucket, topics, scale to zero).
+* infra/examples/async (async endpoint, bucket, topics, scale to zero), here with weights from
+  S3 (model_data_url) in the stack's private VPC of two zones with network isolation.
+
+The production root is applied the way a fresh account gets it: first the bootstrap an
+administrator runs (create_endpoint = false), then the release and a rollout. Every AWS call
+Terraform makes in those two is recorded and evaluated against the deploy role's policy, as IAM
+stores it (tests/infra/iam_permissions.py): moto itself checks no permissions.
 
 Test-only settings, written into an override file (Terraform's *_override.tf mechanism: the
 committed configuration stays as it is, the file only replaces the named arguments):
@@ -28,7 +34,10 @@ from .tfhelpers import Terraform
 boto3 = pytest.importorskip("boto3")
 pytest.importorskip("moto.server")
 
-from .moto_scaffolding import MotoServer  # noqa: E402
+from .iam_permissions import Context, denied  # noqa: E402
+from .iam_policy import without_action  # noqa: E402
+from .moto_scaffolding import AwsCall, MotoServer  # noqa: E402
+from .sagemaker_metrics import unpublished  # noqa: E402
 
 REGION = "us-east-1"
 NAME = "sdt-moto"
@@ -37,6 +46,7 @@ SERVICES = [
     "applicationautoscaling",
     "cloudwatch",
     "cloudwatchlogs",
+    "ec2",
     "ecr",
     "iam",
     "kms",
@@ -45,6 +55,7 @@ SERVICES = [
     "sns",
     "sts",
 ]
+MODEL_DATA_URL = "s3://sdt-moto-models/sd-turbo/model.tar.gz"
 PRODUCTION = "live/production"
 ASYNC_EXAMPLE = "examples/async"
 # What the test changes in each configuration's call of the stack module.
@@ -53,6 +64,7 @@ MODULE_OVERRIDES = {
     ASYNC_EXAMPLE: {
         "name": NAME, "instance_type": "ml.g4dn.xlarge", "max_capacity": 3,
         "ecr_force_delete": True, "bucket_force_destroy": True,
+        "model_data_url": MODEL_DATA_URL, "create_vpc": True,
     },
 }  # fmt: skip
 PRODUCTION_VARS = {
@@ -110,13 +122,26 @@ def _tf_vars(values: dict[str, str]) -> list[str]:
     return out
 
 
-def _apply_read_destroy(tmp_path, sub: str, tf_vars: dict[str, str], check, rollout: bool = False) -> None:
+def _apply_read_destroy(
+    tmp_path, sub: str, tf_vars: dict[str, str], check, rollout: bool = False, deploy_role_calls=None
+) -> None:
+    """Apply, read back, (roll out,) destroy.
+
+    With ``deploy_role_calls`` (the production root): first the bootstrap apply an administrator
+    runs (create_endpoint = false, no image yet), then every call of the release apply, the plan
+    after it and the rollout (what the deploy role does) goes to ``deploy_role_calls(server, calls)``.
+    """
     with MotoServer() as server:
         tf = Terraform(tmp_path)
         (tf.dir(sub) / "moto_override.tf").write_text(_override(server.url, sub))
         tf.init(sub)
         args = _tf_vars(tf_vars)
         try:
+            if deploy_role_calls is not None:
+                bootstrap = {k: v for k, v in tf_vars.items() if k != "image_tag"}
+                tf.run("apply", "-auto-approve", "-input=false", *_tf_vars(bootstrap), "-var", "create_endpoint=false",
+                       sub=sub, timeout=420)
+            release_started = server.mark()
             tf.run("apply", "-auto-approve", "-input=false", *args, sub=sub, timeout=420)
             outputs = json.loads(tf.run("output", "-json", sub=sub).stdout)
             state = json.loads(tf.run("show", "-json", sub=sub).stdout)
@@ -126,9 +151,11 @@ def _apply_read_destroy(tmp_path, sub: str, tf_vars: dict[str, str], check, roll
             check(server, {k: v["value"] for k, v in outputs.items()}, state)
             if rollout:
                 _check_rollout(server, tf, sub, tf_vars)
+            if deploy_role_calls is not None:
+                deploy_role_calls(server, server.calls_since(release_started))
         finally:
             tf.run("destroy", "-auto-approve", "-input=false", *args, sub=sub, timeout=420)
-        _assert_nothing_left(server)
+        _assert_nothing_left(server, vpc="create_vpc" in MODULE_OVERRIDES[sub])
         assert server.errors() == [], "moto answered 5xx / NotImplemented:\n" + "\n".join(server.errors())
 
 
@@ -148,9 +175,13 @@ def _check_rollout(server: MotoServer, tf: Terraform, sub: str, tf_vars: dict[st
     plan = json.loads(tf.run("show", "-json", "rollout.tfplan", sub=sub).stdout)
     actions = {rc["address"]: rc["change"]["actions"] for rc in plan["resource_changes"] if rc["change"]["actions"] != ["no-op"]}
     endpoint = "module.sd_turbo.module.endpoint[0]"
+    monitoring = "module.sd_turbo.module.monitoring[0]"
     assert actions == {
         f"{endpoint}.aws_sagemaker_model.this": ["create", "delete"],
         f"{endpoint}.aws_sagemaker_endpoint_configuration.this": ["create", "delete"],
+        # The rollback alarms move to the new configuration's fleet before the update starts.
+        f'{monitoring}.aws_cloudwatch_metric_alarm.this["new-fleet-5xx-rate"]': ["update"],
+        f'{monitoring}.aws_cloudwatch_metric_alarm.this["new-fleet-latency-p90"]': ["update"],
         f"{endpoint}.aws_sagemaker_endpoint.this": ["update"],
     }, actions
     tf.run("apply", "-auto-approve", "-input=false", "rollout.tfplan", sub=sub, timeout=420)
@@ -161,9 +192,39 @@ def _check_rollout(server: MotoServer, tf: Terraform, sub: str, tf_vars: dict[st
     assert after["LastDeploymentConfig"]["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "CANARY"
     configs = [c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]]
     assert configs == [after["EndpointConfigName"]]
+    alarm = _alarms(server)[f"{NAME}-new-fleet-latency-p90"]
+    assert _dims(alarm)["EndpointConfigName"] == after["EndpointConfigName"]
+    # Capacity: the new fleet starts at max_capacity, not at a reset count.
+    [variant] = sm.describe_endpoint_config(EndpointConfigName=after["EndpointConfigName"])["ProductionVariants"]
+    assert variant["InitialInstanceCount"] == MODULE_OVERRIDES[sub]["max_capacity"]
     [model] = sm.list_models()["Models"]
     image = sm.describe_model(ModelName=model["ModelName"])["PrimaryContainer"]["Image"]
     assert image.endswith(f":{new_tag}")
+
+
+def _check_deploy_role_allows(server: MotoServer, calls: list[AwsCall]) -> None:
+    """Every call Terraform made in the release and the rollout is allowed by the deploy role.
+
+    moto checks no permissions, so each recorded call is evaluated here: its own action on the
+    ARNs built from its parameters, plus what AWS checks behind it (tests/infra/iam_permissions.py),
+    against the deploy role's policy as IAM stores it after the bootstrap.
+    """
+    terraform_calls = [c for c in calls if c.by_terraform]
+    services = {c.service for c in terraform_calls}
+    assert {"sagemaker", "application-autoscaling", "cloudwatch", "iam"} <= services, services
+    role = f"{NAME}-github-actions-deploy"
+    document = _client(server, "iam").get_role_policy(RoleName=role, PolicyName=role)["PolicyDocument"]
+    policy = json.loads(document) if isinstance(document, str) else document
+    account = _client(server, "sts").get_caller_identity()["Account"]
+
+    problems = denied(policy, terraform_calls, Context(account=account, region=REGION))
+    assert problems == [], "the deploy role would be refused:\n" + "\n".join(problems)
+
+    # The test of the test: without one permission AWS checks behind RegisterScalableTarget, the
+    # same calls must fail, naming it.
+    weaker = without_action(policy, "sagemaker:UpdateEndpointWeightsAndCapacities")
+    problems = denied(weaker, terraform_calls, Context(account=account, region=REGION))
+    assert any("RegisterScalableTarget needs sagemaker:UpdateEndpointWeightsAndCapacities" in p for p in problems), problems
 
 
 def _resources(state: dict) -> dict[str, dict]:
@@ -179,7 +240,7 @@ def _resources(state: dict) -> dict[str, dict]:
     return found
 
 
-def _assert_nothing_left(server: MotoServer) -> None:
+def _assert_nothing_left(server: MotoServer, vpc: bool = False) -> None:
     sm = _client(server, "sagemaker")
     assert sm.list_endpoints()["Endpoints"] == []
     assert sm.list_endpoint_configs()["EndpointConfigs"] == []
@@ -196,6 +257,8 @@ def _assert_nothing_left(server: MotoServer) -> None:
     assert roles == []
     assert _client(server, "iam").list_open_id_connect_providers()["OpenIDConnectProviderList"] == []
     assert _client(server, "logs").describe_log_groups()["logGroups"] == []
+    if vpc:
+        assert _client(server, "ec2").describe_vpcs(Filters=[{"Name": "tag:Name", "Values": [NAME]}])["Vpcs"] == []
     keys = _client(server, "kms").list_keys()["Keys"]
     states = [_client(server, "kms").describe_key(KeyId=k["KeyId"])["KeyMetadata"]["KeyState"] for k in keys]
     assert all(s == "PendingDeletion" for s in states), states
@@ -219,7 +282,8 @@ def _widget(widgets: list[dict], title_start: str) -> dict:
     return found["properties"]
 
 
-def _check_common(server: MotoServer, state: dict, *, instance_type: str, gpus: int) -> dict:
+def _check_common(server: MotoServer, state: dict, *, instance_type: str, gpus: int, environment: dict,
+                  instances: int, endpoint_type: str) -> dict:
     """What both stacks share: endpoint, model, ECR, execution role, canary, alarms, logs, scaling."""
     sm = _client(server, "sagemaker")
     endpoint = sm.describe_endpoint(EndpointName=NAME)
@@ -229,7 +293,8 @@ def _check_common(server: MotoServer, state: dict, *, instance_type: str, gpus: 
     [variant] = config["ProductionVariants"]
     assert variant["VariantName"] == "AllTraffic"
     assert variant["InstanceType"] == instance_type
-    assert variant["InitialInstanceCount"] == 1
+    # Autoscaling on: every configuration starts at max_capacity, so a release keeps capacity.
+    assert variant["InitialInstanceCount"] == instances
     assert variant["ContainerStartupHealthCheckTimeoutInSeconds"] == 900
     # The newest host AMI AWS provider 5.100 accepts (NVIDIA driver 550).
     assert variant["InferenceAmiVersion"] == "al2-ami-sagemaker-inference-gpu-3-1"
@@ -241,8 +306,9 @@ def _check_common(server: MotoServer, state: dict, *, instance_type: str, gpus: 
     assert model["PrimaryContainer"]["Image"] == f"{repo['repositoryUri']}:{IMAGE_TAG}"
     # The app's settings; batching knobs are absent, so the app's own defaults apply.
     assert model["PrimaryContainer"]["Environment"] == {
-        "SDTURBO_MODEL": "stabilityai/sd-turbo",
+        **environment,
         "SDTURBO_PORT": "8080",
+        "SDTURBO_STARTUP_DEADLINE_S": "840",  # SageMaker's 900 s start-up health check - 60 s
         "SDTURBO_ENDPOINT_NAME": NAME,
         "SDTURBO_VARIANT_NAME": "AllTraffic",
     }
@@ -271,12 +337,17 @@ def _check_common(server: MotoServer, state: dict, *, instance_type: str, gpus: 
     [bg] = deployment["blue_green_update_policy"]
     [routing] = bg["traffic_routing_configuration"]
     assert routing["type"] == "CANARY"
-    assert routing["canary_size"] == [{"type": "CAPACITY_PERCENT", "value": 25}]
+    assert routing["canary_size"] == [{"type": "INSTANCE_COUNT", "value": 1}]
     rollback = {a["alarm_name"] for a in deployment["auto_rollback_configuration"][0]["alarms"]}
-    assert rollback == {f"{NAME}-invocation-5xx-errors", f"{NAME}-model-errors", f"{NAME}-model-latency-p90"}
+    assert rollback == {f"{NAME}-new-fleet-5xx-rate", f"{NAME}-new-fleet-latency-p90"}
 
     alarms = _alarms(server)
     assert rollback <= set(alarms)
+    # Rollback judges the fleet of the configuration being deployed, on 5xx rate and latency.
+    for name in rollback:
+        assert _dims(alarms[name]) == {"EndpointName": NAME, "VariantName": "AllTraffic",
+                                       "EndpointConfigName": endpoint["EndpointConfigName"]}
+    assert (alarms[f"{NAME}-new-fleet-5xx-rate"]["MetricName"], alarms[f"{NAME}-new-fleet-5xx-rate"]["Statistic"]) == ("Invocation5XXErrors", "Average")
     # CloudWatch sums GPUUtilization / GPUMemoryUtilization over the instance's GPUs.
     gpu = alarms[f"{NAME}-gpu-utilization"]
     assert (gpu["Namespace"], gpu["MetricName"], gpu["Threshold"]) == ("/aws/sagemaker/Endpoints", "GPUUtilization", 90.0 * gpus)
@@ -302,21 +373,31 @@ def _check_common(server: MotoServer, state: dict, *, instance_type: str, gpus: 
     assert target["ScalableDimension"] == "sagemaker:variant:DesiredInstanceCount"
     assert target["MaxCapacity"] == 3
     policies = {p["PolicyName"]: p for p in aas.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]}
-    return {"target": target, "policies": policies, "alarms": alarms, "config": config, "widgets": _dashboard(server)}
+
+    # Every SageMaker metric on the dashboard is one SageMaker publishes for this endpoint type.
+    widgets = _dashboard(server)
+    assert unpublished(widgets, endpoint_type) == []
+    instances = _widget(widgets, "Instances in service")["metrics"]
+    assert instances[0][0]["expression"] == "host_samples / (PERIOD(host_samples) / 60)"
+    assert instances[1][:2] == ["/aws/sagemaker/Endpoints", "CPUUtilization"] and instances[1][-1]["stat"] == "SampleCount"
+    return {"target": target, "policies": policies, "alarms": alarms, "config": config, "widgets": widgets,
+            "model": model}
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 def test_production_root_apply_readback_rollout_destroy(tmp_path):
     def check(server, outputs, state):
-        got = _check_common(server, state, instance_type="ml.g4dn.12xlarge", gpus=4)
+        got = _check_common(server, state, instance_type="ml.g4dn.12xlarge", gpus=4, endpoint_type="realtime",
+                            environment={"SDTURBO_MODEL": "stabilityai/sd-turbo"}, instances=3)
+        assert got["config"]["ProductionVariants"][0]["RoutingConfig"] == {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"}
         assert outputs["endpoint_name"] == NAME
-        assert got["target"]["MinCapacity"] == 1
+        assert got["target"]["MinCapacity"] == 2  # production: two instances at least
         assert "AsyncInferenceConfig" not in got["config"]
         [policy] = got["policies"].values()
         assert policy["PolicyType"] == "TargetTrackingScaling"
         cfg = policy["TargetTrackingScalingPolicyConfiguration"]
-        assert cfg["PredefinedMetricSpecification"]["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
-        assert cfg["TargetValue"] == 60.0
+        assert cfg["PredefinedMetricSpecification"]["PredefinedMetricType"] == "SageMakerVariantConcurrentRequestsPerModelHighResolution"
+        assert cfg["TargetValue"] == 32.0  # the app's max_batch_size 8 x 4 GPUs: one batch in flight per replica
         assert _client(server, "s3").list_buckets()["Buckets"] == []  # no bucket for real-time
         cmd = outputs["invoke_endpoint_command"]
         assert cmd.startswith(f"aws sagemaker-runtime invoke-endpoint --region {REGION} --endpoint-name {NAME} ")
@@ -334,6 +415,7 @@ def test_production_root_apply_readback_rollout_destroy(tmp_path):
         assert _widget(widgets, "GPU memory utilisation")["yAxis"]["left"]["max"] == 400
         latency = _widget(widgets, "ModelLatency")
         assert {m[-1]["stat"] for m in latency["metrics"] if isinstance(m[0], str)} == {"p50", "p95", "p99"}
+        assert _widget(widgets, "Invocations")  # real-time endpoints publish Invocations
         emf = {m[1] for w in widgets for m in w["properties"].get("metrics", []) if m[0] == "SDTurbo"}
         assert emf == {"BatchSize", "QueueMs", "InferenceMs", "EncodeMs", "CacheHits", "CacheMisses", "SafetyRefusals", "Images"}
         assert all(m[2:6] == ["EndpointName", NAME, "VariantName", "AllTraffic"] for w in widgets for m in w["properties"].get("metrics", []) if m[0] == "SDTurbo")
@@ -341,14 +423,12 @@ def test_production_root_apply_readback_rollout_destroy(tmp_path):
         assert "{SDTurbo,EndpointName,VariantName,ErrorType}" in rejections[0]["expression"]
         cost = _widget(widgets, "Estimated cost")
         expressions = {m[0]["id"]: m[0]["expression"] for m in cost["metrics"] if isinstance(m[0], dict)}
-        assert expressions["cost"] == "7.5 * (inv / ipi) * PERIOD(inv) / 3600 / images * 1000"
+        assert expressions["cost"] == "7.5 * (host_samples / (PERIOD(host_samples) / 60)) * PERIOD(host_samples) / 3600 / images * 1000"
         inputs = {m[-1]["id"]: m[:2] for m in cost["metrics"] if isinstance(m[0], str)}
         assert inputs == {
             "images": ["SDTurbo", "Images"],
-            "inv": ["AWS/SageMaker", "Invocations"],
-            "ipi": ["AWS/SageMaker", "InvocationsPerInstance"],
+            "host_samples": ["/aws/sagemaker/Endpoints", "CPUUtilization"],
         }
-        assert _widget(widgets, "Instances in service")["metrics"][0][0]["expression"] == "inv / ipi"
 
         # GitHub OIDC deploy role: trust pinned to repo + branch + environment.
         iam = _client(server, "iam")
@@ -365,14 +445,31 @@ def test_production_root_apply_readback_rollout_destroy(tmp_path):
         [provider] = iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]
         assert provider["Arn"] == stmt["Principal"]["Federated"]
 
-    _apply_read_destroy(tmp_path, PRODUCTION, PRODUCTION_VARS, check, rollout=True)
+    _apply_read_destroy(tmp_path, PRODUCTION, PRODUCTION_VARS, check, rollout=True, deploy_role_calls=_check_deploy_role_allows)
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 def test_async_example_apply_readback_destroy(tmp_path):
     def check(server, outputs, state):
         stack = outputs["sd_turbo"]
-        got = _check_common(server, state, instance_type="ml.g4dn.xlarge", gpus=1)
+        # Weights from S3: no Hub id (the container serves /opt/ml/model), offline, isolated, in the VPC.
+        got = _check_common(server, state, instance_type="ml.g4dn.xlarge", gpus=1, endpoint_type="async",
+                            environment={"SDTURBO_OFFLINE": "1"}, instances=3)
+        model = got["model"]
+        assert model["PrimaryContainer"]["ModelDataUrl"] == MODEL_DATA_URL
+        assert model["EnableNetworkIsolation"] is True
+        ec2 = _client(server, "ec2")
+        subnets = ec2.describe_subnets(SubnetIds=model["VpcConfig"]["Subnets"])["Subnets"]
+        assert len({s["AvailabilityZone"] for s in subnets}) == 2  # two zones
+        [vpc_id] = {s["VpcId"] for s in subnets}
+        assert not ec2.describe_internet_gateways(Filters=[{"Name": "attachment.vpc-id", "Values": [vpc_id]}])["InternetGateways"]
+        endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["VpcEndpoints"]
+        services = {e["ServiceName"].rsplit(f"{REGION}.", 1)[1]: e["VpcEndpointType"] for e in endpoints}
+        assert services == {"s3": "Gateway", "ecr.api": "Interface", "ecr.dkr": "Interface", "logs": "Interface",
+                            "sts": "Interface", "sagemaker.runtime": "Interface"}
+        assert "RoutingConfig" not in got["config"]["ProductionVariants"][0]  # async: SageMaker routes the queue
+        # Async endpoints publish no Invocations: the dashboard has none.
+        assert not [w for w in got["widgets"] if w["properties"].get("title") == "Invocations"]
         assert stack["endpoint_name"] == NAME and stack["endpoint_type"] == "async"
         assert got["target"]["MinCapacity"] == 0  # scale to zero
 

@@ -6,6 +6,7 @@ tree never gets .terraform/, lock files or state.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -81,3 +82,42 @@ class Terraform:
 
     def init(self, sub: str = "", backend: bool = True) -> None:
         self.run("init", "-input=false", f"-backend={'true' if backend else 'false'}", sub=sub, timeout=180)
+
+
+def console_values(workdir: Path, expressions: list[str], variables: dict[str, str] | None = None) -> list:
+    """Evaluate ``expressions`` (HCL, wrapped in jsonencode) in the stack module with ``variables``.
+
+    ``terraform console`` evaluates locals and variables offline: no provider credentials, no
+    plan. What the stack would hand SageMaker (e.g. ``local.container_environment``) is read
+    this way by tests that do not need a whole plan, such as the image test.
+    """
+    tf = Terraform(workdir)
+    tf.init(backend=False)
+    args = []
+    for key, value in (variables or {}).items():
+        args += ["-var", f"{key}={value}"]
+    env = dict(tf.env)
+    env["TF_DATA_DIR"] = str(tf.data_dirs / "root")
+    proc = subprocess.run(
+        [tf.bin, "console", "-no-color", *args],
+        cwd=tf.root,
+        env=env,
+        # One expression: piped into console, only the last line's value is printed.
+        input=f"jsonencode([{', '.join(expressions)}])\n",
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"terraform console failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    [line] = [line for line in proc.stdout.splitlines() if line.strip()]
+    # An HCL string literal holding JSON; its escapes are JSON's.
+    values = json.loads(json.loads(line))
+    assert len(values) == len(expressions), proc.stdout
+    return values
+
+
+def rendered_container_environment(workdir: Path, variables: dict[str, str] | None = None) -> dict[str, str]:
+    """The container environment the stack gives SageMaker's model for ``variables``."""
+    [environment] = console_values(workdir, ["local.container_environment"], variables)
+    return environment

@@ -49,12 +49,13 @@ def test_without_an_endpoint_name_only_prometheus_counts(capsys):
     # No EMF writer: nothing written (EMF goes to stdout), nothing raised ...
     metrics.pipeline_run(PipelineRun(2, 1.0))
     metrics.pipeline_call(CallRecord(2, "completed", 1.0, waits_ms=(0.5, 0.25)))
+    metrics.image_done(queue_ms=1.0, inference_ms=1.0, encode_ms=1.0)
     metrics.safety_refused()
     ingress.cache_miss()
     ingress.rejected("overloaded")
     assert metrics.emf is None and ingress.emf is None
     assert capsys.readouterr() == ("", "")
-    # ... and the call is still counted: one call of two images, one batch-size observation.
+    # ... and still counted: one call, one pipeline run of two images.
     snapshot = metrics.snapshot()
     assert snapshot["calls"] == {"completed": 1} and snapshot["batch_sizes"] == {2: 1}
 

@@ -14,7 +14,11 @@ module "sd_turbo" {
   name          = "sd-turbo"
   endpoint_type = "realtime"
   instance_type = "ml.g5.xlarge"
-  max_capacity  = 2
+  # Two instances at least: SageMaker spreads a variant's instances over Availability Zones,
+  # so one zone (or one instance) failing leaves the endpoint serving; a release starts the
+  # new fleet at max_capacity and moves one instance's share first (the canary).
+  min_capacity = 2
+  max_capacity = 3
 
   create_endpoint = var.create_endpoint
   image_tag       = var.image_tag
@@ -24,11 +28,14 @@ module "sd_turbo" {
 
   # The role the release workflow assumes: pushes to ECR from main, applies from the
   # "production" environment (required reviewers), reads/writes this state.
-  create_github_oidc_role     = true
-  create_github_oidc_provider = var.create_github_oidc_provider
-  github_repository           = var.github_repository
-  github_branch               = "main"
-  github_environment          = "production"
-  terraform_state_bucket      = var.terraform_state_bucket
-  terraform_state_key_prefix  = var.terraform_state_key_prefix
+  create_github_oidc_role    = true
+  github_oidc_provider_arn   = var.github_oidc_provider_arn
+  github_repository          = var.github_repository
+  github_subject_format      = var.github_subject_format
+  github_repository_owner_id = var.github_repository_owner_id
+  github_repository_id       = var.github_repository_id
+  github_branch              = "main"
+  github_environment         = "production"
+  terraform_state_bucket     = var.terraform_state_bucket
+  terraform_state_key_prefix = var.terraform_state_key_prefix
 }

@@ -20,10 +20,28 @@ variable "github_repository" {
   type        = string
 }
 
-variable "create_github_oidc_provider" {
-  description = "Create the account's GitHub OIDC provider; false when the account already has one (it is looked up)."
-  type        = bool
-  default     = true
+variable "github_oidc_provider_arn" {
+  description = "ARN of the account's existing GitHub OIDC provider (repository variable GITHUB_OIDC_PROVIDER_ARN when the account had one before the bootstrap). Null: the stack creates it."
+  type        = string
+  default     = null
+}
+
+variable "github_subject_format" {
+  description = "\"classic\" or \"immutable\" OIDC subject claims (repository variable GITHUB_OIDC_SUBJECT_FORMAT; docs/infra.md)."
+  type        = string
+  default     = "classic"
+}
+
+variable "github_repository_owner_id" {
+  description = "github.repository_owner_id (the workflow passes it; used with immutable subject claims)."
+  type        = string
+  default     = null
+}
+
+variable "github_repository_id" {
+  description = "github.repository_id (the workflow passes it; used with immutable subject claims)."
+  type        = string
+  default     = null
 }
 
 variable "terraform_state_bucket" {

@@ -35,9 +35,9 @@ variable "max_capacity" {
 }
 
 variable "realtime_scaling_metric" {
-  description = "Real-time only: which predefined metric the target tracking policy follows, \"invocations\" or \"concurrency\"."
+  description = "Real-time only: which predefined metric the target tracking policy follows, \"concurrency\" (high resolution) or \"invocations\"."
   type        = string
-  default     = "invocations"
+  default     = "concurrency"
 
   validation {
     condition     = contains(["invocations", "concurrency"], var.realtime_scaling_metric)

@@ -15,6 +15,9 @@ locals {
 
   # s3://bucket/key -> arn:aws:s3:::bucket/key
   model_data_arn = var.model_data_url == null ? null : "arn:${local.partition}:s3:::${trimprefix(var.model_data_url, "s3://")}"
+  # s3://bucket/prefix/ -> bucket, prefix/
+  model_source_bucket = var.model_data_source == null ? null : split("/", trimprefix(var.model_data_source, "s3://"))[0]
+  model_source_prefix = var.model_data_source == null ? null : trimprefix(trimprefix(var.model_data_source, "s3://"), "${local.model_source_bucket}/")
 }
 
 data "aws_iam_policy_document" "assume" {
@@ -80,6 +83,51 @@ data "aws_iam_policy_document" "this" {
       sid       = "ModelArtefact"
       actions   = ["s3:GetObject"]
       resources = [local.model_data_arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.model_data_source == null ? [] : [1]
+    content {
+      sid       = "ModelSourceObjects"
+      actions   = ["s3:GetObject"]
+      resources = ["arn:${local.partition}:s3:::${local.model_source_bucket}/${local.model_source_prefix}*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.model_data_source == null ? [] : [1]
+    content {
+      sid       = "ModelSourceList"
+      actions   = ["s3:ListBucket"]
+      resources = ["arn:${local.partition}:s3:::${local.model_source_bucket}"]
+      condition {
+        test     = "StringLike"
+        variable = "s3:prefix"
+        values   = ["${local.model_source_prefix}*"]
+      }
+    }
+  }
+
+  # SageMaker attaches the model's network interfaces in the VPC with the execution role
+  # (https://docs.aws.amazon.com/sagemaker/latest/dg/host-vpc.html). The EC2 actions support no
+  # resource-level scoping that SageMaker's calls could satisfy before the interfaces exist.
+  dynamic "statement" {
+    for_each = var.in_vpc ? [1] : []
+    content {
+      sid = "VpcNetworkInterfaces"
+      actions = [
+        "ec2:CreateNetworkInterface",
+        "ec2:CreateNetworkInterfacePermission",
+        "ec2:DeleteNetworkInterface",
+        "ec2:DeleteNetworkInterfacePermission",
+        "ec2:DescribeDhcpOptions",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSecurityGroups",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeVpcs",
+      ]
+      resources = ["*"]
     }
   }
 

@@ -38,6 +38,18 @@ variable "model_data_url" {
   }
 }
 
+variable "in_vpc" {
+  description = "The model runs in a VPC: SageMaker needs to create and remove its network interfaces there."
+  type        = bool
+  default     = false
+}
+
+variable "model_data_source" {
+  description = "s3:// prefix of uncompressed weights the role may read (GetObject under it, ListBucket of it)."
+  type        = string
+  default     = null
+}
+
 variable "kms_key_arn" {
   description = "KMS key the container uses (encrypted bucket, volume, async output)."
   type        = string

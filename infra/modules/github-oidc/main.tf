@@ -4,10 +4,16 @@
 # Trust: token.actions.githubusercontent.com, audience sts.amazonaws.com, subject pinned to
 #   repo:<github_repository>:ref:refs/heads/<github_branch>
 #   repo:<github_repository>:environment:<github_environment>   (when set)
+# where <github_repository> is "org/repo" (subject_format "classic") or, for repositories
+# that present immutable subject claims, "org@<owner id>/repo@<repository id>" ("immutable").
 # Permissions: push to the stack's ECR repository, run terraform for the stack (its own
 # resources only, by name prefix), read/write the remote state (when given), invoke the endpoint.
-# The role can read but not modify itself or the OIDC provider: changes to those are applied by
-# an administrator (bootstrap apply), never by the workflow it authorises.
+# The role can read but not modify itself, the OIDC provider or the SageMaker execution role
+# (which it passes to SageMaker): changes to those are applied by an administrator (bootstrap
+# apply), never by the workflow they authorise. Otherwise the role could write any policy into
+# the execution role and run a container of its own image with it.
+# tests/infra/test_terraform_moto.py evaluates every call Terraform makes in a release and a
+# rollout (and what AWS checks behind each) against this policy.
 ################################################################################
 
 data "aws_caller_identity" "current" {}
@@ -19,22 +25,30 @@ locals {
   region     = data.aws_region.current.name
   partition  = data.aws_partition.current.partition
 
-  oidc_url     = "https://token.actions.githubusercontent.com"
-  oidc_arn     = var.create_oidc_provider ? aws_iam_openid_connect_provider.this[0].arn : data.aws_iam_openid_connect_provider.this[0].arn
-  role_name    = "${var.name}-github-actions-deploy"
-  arn_prefix   = "arn:${local.partition}"
-  sagemaker    = "${local.arn_prefix}:sagemaker:${local.region}:${local.account_id}"
-  log_group    = "${local.arn_prefix}:logs:${local.region}:${local.account_id}:log-group:${var.log_group_name}"
-  state_prefix = trimprefix(var.terraform_state_key_prefix, "/")
+  oidc_url = "https://token.actions.githubusercontent.com"
+  # An existing provider is named by its ARN: no lookup, so no iam:ListOpenIDConnectProviders.
+  create_provider = var.oidc_provider_arn == null
+  oidc_arn        = local.create_provider ? aws_iam_openid_connect_provider.this[0].arn : var.oidc_provider_arn
+  role_name       = "${var.name}-github-actions-deploy"
+  arn_prefix      = "arn:${local.partition}"
+  sagemaker       = "${local.arn_prefix}:sagemaker:${local.region}:${local.account_id}"
+  log_group       = "${local.arn_prefix}:logs:${local.region}:${local.account_id}:log-group:${var.log_group_name}"
+  state_prefix    = trimprefix(var.terraform_state_key_prefix, "/")
+
+  # GitHub's subject claim names the repository as "owner/repo", or, with immutable subject
+  # claims (default for repositories created or renamed from 2026-07-15), as
+  # "owner@<owner id>/repo@<repository id>" (docs/infra.md, "GitHub Actions OIDC role").
+  repo_parts   = split("/", var.github_repository)
+  subject_repo = var.subject_format == "immutable" ? "${local.repo_parts[0]}@${var.github_repository_owner_id}/${local.repo_parts[1]}@${var.github_repository_id}" : var.github_repository
 
   subjects = concat(
-    ["repo:${var.github_repository}:ref:refs/heads/${var.github_branch}"],
-    var.github_environment == null ? [] : ["repo:${var.github_repository}:environment:${var.github_environment}"],
+    ["repo:${local.subject_repo}:ref:refs/heads/${var.github_branch}"],
+    var.github_environment == null ? [] : ["repo:${local.subject_repo}:environment:${var.github_environment}"],
   )
 }
 
 resource "aws_iam_openid_connect_provider" "this" {
-  count = var.create_oidc_provider ? 1 : 0
+  count = local.create_provider ? 1 : 0
 
   url            = local.oidc_url
   client_id_list = ["sts.amazonaws.com"]
@@ -42,12 +56,6 @@ resource "aws_iam_openid_connect_provider" "this" {
   # still wants one; this is GitHub's published intermediate thumbprint.
   thumbprint_list = ["6938fd4d98bab03faadb97b34396831e3780aea1"]
   tags            = var.tags
-}
-
-data "aws_iam_openid_connect_provider" "this" {
-  count = var.create_oidc_provider ? 0 : 1
-
-  url = local.oidc_url
 }
 
 data "aws_iam_policy_document" "assume" {
@@ -80,8 +88,8 @@ resource "aws_iam_role" "this" {
 }
 
 data "aws_iam_policy_document" "this" {
-  #checkov:skip=CKV_AWS_111:The only statements with "*" are ecr:GetAuthorizationToken, the Application Auto Scaling APIs and kms:ListAliases, which have no resource-level permissions; every other statement names the stack's resources.
-  #checkov:skip=CKV_AWS_356:"*" appears only where AWS supports no resource-level permissions (ecr:GetAuthorizationToken, Application Auto Scaling, kms:ListAliases); the terraform test asserts no statement pairs wildcard actions with "*".
+  #checkov:skip=CKV_AWS_111:The only statements with "*" are ecr:GetAuthorizationToken, the Application Auto Scaling APIs, kms:ListAliases and the EC2 Describe* reads of the VPC option, which have no resource-level permissions; every other statement names the stack's resources.
+  #checkov:skip=CKV_AWS_356:"*" appears only where AWS supports no resource-level permissions (ecr:GetAuthorizationToken, Application Auto Scaling, kms:ListAliases, EC2 Describe*); the terraform test asserts no statement pairs wildcard actions with "*".
   # --- ECR: log in (no resource-level permissions) and push to the stack's repository
   statement {
     sid       = "EcrLogin"
@@ -133,6 +141,9 @@ data "aws_iam_policy_document" "this" {
       "sagemaker:DescribeModel",
       "sagemaker:ListTags",
       "sagemaker:UpdateEndpoint",
+      # Checked by Application Auto Scaling on the caller of RegisterScalableTarget (with
+      # DescribeEndpoint and DescribeEndpointConfig above).
+      "sagemaker:UpdateEndpointWeightsAndCapacities",
     ]
     resources = [
       "${local.sagemaker}:model/${var.name}-*",
@@ -148,23 +159,16 @@ data "aws_iam_policy_document" "this" {
     resources = ["${local.sagemaker}:endpoint/${var.endpoint_name}"]
   }
 
-  # --- IAM: manage the execution role, pass it to SageMaker only; read (not write) the deploy role
+  # --- IAM: read the execution role (Terraform refreshes it) and pass it to SageMaker only;
+  # read (not write) the deploy role. Writing either is an administrator's apply.
   statement {
-    sid = "ManageExecutionRole"
+    sid = "ReadExecutionRole"
     actions = [
-      "iam:CreateRole",
-      "iam:DeleteRole",
-      "iam:DeleteRolePolicy",
       "iam:GetRole",
       "iam:GetRolePolicy",
       "iam:ListAttachedRolePolicies",
       "iam:ListInstanceProfilesForRole",
       "iam:ListRolePolicies",
-      "iam:PutRolePolicy",
-      "iam:TagRole",
-      "iam:UntagRole",
-      "iam:UpdateAssumeRolePolicy",
-      "iam:UpdateRole",
     ]
     resources = [var.execution_role_arn]
   }
@@ -238,6 +242,14 @@ data "aws_iam_policy_document" "this" {
     resources = ["${local.arn_prefix}:cloudwatch:${local.region}:${local.account_id}:alarm:${var.name}-*"]
   }
 
+  # Target tracking creates, reads and deletes its own alarms, TargetTracking-<resource id>-*,
+  # with the permissions of the caller of PutScalingPolicy / DeleteScalingPolicy.
+  statement {
+    sid       = "TargetTrackingAlarms"
+    actions   = ["cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm"]
+    resources = ["${local.arn_prefix}:cloudwatch:${local.region}:${local.account_id}:alarm:TargetTracking-endpoint/${var.endpoint_name}/variant/*"]
+  }
+
   statement {
     sid       = "Dashboard"
     actions   = ["cloudwatch:DeleteDashboards", "cloudwatch:GetDashboard", "cloudwatch:PutDashboard"]
@@ -306,6 +318,28 @@ data "aws_iam_policy_document" "this" {
     sid       = "ListKmsAliases"
     actions   = ["kms:ListAliases"]
     resources = ["*"] # ListAliases has no resource-level permissions
+  }
+
+  # --- The stack's VPC (created by an administrator's bootstrap): read on refresh. EC2's
+  # Describe* actions support no resource-level permissions.
+  dynamic "statement" {
+    for_each = var.manages_vpc ? [1] : []
+    content {
+      sid = "ReadVpc"
+      actions = [
+        "ec2:DescribeAvailabilityZones",
+        "ec2:DescribeNetworkAcls",
+        "ec2:DescribePrefixLists",
+        "ec2:DescribeRouteTables",
+        "ec2:DescribeSecurityGroupRules",
+        "ec2:DescribeSecurityGroups",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeVpcAttribute",
+        "ec2:DescribeVpcEndpoints",
+        "ec2:DescribeVpcs",
+      ]
+      resources = ["*"]
+    }
   }
 
   # --- Bucket of the stack (configuration refresh, async smoke test objects)

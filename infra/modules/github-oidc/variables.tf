@@ -24,10 +24,52 @@ variable "github_environment" {
   default     = "production"
 }
 
-variable "create_oidc_provider" {
-  description = "Create the account's token.actions.githubusercontent.com OIDC provider; false looks up the existing one (an account has at most one)."
-  type        = bool
-  default     = true
+variable "oidc_provider_arn" {
+  description = "ARN of the account's existing token.actions.githubusercontent.com OIDC provider (an account has at most one: arn:<partition>:iam::<account>:oidc-provider/token.actions.githubusercontent.com). Null: the module creates it."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.oidc_provider_arn == null || can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/token\\.actions\\.githubusercontent\\.com$", var.oidc_provider_arn))
+    error_message = "oidc_provider_arn must be arn:<partition>:iam::<account id>:oidc-provider/token.actions.githubusercontent.com (or null to create the provider)."
+  }
+}
+
+variable "subject_format" {
+  description = "How GitHub names the repository in the OIDC subject claim: \"classic\" (repo:org/repo:...) or \"immutable\" (repo:org@<owner id>/repo@<repository id>:..., the default for repositories created or renamed from 2026-07-15; needs github_repository_owner_id and github_repository_id)."
+  type        = string
+  default     = "classic"
+
+  validation {
+    condition     = contains(["classic", "immutable"], var.subject_format)
+    error_message = "subject_format must be \"classic\" or \"immutable\"."
+  }
+  validation {
+    condition     = var.subject_format == "classic" || (var.github_repository_owner_id != null && var.github_repository_id != null)
+    error_message = "subject_format = \"immutable\" needs github_repository_owner_id and github_repository_id (the workflow's github.repository_owner_id and github.repository_id)."
+  }
+}
+
+variable "github_repository_owner_id" {
+  description = "Numeric id of the repository's owner (github.repository_owner_id), for immutable subject claims."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.github_repository_owner_id == null || can(regex("^[0-9]+$", var.github_repository_owner_id))
+    error_message = "github_repository_owner_id is a number (github.repository_owner_id)."
+  }
+}
+
+variable "github_repository_id" {
+  description = "Numeric id of the repository (github.repository_id), for immutable subject claims."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.github_repository_id == null || can(regex("^[0-9]+$", var.github_repository_id))
+    error_message = "github_repository_id is a number (github.repository_id)."
+  }
 }
 
 ################################################################################
@@ -63,6 +105,12 @@ variable "kms_key_arn" {
 variable "log_group_name" {
   description = "The endpoint's log group."
   type        = string
+}
+
+variable "manages_vpc" {
+  description = "The stack has its own VPC (created by the bootstrap): the role reads it when Terraform refreshes."
+  type        = bool
+  default     = false
 }
 
 variable "async_bucket" {

@@ -1,27 +1,35 @@
 ################################################################################
 # CloudWatch dashboard "<name>": the endpoint's own metrics, the app's EMF metrics and an
-# estimated cost per 1,000 images.
+# estimated cost per 1,000 images. Every SageMaker metric on it is one SageMaker publishes for
+# the endpoint's type (tests/infra/sagemaker_metrics.py lists them with their AWS pages; the
+# moto tests check the dashboard against that list):
 #
-# Metric sources
-#   AWS/SageMaker            Invocations, InvocationsPerInstance, 4xx/5xx, ModelLatency (µs)
-#   /aws/sagemaker/Endpoints GPUUtilization, GPUMemoryUtilization (summed over the instance's GPUs)
-#   <app_metric_namespace>   what the app writes as CloudWatch Embedded Metric Format lines on
-#                            stdout (SageMaker ships them to CloudWatch Logs, which extracts the
-#                            metrics), dimensions EndpointName + VariantName (the container gets
-#                            both as SDTURBO_ENDPOINT_NAME / SDTURBO_VARIANT_NAME), Rejections also
-#                            by ErrorType, the model replicas' metrics also by Model (the served
-#                            model's name: one series per model behind the endpoint).
+#   AWS/SageMaker             real-time: Invocations, InvocationsPerInstance, 4xx/5xx,
+#                             InvocationModelErrors, ModelLatency (µs).
+#                             async: no Invocations / InvocationsPerInstance /
+#                             InvocationModelErrors; 4xx/5xx and ModelLatency, the backlog
+#                             (ApproximateBacklogSize, ...PerInstance, HasBacklogWithoutCapacity,
+#                             EndpointName only), TimeInBacklog, TotalProcessingTime and the
+#                             failure counts (EndpointName + VariantName).
+#   /aws/sagemaker/Endpoints  per-instance host metrics: CPUUtilization (instance count, below),
+#                             GPUUtilization, GPUMemoryUtilization (summed over the instance's GPUs)
+#   <app_metric_namespace>    what the app writes as CloudWatch Embedded Metric Format lines on
+#                             stdout (SageMaker ships them to CloudWatch Logs, which extracts the
+#                             metrics), dimensions EndpointName + VariantName (the container gets
+#                             both as SDTURBO_ENDPOINT_NAME / SDTURBO_VARIANT_NAME), Rejections also
+#                             by ErrorType, the model replicas' metrics also by Model (the served
+#                             model's name: one series per model behind the endpoint).
 #
-# Instance count: SageMaker publishes no instance-count metric for a variant. Its
-# InvocationsPerInstance records 1/<instances in service> per request, so
-# Sum(Invocations) / Sum(InvocationsPerInstance) is the number of instances over the period.
-# It needs traffic: an idle period shows no point (and, having no images, no cost per image).
+# Instance count: SageMaker publishes no instance-count metric for a variant. Its host metrics
+# come from every instance in service once a minute, traffic or not, so the SampleCount of
+# CPUUtilization over a period, divided by the period's minutes, is the number of instances (on
+# both endpoint types; an async endpoint scaled to zero shows no point).
 #
 # Cost per 1,000 images = price x instances x hours in the period / images x 1,000, where
-# images is the app's EMF `Images` (images the model generated and encoded; cache hits and safety-refused images are not counted) rather than successful
-# invocations: an async invocation is counted when it is queued, before any image exists (and
-# stays counted if it later fails), while Images means the same on real-time and async
-# endpoints. If the image emits no EMF, the cost line stays empty rather than wrong.
+# images is the app's EMF `Images` (images the model generated and encoded; cache hits and
+# safety-refused images are not counted) rather than invocations: async endpoints publish no
+# Invocations, and Images means the same on real-time and async endpoints. If the image emits
+# no EMF, the cost line stays empty rather than wrong.
 ################################################################################
 
 data "aws_region" "current" {}
@@ -37,11 +45,12 @@ locals {
   # Properties shared by every graph; each widget adds title, metrics and axes.
   graph = { region = local.region, view = "timeSeries", stacked = false, period = var.dashboard_period_seconds }
 
-  instances_expression = "inv / ipi"
+  instances_expression = "host_samples / (PERIOD(host_samples) / 60)"
   instance_inputs = [
-    concat([local.sm, "Invocations"], local.dims, [{ stat = "Sum", id = "inv", visible = false }]),
-    concat([local.sm, "InvocationsPerInstance"], local.dims, [{ stat = "Sum", id = "ipi", visible = false }]),
+    concat([local.host, "CPUUtilization"], local.dims, [{ stat = "SampleCount", id = "host_samples", visible = false }]),
   ]
+  # Async endpoints publish ModelLatency with Average/Sum/Min/Max/SampleCount only.
+  latency_stats = var.async ? ["Average", "Maximum"] : ["p50", "p95", "p99"]
 
   gpu_widgets = [
     for g in [
@@ -67,7 +76,7 @@ locals {
     properties = merge(local.graph, {
       title = "Estimated cost: USD per 1,000 images (${var.instance_type} at ${var.instance_price_usd_per_hour} USD/h)"
       metrics = concat([
-        [{ expression = "${var.instance_price_usd_per_hour} * (${local.instances_expression}) * PERIOD(inv) / 3600 / images * 1000", label = "USD per 1,000 images", id = "cost" }],
+        [{ expression = "${var.instance_price_usd_per_hour} * (${local.instances_expression}) * PERIOD(host_samples) / 3600 / images * 1000", label = "USD per 1,000 images", id = "cost" }],
         [{ expression = "${var.instance_price_usd_per_hour} * (${local.instances_expression})", label = "USD per hour (instances x price)", id = "spend", yAxis = "right" }],
         concat([local.app, "Images"], local.dims, [{ stat = "Sum", id = "images", visible = false }]),
       ], local.instance_inputs)
@@ -77,7 +86,25 @@ locals {
 
   # Widgets in reading order; laid out two per row below the header.
   widgets = concat(
-    [
+    # The two branches differ in shape: encode both so the conditional has one type.
+    jsondecode(var.async ? jsonencode([
+      { type = "metric", properties = merge(local.graph, {
+        title = "Async requests: time in backlog, total processing time (ms)"
+        metrics = [
+          [{ expression = "backlog_us / 1000", label = "TimeInBacklog average (ms)", id = "backlog_ms" }],
+          concat([local.sm, "TimeInBacklog"], local.dims, [{ stat = "Average", id = "backlog_us", visible = false }]),
+          concat([local.sm, "TotalProcessingTime"], local.dims, [{ stat = "Average", label = "TotalProcessingTime average (ms)" }]),
+        ]
+        yAxis = { left = { min = 0, label = "ms" } }
+      }) },
+      { type = "metric", properties = merge(local.graph, {
+        title = "Errors (4xx, 5xx, async failures)"
+        metrics = [
+          for m in ["Invocation4XXErrors", "Invocation5XXErrors", "InvocationFailures", "RequestDownloadFailures", "ResponseUploadFailures", "NotificationFailures"] :
+          concat([local.sm, m], local.dims, [{ stat = "Sum", label = m }])
+        ]
+      }) },
+      ]) : jsonencode([
       { type = "metric", properties = merge(local.graph, {
         title = "Invocations"
         metrics = [
@@ -92,18 +119,20 @@ locals {
           concat([local.sm, m], local.dims, [{ stat = "Sum", label = m }])
         ]
       }) },
+    ])),
+    [
       { type = "metric", properties = merge(local.graph, {
-        title = "ModelLatency p50 / p95 / p99 (ms)"
+        title = "ModelLatency ${join(" / ", local.latency_stats)} (ms)"
         metrics = concat(
-          [for p in ["p50", "p95", "p99"] : [{ expression = "${p}_us / 1000", label = p, id = p }]],
-          [for p in ["p50", "p95", "p99"] : concat([local.sm, "ModelLatency"], local.dims, [{ stat = p, id = "${p}_us", visible = false }])],
+          [for i, p in local.latency_stats : [{ expression = "lat${i} / 1000", label = p, id = "lat${i}ms" }]],
+          [for i, p in local.latency_stats : concat([local.sm, "ModelLatency"], local.dims, [{ stat = p, id = "lat${i}", visible = false }])],
         )
         yAxis       = { left = { min = 0, label = "ms" } }
         annotations = { horizontal = [{ label = "p90 rollback alarm", value = var.model_latency_threshold_ms }] }
       }) },
       { type = "metric", properties = merge(local.graph, {
         title   = "Instances in service"
-        metrics = concat([[{ expression = local.instances_expression, label = "instances (Invocations / InvocationsPerInstance)", id = "instances" }]], local.instance_inputs)
+        metrics = concat([[{ expression = local.instances_expression, label = "instances (CPUUtilization samples per minute)", id = "instances" }]], local.instance_inputs)
         yAxis   = { left = { min = 0 } }
         annotations = { horizontal = [
           for a in [{ label = "min capacity", value = var.min_capacity }, { label = "max capacity", value = var.max_capacity }] : a if a.value != null

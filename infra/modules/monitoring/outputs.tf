@@ -9,7 +9,7 @@ output "alarm_thresholds" {
 }
 
 output "rollback_alarm_names" {
-  description = "Alarms that roll back a blue/green deployment (5xx, model errors, latency)."
+  description = "Alarms that roll back a blue/green deployment (the new fleet's 5xx rate and p90 latency)."
   value       = [for k, v in aws_cloudwatch_metric_alarm.this : v.alarm_name if local.alarms[k].rollback]
 }
 

@@ -17,6 +17,11 @@ variable "variant_name" {
   type        = string
 }
 
+variable "endpoint_config_name" {
+  description = "The endpoint configuration being deployed (metric dimension EndpointConfigName): the rollback alarms watch the fleet that runs it, the new (green) fleet during a deployment."
+  type        = string
+}
+
 variable "async" {
   description = "The endpoint is asynchronous: add the ApproximateAgeOfOldestRequest alarm and the backlog graph."
   type        = bool
@@ -97,6 +102,17 @@ variable "model_error_threshold" {
   description = "Threshold of the model-errors alarm (a rollback alarm): InvocationModelErrors summed over one period."
   type        = number
   default     = 5
+}
+
+variable "rollback_5xx_rate_threshold" {
+  description = "Roll a deployment back when the new fleet's share of 5xx responses (Invocation5XXErrors Average: 1 per 5xx, 0 otherwise) exceeds this fraction."
+  type        = number
+  default     = 0.01
+
+  validation {
+    condition     = var.rollback_5xx_rate_threshold > 0 && var.rollback_5xx_rate_threshold < 1
+    error_message = "rollback_5xx_rate_threshold is a fraction between 0 and 1 (0.01 = 1 %)."
+  }
 }
 
 variable "model_latency_threshold_ms" {

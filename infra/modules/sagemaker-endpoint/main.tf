@@ -3,7 +3,8 @@
 #
 # Every change of the container (image, environment, model data) yields a new model name and
 # a new endpoint configuration (create_before_destroy); the endpoint then moves to it by a
-# blue/green canary deployment that SageMaker rolls back when a rollback alarm fires.
+# blue/green deployment (canary, or all at once for a one-instance fleet) that SageMaker rolls
+# back when a rollback alarm (the new fleet's 5xx rate or latency) fires.
 ################################################################################
 
 locals {
@@ -19,8 +20,10 @@ locals {
   model_hash = substr(sha1(jsonencode({
     image = var.image_uri
     data  = var.model_data_url
+    src   = var.model_data_source
     env   = var.environment
     iso   = var.enable_network_isolation
+    vpc   = var.vpc_config
   })), 0, 10)
 }
 
@@ -33,7 +36,7 @@ resource "aws_cloudwatch_log_group" "this" {
 }
 
 resource "aws_sagemaker_model" "this" {
-  #checkov:skip=CKV_AWS_370:Isolation is a variable (enable_network_isolation). Off by default because without model_data_url the container downloads the weights from the Hugging Face Hub at start-up; turn it on together with model_data_url.
+  #checkov:skip=CKV_AWS_370:Isolation is on whenever the weights are given (model_data_url, model_data_source, weights_in_image; infra/main.tf); off only for the Hub download, which needs the network.
   name                     = "${var.name}-${local.model_hash}"
   execution_role_arn       = var.execution_role_arn
   enable_network_isolation = var.enable_network_isolation
@@ -43,6 +46,25 @@ resource "aws_sagemaker_model" "this" {
     mode           = "SingleModel"
     model_data_url = var.model_data_url
     environment    = var.environment
+
+    dynamic "model_data_source" {
+      for_each = var.model_data_source == null ? [] : [var.model_data_source]
+      content {
+        s3_data_source {
+          s3_uri           = model_data_source.value
+          s3_data_type     = "S3Prefix"
+          compression_type = "None"
+        }
+      }
+    }
+  }
+
+  dynamic "vpc_config" {
+    for_each = var.vpc_config == null ? [] : [var.vpc_config]
+    content {
+      subnets            = vpc_config.value.subnet_ids
+      security_group_ids = vpc_config.value.security_group_ids
+    }
   }
 
   tags = var.tags
@@ -71,7 +93,14 @@ resource "aws_sagemaker_endpoint_configuration" "this" {
     inference_ami_version  = var.inference_ami_version
 
     container_startup_health_check_timeout_in_seconds = var.container_startup_health_check_timeout_in_seconds
-    model_data_download_timeout_in_seconds            = var.model_data_url == null ? null : var.model_data_download_timeout_in_seconds
+
+    dynamic "routing_config" {
+      for_each = var.routing_strategy == null ? [] : [var.routing_strategy]
+      content {
+        routing_strategy = routing_config.value
+      }
+    }
+    model_data_download_timeout_in_seconds = var.model_data_url == null && var.model_data_source == null ? null : var.model_data_download_timeout_in_seconds
   }
 
   dynamic "async_inference_config" {
@@ -110,12 +139,15 @@ resource "aws_sagemaker_endpoint" "this" {
       maximum_execution_timeout_in_seconds = var.deployment.maximum_execution_timeout_in_seconds
 
       traffic_routing_configuration {
-        type                     = "CANARY"
-        wait_interval_in_seconds = var.deployment.canary_wait_interval_in_seconds
+        type                     = var.deployment.traffic_routing
+        wait_interval_in_seconds = var.deployment.traffic_routing == "CANARY" ? var.deployment.canary_wait_interval_in_seconds : 0
 
-        canary_size {
-          type  = var.deployment.canary_size_type
-          value = var.deployment.canary_size_value
+        dynamic "canary_size" {
+          for_each = var.deployment.traffic_routing == "CANARY" ? [1] : []
+          content {
+            type  = var.deployment.canary_size_type
+            value = var.deployment.canary_size_value
+          }
         }
       }
     }

@@ -37,3 +37,13 @@ output "volume_kms_key_arn" {
   description = "KMS key of the ML storage volume (null on instance types with local NVMe storage)."
   value       = aws_sagemaker_endpoint_configuration.this.kms_key_arn
 }
+
+output "enable_network_isolation" {
+  description = "Whether the model runs with network isolation."
+  value       = aws_sagemaker_model.this.enable_network_isolation
+}
+
+output "deployment_traffic_routing" {
+  description = "How a release shifts traffic to the new fleet (CANARY or ALL_AT_ONCE)."
+  value       = aws_sagemaker_endpoint.this.deployment_config[0].blue_green_update_policy[0].traffic_routing_configuration[0].type
+}

@@ -24,10 +24,25 @@ variable "model_data_url" {
   default     = null
 }
 
+variable "model_data_source" {
+  description = "s3:// prefix of uncompressed weights SageMaker copies into /opt/ml/model (S3Prefix, CompressionType None). Null: none."
+  type        = string
+  default     = null
+}
+
 variable "environment" {
   description = "Environment of the serving container."
   type        = map(string)
   default     = {}
+}
+
+variable "vpc_config" {
+  description = "Subnets (two zones) and security groups of the model's network interfaces; null: SageMaker's own network."
+  type = object({
+    subnet_ids         = list(string)
+    security_group_ids = list(string)
+  })
+  default = null
 }
 
 variable "enable_network_isolation" {
@@ -65,6 +80,12 @@ variable "initial_instance_count" {
     condition     = var.initial_instance_count >= 1
     error_message = "initial_instance_count must be at least 1."
   }
+}
+
+variable "routing_strategy" {
+  description = "Real-time routing of requests over the variant's instances (LEAST_OUTSTANDING_REQUESTS or RANDOM); null for SageMaker's default (async endpoints)."
+  type        = string
+  default     = null
 }
 
 variable "volume_size_in_gb" {
@@ -153,10 +174,11 @@ variable "async_inference" {
 ################################################################################
 
 variable "deployment" {
-  description = "Blue/green canary deployment: canary size (CAPACITY_PERCENT or INSTANCE_COUNT), its baking time, the final baking time before the old fleet is terminated, and the overall timeout (seconds)."
+  description = "Blue/green deployment: traffic routing (CANARY or ALL_AT_ONCE), canary size (INSTANCE_COUNT or CAPACITY_PERCENT), its baking time, the final baking time before the old fleet is terminated, and the overall timeout (seconds)."
   type = object({
-    canary_size_type                     = optional(string, "CAPACITY_PERCENT")
-    canary_size_value                    = optional(number, 25)
+    traffic_routing                      = optional(string, "CANARY")
+    canary_size_type                     = optional(string, "INSTANCE_COUNT")
+    canary_size_value                    = optional(number, 1)
     canary_wait_interval_in_seconds      = optional(number, 600)
     termination_wait_in_seconds          = optional(number, 300)
     maximum_execution_timeout_in_seconds = optional(number, 3600)
@@ -164,8 +186,8 @@ variable "deployment" {
   default = {}
 
   validation {
-    condition     = contains(["CAPACITY_PERCENT", "INSTANCE_COUNT"], var.deployment.canary_size_type) && var.deployment.canary_size_value >= 1
-    error_message = "deployment.canary_size_type must be CAPACITY_PERCENT or INSTANCE_COUNT, and canary_size_value at least 1."
+    condition     = contains(["CANARY", "ALL_AT_ONCE"], var.deployment.traffic_routing) && contains(["CAPACITY_PERCENT", "INSTANCE_COUNT"], var.deployment.canary_size_type) && var.deployment.canary_size_value >= 1
+    error_message = "deployment.traffic_routing must be CANARY or ALL_AT_ONCE, canary_size_type CAPACITY_PERCENT or INSTANCE_COUNT, and canary_size_value at least 1."
   }
   validation {
     condition = (

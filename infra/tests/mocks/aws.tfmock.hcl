@@ -27,12 +27,6 @@ mock_data "aws_iam_policy_document" {
   }
 }
 
-mock_data "aws_iam_openid_connect_provider" {
-  defaults = {
-    arn = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
-  }
-}
-
 mock_resource "aws_kms_key" {
   defaults = {
     arn = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
@@ -73,5 +67,11 @@ mock_resource "aws_appautoscaling_policy" {
 mock_resource "aws_iam_openid_connect_provider" {
   defaults = {
     arn = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+  }
+}
+
+mock_data "aws_availability_zones" {
+  defaults = {
+    names = ["us-east-1a", "us-east-1b", "us-east-1c"]
   }
 }
