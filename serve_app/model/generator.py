@@ -76,7 +76,7 @@ class SDTurboGenerator:
             return []
         if len({spec.group_key for spec in specs}) > 1:
             # Forming calls is the device loop's job alone (serve_app/device_loop.py).
-            raise ValueError("one pipeline call takes specs of one group (size, steps, guidance, decoder)")
+            raise ValueError("one pipeline call takes specs of one group (model, size, steps, guidance, decoder)")
         return self._generate_splitting_on_oom(list(specs), should_stop)
 
     def _generate_splitting_on_oom(

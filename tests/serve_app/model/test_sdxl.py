@@ -31,7 +31,7 @@ def xl_pipe(tiny_xl_model_dir, cache_dir):
 
 @pytest.fixture(scope="module")
 def xl_generator(xl_pipe):
-    return SDTurboGenerator(xl_pipe, max_group_size=8)
+    return SDTurboGenerator(xl_pipe)
 
 
 def pixels(image):
@@ -96,16 +96,19 @@ def test_sdxl_batch_is_seeded_per_request_and_batch_invariant(xl_generator):
     assert np.abs(pixels(batched[0].image) - pixels(batched[1].image)).mean() > 2 / 255
 
 
-def test_sdxl_sizes_steps_and_guidance_group_and_come_back_in_order(xl_generator):
+def test_sdxl_steps_guidance_and_negative_prompts_in_one_call(xl_generator):
     specs = [
-        GenerationSpec(prompt="a", seed=1, width=64, height=128),
-        GenerationSpec(prompt="b", seed=2, width=128, height=64, num_inference_steps=2),
-        GenerationSpec(prompt="c", seed=3, width=64, height=128),
-        GenerationSpec(prompt="d", seed=4, width=96, height=96, guidance_scale=2.0, negative_prompt="blur"),
+        GenerationSpec(prompt=p, seed=i, width=96, height=64, num_inference_steps=2, guidance_scale=2.0, negative_prompt="blur")
+        for i, p in enumerate(("a", "b"))
     ]
     results = xl_generator.generate(specs)
-    assert [r.image.size for r in results] == [(64, 128), (128, 64), (64, 128), (96, 96)]
-    assert [r.batch_size for r in results] == [2, 1, 2, 1]
+    assert [r.image.size for r in results] == [(96, 64), (96, 64)] and [r.batch_size for r in results] == [2, 2]
+
+
+def test_one_call_never_mixes_models(xl_generator):
+    specs = [GenerationSpec(prompt="a", seed=1, model="tiny-xl"), GenerationSpec(prompt="a", seed=1, model="tiny")]
+    with pytest.raises(ValueError, match="one group"):
+        xl_generator.generate(specs)
 
 
 def test_sdxl_latents_are_decoded_like_the_pipelines_own_decode(xl_pipe):
@@ -182,8 +185,10 @@ def test_taesdxl_preset_decodes_sdxl_latents_and_says_what_it_is(xl_pipe, cache_
     # Two presets, two different random decoders of the same architecture.
     assert not torch.equal(tiny.decoder.layers[0].weight, other.decoder.layers[0].weight)
     generator = SDTurboGenerator(xl_pipe, decoders=build_decoders(xl_pipe, ("full", "tiny"), tiny))
-    specs = [GenerationSpec(prompt="a", seed=1, width=64, height=64, decoder=name) for name in ("full", "tiny")]
-    full, small = generator.generate(specs)
+    full, small = (
+        generator.generate([GenerationSpec(prompt="a", seed=1, width=64, height=64, decoder=name)])[0]
+        for name in ("full", "tiny")
+    )
     assert (full.decoder, small.decoder) == ("full", "tiny") and small.image.size == (64, 64)
 
 
