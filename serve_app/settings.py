@@ -126,8 +126,9 @@ class Settings(BaseSettings):
     # --- Model source -----------------------------------------------------------------------
     model: str = _setting(
         DEFAULT_MODEL,
-        "Hub id, local diffusers directory (e.g. /opt/ml/model), or an offline preset: "
-        "'tiny' (random weights, small) or 'sd-turbo-random' (random weights, full size).",
+        "Hub id, local diffusers directory (e.g. /opt/ml/model), or an offline preset (random weights): "
+        "'tiny' or 'sd-turbo-random' (SD-Turbo's architecture, small or full size), 'tiny-xl' or "
+        "'sdxl-turbo-random' (SDXL-Turbo's).",
     )
     model_revision: str = _setting(
         DEFAULT_MODEL_REVISION,
@@ -173,7 +174,7 @@ class Settings(BaseSettings):
         "Where TAESD is loaded from when `decoders` includes tiny: a Hub id (at "
         "tiny_decoder_revision), a local AutoencoderTiny directory, 'model:<subfolder>' (a folder "
         "of the model directory, e.g. model:vae_tiny in /opt/ml/model), or the offline preset "
-        "'taesd-random' (random weights).",
+        "'taesd-random' (random weights; with SDXL models TAESDXL and 'taesdxl-random' are used instead).",
     )
     tiny_decoder_revision: str = _setting(
         "",
