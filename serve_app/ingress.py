@@ -29,8 +29,8 @@ from serve_app.ingress_app import build_ingress_app
 from serve_app.logs import configure_logging
 from serve_app.metrics import IngressMetrics
 from serve_app.model.resolved import ResolvedModel
-from serve_app.model_replica import MODEL_DEPLOYMENT
-from serve_app.ray_private import deployment_healthy
+from serve_app.model_replica import model_deployment_name
+from serve_app.ray_private import deployments_healthy
 from serve_app.settings import Settings
 from serve_app.startup import StartupWatch
 
@@ -46,23 +46,27 @@ OVERLOAD_RETRY_AFTER_S = 1
 @serve.deployment(name=INGRESS_DEPLOYMENT)
 @serve.ingress()
 class Ingress:
-    async def __init__(self, model, settings: Settings, resolved: ResolvedModel):
+    async def __init__(self, models, settings: Settings, resolved: list[ResolvedModel]):
+        """``models``: the served models' deployment handles, in the order of ``resolved`` (the
+        default first)."""
         # An async constructor runs on the replica's event loop, so the readiness poll starts here.
         configure_logging(settings.log_level)
         if direct_ingress.is_enabled():
             # Serve starts this replica's own HTTP server after the constructor returns.
             direct_ingress.share_port_with_responder()
         # 1. The app, from plain values: the model is reached through its deployment handle.
+        handles = {served.name: handle for served, handle in zip(resolved, models, strict=True)}
         self.ingress = build_ingress_app(
             settings,
             resolved,
-            functools.partial(call_model, model),
+            functools.partial(call_model, handles),
             metrics=IngressMetrics(emf=EmfWriter.from_settings(settings)),
         )
         # 2. Readiness: `serve run` names the application "default"; the container names it from
         #    the settings. Whatever runs the app, the reason it is not running by the start-up
         #    deadline is logged; the container entrypoint also exits on it (issue 16).
         self.app_name = serve.get_replica_context().app_name
+        self._model_deployments = [model_deployment_name(m.name, index == 0) for index, m in enumerate(resolved)]
         self._startup_watch = StartupWatch(self.app_name, settings.startup_deadline_s)
         self._readiness_task = asyncio.get_running_loop().create_task(self._poll_readiness())
 
@@ -106,7 +110,10 @@ class Ingress:
         """
         while True:
             try:
-                self.ingress.model_ready = await asyncio.to_thread(deployment_healthy, self.app_name, MODEL_DEPLOYMENT)
+                # Ready when every served model's deployment is: a request may name any of them.
+                self.ingress.model_ready = await asyncio.to_thread(
+                    deployments_healthy, self.app_name, self._model_deployments
+                )
                 if not self._startup_watch.settled:
                     # While starting, the full status too: the start-up watch says what is stuck.
                     status = await asyncio.to_thread(serve.status)
@@ -117,8 +124,10 @@ class Ingress:
             await asyncio.sleep(READINESS_POLL_S)
 
 
-async def call_model(model, job: GenerationJob) -> GenerationResult:
-    """``job`` on the model deployment (``model``: its handle), Ray's failures as the service's errors."""
+async def call_model(models: dict, job: GenerationJob) -> GenerationResult:
+    """``job`` on the deployment of the model it names (``models``: name -> handle; the first is
+    the default), Ray's failures as the service's errors."""
+    model = models[job.spec.model] if job.spec.model is not None else next(iter(models.values()))
     response = model.generate.remote(job)
     try:
         return await response

@@ -27,6 +27,41 @@ def deployment_healthy(app_name: str, deployment: str) -> bool:
     return any(d.name == deployment and d.status == "HEALTHY" for d in overview.deployment_statuses)
 
 
+def deployments_healthy(app_name: str, deployments: list[str]) -> bool:
+    """Whether every one of ``app_name``'s ``deployments`` is HEALTHY: one status call, as
+    ``deployment_healthy`` (the served models' deployments, polled by the ingress)."""
+    from ray.serve.context import _get_global_client
+
+    overview = _get_global_client().get_serve_status(app_name)
+    healthy = {d.name for d in overview.deployment_statuses if d.status == "HEALTHY"}
+    return set(deployments) <= healthy
+
+
+def gpu_memory_bytes() -> int | None:
+    """The smallest total memory of this machine's visible GPUs, or None without NVML.
+
+    Needs: Ray's vendored NVML binding, ``ray._private.thirdparty.pynvml`` (the one Ray's own GPU
+    detection uses). Why not torch: the app builder would then create a CUDA context (hundreds of
+    MiB on GPU 0) in a process that never runs a model.
+    """
+    try:
+        from ray._private.thirdparty import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - no driver, no NVML: unknown
+        return None
+    try:
+        from ray._private import accelerators
+
+        visible = accelerators.get_accelerator_manager_for_resource("GPU").get_current_process_visible_accelerator_ids()
+        count = pynvml.nvmlDeviceGetCount()
+        indices = [int(i) for i in visible if str(i).isdigit()] if visible is not None else list(range(count))
+        sizes = [pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).total for i in indices if i < count]
+        return min(sizes) if sizes else None
+    finally:
+        pynvml.nvmlShutdown()
+
+
 def local_head_cpus_and_gpus() -> tuple[float, int]:
     """The CPUs and GPUs a Ray head started on this machine gets (serve_app/cluster.py sizes the
     deployments with them before Ray starts).

@@ -31,6 +31,14 @@ def tiny_model_dir(cache_dir) -> Path:
     return ensure_preset("tiny", cache_dir)
 
 
+@pytest.fixture(scope="session")
+def tiny_xl_model_dir(cache_dir) -> Path:
+    """The `tiny-xl` preset: SDXL-Turbo's architecture at toy widths, random weights."""
+    from serve_app.model import ensure_preset
+
+    return ensure_preset("tiny-xl", cache_dir)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def shared_ray_head():
     """The live app's Ray head (tests/live_app.py), shut down once the session is over."""

@@ -2,6 +2,11 @@
 
 The device loop forms the calls; the generator runs each as given (splitting it only when it
 does not fit in memory) and reports every pipeline run it makes (``on_pipeline_run``).
+
+The same code runs SD-Turbo (``StableDiffusionPipeline``) and SDXL-Turbo
+(``StableDiffusionXLPipeline``): both take the same call (prompts, negative prompts, steps,
+guidance, size, per-request generators, ``output_type="latent"``, a step callback); SDXL adds its
+pooled embeddings and time ids (original size, crop, target size: the requested size) itself.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 from PIL import Image
 
 from serve_app.batching import DEFAULT_DECODER, GenerationSpec, PipelineCallCancelled, PipelineRun
@@ -41,7 +46,7 @@ class SDTurboGenerator:
 
     def __init__(
         self,
-        pipe: StableDiffusionPipeline,
+        pipe: StableDiffusionPipeline | StableDiffusionXLPipeline,
         simulate_oom_above: int = 0,
         safety_checker: ImageSafetyChecker | None = None,
         decoders: DecoderSet | None = None,
@@ -71,7 +76,7 @@ class SDTurboGenerator:
             return []
         if len({spec.group_key for spec in specs}) > 1:
             # Forming calls is the device loop's job alone (serve_app/device_loop.py).
-            raise ValueError("one pipeline call takes specs of one group (size, steps, guidance, decoder)")
+            raise ValueError("one pipeline call takes specs of one group (model, size, steps, guidance, decoder)")
         return self._generate_splitting_on_oom(list(specs), should_stop, self.on_pipeline_run)
 
     def _generate_splitting_on_oom(
