@@ -17,9 +17,12 @@ from tests.loadtest.loadtest_helpers import REPO_ROOT
 
 
 @pytest.fixture(scope="session")
-def wheel_cache(request) -> Path:
-    """Downloaded wheels (and the stand-in interpreter) kept across runs in pytest's cache directory."""
-    return Path(request.config.cache.mkdir("gpu-run-wheels"))
+def wheel_cache() -> Path:
+    """Downloaded wheels (and the stand-in interpreter) kept across runs and clones in the user's cache
+    directory, as pip keeps its own: a fresh clone on the same machine (CI's) does not download ~500 MB
+    again. Only missing (name, version) wheels are fetched, so an empty cache still works, slower."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return root / "sd-turbo-serve" / "gpu-run-wheels"
 
 
 # -- what the machine has, what the lock pins -------------------------------------------------------------
