@@ -69,10 +69,16 @@ locals {
       SDTURBO_ENDPOINT_NAME = local.endpoint_name
       SDTURBO_VARIANT_NAME  = var.variant_name
     },
-    local.model_id == null ? {} : { SDTURBO_MODEL = local.model_id },
+    # One model (model_id, or the model directory) or several (models: SDTURBO_MODELS).
+    local.model_id == null || var.models != null ? {} : { SDTURBO_MODEL = local.model_id },
+    var.models == null ? {} : {
+      SDTURBO_MODELS = join(",", [
+        for m in var.models : "${m.name == null ? "" : "${m.name}="}${m.source}${m.revision == null ? "" : "@${m.revision}"}"
+      ])
+    },
     # Nothing is reachable under network isolation: never try the Hub (no connection timeouts).
     local.network_isolation ? { SDTURBO_OFFLINE = "1" } : {},
-    var.model_revision == null ? {} : { SDTURBO_MODEL_REVISION = var.model_revision },
+    var.model_revision == null || var.models != null ? {} : { SDTURBO_MODEL_REVISION = var.model_revision },
     var.max_batch_size == null ? {} : { SDTURBO_MAX_BATCH_SIZE = tostring(var.max_batch_size) },
     var.batch_wait_timeout_s == null ? {} : { SDTURBO_BATCH_WAIT_TIMEOUT_S = tostring(var.batch_wait_timeout_s) },
     var.container_environment,

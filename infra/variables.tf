@@ -95,6 +95,47 @@ variable "model_revision" {
   default     = null
 }
 
+variable "models" {
+  description = "SDTURBO_MODELS: several models behind the one endpoint, chosen per request by its `model` field, the first the default. Each: source (Hub id, a directory in the image, /opt/ml/model, or a preset such as tiny-xl), revision (a commit sha, required for a Hub id other than stabilityai/sd-turbo), optional name (default: the source's last path component). Null: the one model of model_id / model_revision."
+  type = list(object({
+    source   = string
+    revision = optional(string)
+    name     = optional(string)
+  }))
+  default = null
+
+  validation {
+    condition     = var.models == null || try(length(var.models) >= 1, false)
+    error_message = "models, when set, lists at least one model (the first is the default)."
+  }
+  validation {
+    # The app's entry syntax is name=source@revision, comma-separated: none of those characters may appear.
+    condition = var.models == null || alltrue([
+      for m in coalesce(var.models, []) : can(regex("^[^,=@ ]+$", m.source)) && (m.revision == null || can(regex("^[0-9a-f]{40}$", m.revision)))
+    ])
+    error_message = "Each model's source is a Hub id, path or preset without ',', '=', '@' or spaces; a revision is a 40-hex-digit commit sha."
+  }
+  validation {
+    condition = var.models == null || alltrue([
+      for m in coalesce(var.models, []) : m.name == null || can(regex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", m.name))
+    ])
+    error_message = "A model's name is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit."
+  }
+  validation {
+    condition = var.models == null || length(distinct([
+      for m in coalesce(var.models, []) : coalesce(m.name, element(split("/", m.source), length(split("/", m.source)) - 1))
+    ])) == length(coalesce(var.models, []))
+    error_message = "Two models would have the same name; give them distinct names."
+  }
+  validation {
+    # A Hub id (owner/name, not a path) is served at a pinned commit: a moving branch never is.
+    condition = var.models == null || alltrue([
+      for m in coalesce(var.models, []) : m.revision != null || m.source == "stabilityai/sd-turbo" || !can(regex("^[A-Za-z0-9][^/]*/[^/]+$", m.source))
+    ])
+    error_message = "A Hub id other than stabilityai/sd-turbo needs its revision (a commit sha)."
+  }
+}
+
 variable "model_data_url" {
   description = "s3:// URL of a model.tar.gz SageMaker unpacks into /opt/ml/model (pre-packaged weights, no Hub download at start)."
   type        = string

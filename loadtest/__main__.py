@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from loadtest.workload import load_prompts, parse_int_list, parse_sizes
+from loadtest.workload import load_prompts, parse_int_list, parse_models, parse_sizes
 
 
 def parse_concurrency(levels: str | None, sweep: str | None) -> list[int]:
@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--prompts", help="prompt file: JSON list or one prompt per line (default: 16 built-in prompts)")
     w.add_argument("--sizes", help="WxH[,WxH...] picked at random per request (default: server default size)")
     w.add_argument("--steps", type=int, default=1, help="num_inference_steps (default 1)")
+    w.add_argument("--models", help="NAME[,NAME...]: each request names one of these served models, chosen with "
+                   "equal odds (a mixed-model workload; per-model figures are printed too). Default: no model field")
     w.add_argument("--output-format", choices=["jpeg", "png", "webp"], help="output_format field (default: server default)")
     w.add_argument("--fixed-seed", type=int, help="same seed on every request (default: random seed per request)")
     w.add_argument("--seed", type=int, default=0, help="seed of the client-side random choices")
@@ -134,7 +136,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         levels = parse_concurrency(args.concurrency, args.sweep)
         workload_kwargs = dict(prompts=load_prompts(args.prompts), sizes=parse_sizes(args.sizes), steps=args.steps,
-                               output_format=args.output_format, fixed_seed=args.fixed_seed)
+                               output_format=args.output_format, fixed_seed=args.fixed_seed,
+                               models=parse_models(args.models))
     except (ValueError, OSError) as exc:
         p.error(str(exc))
     duration = args.duration_s if (args.duration_s or args.requests) else 30.0
@@ -156,6 +159,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress = None if args.quiet else stderr_progress()
     all_records: list[dict[str, Any]] = []
     summaries = []
+    # A mixed-model workload: each model's share of every level, over the level's whole window.
+    per_model: dict[str, list] = {f"{label} [{name}]": [] for name in cfg.workload.models} if len(cfg.workload.models) > 1 else {}
     for i, c in enumerate(levels):
         if i and args.cooldown_s > 0:
             time.sleep(args.cooldown_s)
@@ -163,12 +168,19 @@ def cmd_run(args: argparse.Namespace) -> int:
                                  progress_interval_s=args.progress_interval_s)
         all_records += recs
         summaries.append(summarise(recs, c, run_start=w0, run_end=w1, warmup_s=args.warmup_s))
+        for name in cfg.workload.models if per_model else ():
+            mine = [r for r in recs if r.get("model") == name]
+            per_model[f"{label} [{name}]"].append(summarise(mine, c, run_start=w0, run_end=w1, warmup_s=args.warmup_s))
     meta = _meta(args, levels)
     meta["duration_s"] = duration
     paths = write_reports(out, label, all_records, summaries, meta, args.instance_price)
     from loadtest.report import markdown_table
 
     print(markdown_table({label: summaries}, args.instance_price), end="")
+    if per_model:
+        table = markdown_table(per_model, args.instance_price)
+        (out / "per_model.md").write_text(table)
+        print(table, end="")
     print("wrote " + " ".join(str(v) for v in paths.values()))
     return 0 if any(s.ok for s in summaries) else 3
 

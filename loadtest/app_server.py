@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs the local Ray instance may schedule (default: all)")
+    p.add_argument("--stats-out", help="on stopping, write each model replica's stats() (device memory included) here as JSON")
     p.add_argument("args", nargs="*", help="build_app key=value arguments, as for `serve run`")
     ns = p.parse_args(argv)
     app_args = {}
@@ -51,8 +52,35 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
+    if ns.stats_out:
+        write_replica_stats(ns.stats_out, settings.app_name)
     launch.shutdown()
     return 0
+
+
+def write_replica_stats(path: str, app_name: str, timeout_s: float = 20.0) -> None:
+    """Each running model replica's ``stats()``, keyed by its actor name (calls are routed to the replicas
+    in turn, so a few per replica reach them all)."""
+    import json
+
+    from ray import serve
+
+    from serve_app.model_replica import MODEL_DEPLOYMENT
+
+    doc: dict = {"replicas": {}}
+    try:
+        states = serve.status().applications[app_name].deployments[MODEL_DEPLOYMENT].replica_states
+        running = int(states.get("RUNNING", 0))
+        handle = serve.get_deployment_handle(MODEL_DEPLOYMENT, app_name=app_name)
+        for _ in range(4 * max(running, 1)):
+            stats = handle.stats.remote().result(timeout_s=timeout_s)
+            doc["replicas"][stats["actor_name"]] = stats
+            if len(doc["replicas"]) >= running:
+                break
+    except Exception as exc:  # noqa: BLE001 - the figures are a report, never a reason to fail stopping
+        doc["error"] = f"{type(exc).__name__}: {exc}"
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1, default=str)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
+import json
 import math
 import platform
 import random
@@ -287,11 +288,14 @@ def config_of(settings: Any, device: str) -> str:
     return name + ("-cl" if settings.channels_last else "") + ("-compile" if settings.compile else "")
 
 
-def ceiling_of(batch_sweep_rows: dict[str, list[dict[str, Any]]], config: str, batch: int) -> dict[str, Any] | None:
-    """The direct-call row the service is measured against: its configuration at its max batch."""
-    for row in batch_sweep_rows.get(config, []):
-        if row["batch_size"] == batch and "images_s" in row:
-            return {"config": config, **row}
+def ceiling_of(batch_sweep_rows: dict[str, list[dict[str, Any]]], config: str, batch: int,
+               decoder: str = "full") -> dict[str, Any] | None:
+    """The direct-call row the service is measured against: its configuration (with the app's default
+    decoder, where the sweep went per decoder) at its max batch."""
+    for label in (config, f"{config} {decoder}"):
+        for row in batch_sweep_rows.get(label, []):
+            if row["batch_size"] == batch and "images_s" in row:
+                return {"config": label, **row}
     return None
 
 
@@ -311,9 +315,12 @@ def run_servers(args: argparse.Namespace, width: int, height: int, out: Path) ->
                "--port", str(port), "--warmup-size", load.size] + (["--cache-dir", args.cache_dir] if args.cache_dir else [])
         servers["baseline"] = serve_target("baseline", cmd, port, load, out, {})
     port = free_port()
-    cmd = [sys.executable, "-m", "loadtest.app_server", "--port", str(port), f"model={args.model}", f"device={device}",
-           *cache, *args.app_arg]
+    replicas = out / "app-replicas.json"
+    cmd = [sys.executable, "-m", "loadtest.app_server", "--port", str(port), "--stats-out", str(replicas),
+           f"model={args.model}", f"device={device}", *cache, *args.app_arg]
     servers["app"] = serve_target("app", cmd, port, load, out, {})
+    # Each model replica's own counters, read by the app server as it stops (peak device memory included).
+    servers["app"]["replicas"] = json.loads(replicas.read_text()) if replicas.is_file() else None
     return servers
 
 
@@ -351,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start-timeout-s", type=float, default=600.0, help="how long a server may take to answer /ping")
     p.add_argument("--skip-sweep", action="store_true", help="service only (no direct-call ceiling)")
     p.add_argument("--skip-service", action="store_true", help="batch sweep only")
+    p.add_argument("--ceiling-from", help="with --skip-sweep: an earlier gpu_benchmark.json whose batch sweep gives the ceiling")
     p.add_argument("--decoders", help="batch sweep per decoder through the service's generator: comma list from "
                                        "full,full-compiled,tiny,tiny-compiled (default: the configurations' own path)")
     p.add_argument("--tiny-decoder", default="taesd-random",
@@ -394,6 +402,13 @@ def main(argv: list[str] | None = None) -> int:
                                                                                   "channels_last", "compile")},
                               "service_config": service_config}
     t_all = time.time()
+
+    def save(series: dict[str, list[LevelSummary]] | None = None) -> None:
+        """Write what is measured so far: a timeout or a crash later still leaves it on disk."""
+        result["elapsed_s"] = time.time() - t_all
+        report.write_json(out / "gpu_benchmark.json", result)
+        (out / "gpu_benchmark.md").write_text(render_md(result, series or {}))
+
     # 2. The ceiling: direct pipeline calls per configuration and batch size.
     if not args.skip_sweep:
         m = Model(args.model, args.device, args.cache_dir)
@@ -420,13 +435,21 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"   [{label}] compiled ({compile_mode}) for batches {sizes} in {compile_s:.1f} s", flush=True)
                 result["batch_sweep"][label] = batch_sweep(m, batch_sizes, args.iters, args.warmup_iters, width,
                                                            height, sweep_buckets, label)
+                save()
             m.use_decoder(None, "", "", "", [], width, height)
             if not decoders:
                 result["batch_sweep"][cfg.name] = batch_sweep(m, batch_sizes, args.iters, args.warmup_iters, width,
                                                                height, sweep_buckets)
+                save()
         m.close()  # the service's replica loads its own copy
-    ceiling = ceiling_of(result["batch_sweep"], service_config, settings.max_batch_size)
+    sweep_rows = result["batch_sweep"]
+    if args.skip_sweep and args.ceiling_from and Path(args.ceiling_from).is_file():
+        sweep_rows = json.loads(Path(args.ceiling_from).read_text()).get("batch_sweep", {})
+        result["ceiling_from"] = args.ceiling_from
+    default_decoder = "full" if "full" in settings.loaded_decoders else settings.loaded_decoders[0]
+    ceiling = ceiling_of(sweep_rows, service_config, settings.max_batch_size, default_decoder)
     result["ceiling"] = ceiling
+    save()
     # 3. The service that ships, through HTTP, at each concurrency.
     series: dict[str, list[LevelSummary]] = {}
     if not args.skip_service:
@@ -437,12 +460,10 @@ def main(argv: list[str] | None = None) -> int:
         app_name = f"the service ({service_config}, max batch {settings.max_batch_size})"
         series[app_name] = [LevelSummary(**lv) for lv in servers["app"]["levels"]]
         result["figures"] = service_figures(series[app_name], ceiling)
-    result["elapsed_s"] = time.time() - t_all
     # 4. Reports.
-    report.write_json(out / "gpu_benchmark.json", result)
+    save(series)
     if series:
         report.write_plot(out / "gpu_plot.png", series, title=f"{args.model} {args.size} 1 step on {info.get('gpu', args.device)}")
-    (out / "gpu_benchmark.md").write_text(render_md(result, series))
     print((out / "gpu_benchmark.md").read_text())
     print(f"wrote {out}/gpu_benchmark.json {out}/gpu_benchmark.md" + (f" {out}/gpu_plot.png" if series else ""))
     return 0
@@ -499,6 +520,21 @@ def render_md(r: dict[str, Any], series: dict[str, list[LevelSummary]]) -> str:
             lines.append(f"| {level} | {_f(f['img_s'], 2)} | {_f(frac * 100 if frac is not None else None, 0)}% | "
                          f"{_f(f['p50_ms'])} | {_f(f['p95_ms'])} | {_f(f['p99_ms'])} | {_f(f['mean_call_size'], 2)} |")
         lines += ["", "Targets (H100, sd-turbo-random, 512x512): >= 90% of the ceiling at >= 32 clients; p95 < 400 ms at 16 clients."]
+    app = r.get("servers", {}).get("app")
+    if app:
+        lines += ["", f"**Cold start** (app server process started -> `/ping` 200, Ray start, model load and warm-up "
+                      f"included): {_f(app.get('ready_s'))} s"]
+        replicas = app.get("replicas") or {}
+        if replicas.get("replicas"):
+            lines += ["", "Model replicas, read as the app stopped (after the load):", "",
+                      "| replica | device | GPU ids | peak device memory MiB | allocated MiB |", "|---|---|---|---:|---:|"]
+            for name, st in sorted(replicas["replicas"].items()):
+                peak, alloc = st.get("memory_peak_bytes"), st.get("memory_allocated_bytes")
+                lines.append(f"| {name} | {st.get('device')} | {st.get('gpu_ids')} | "
+                             f"{_f(peak / 2**20 if peak is not None else None, 0)} | "
+                             f"{_f(alloc / 2**20 if alloc is not None else None, 0)} |")
+        elif replicas.get("error"):
+            lines += ["", f"Model replicas' counters: not read ({replicas['error']})"]
     return "\n".join(lines) + "\n"
 
 

@@ -99,6 +99,9 @@ def _parse_json_body(rec: dict[str, Any], body: bytes) -> None:
             rec["error"] = "no image in response"
         bs = doc.get("batch_size")
         rec["batch_size"] = int(bs) if isinstance(bs, (int, float)) else None
+        model = doc.get("model")
+        if isinstance(model, dict) and isinstance(model.get("name"), str):
+            rec["model"] = model["name"]  # the model that made the image, as the server says
         t = doc.get("timings_ms") or {}
         for k in ("queue", "inference", "encode", "total"):
             if isinstance(t.get(k), (int, float)):
@@ -120,6 +123,7 @@ def _new_record(body: dict[str, Any]) -> dict[str, Any]:
         "images": 1,
         "width": body.get("width"),
         "height": body.get("height"),
+        "model": body.get("model"),  # what was asked for (None: the default); the answer's, once parsed
         "bytes": 0,
         "error": None,
     }

@@ -22,6 +22,7 @@ RAW_FIELDS = [
     "images",
     "width",
     "height",
+    "model",
     "bytes",
     "server_queue_ms",
     "server_inference_ms",

@@ -44,6 +44,14 @@ def parse_sizes(text: str | None) -> list[tuple[int, int]]:
     return out
 
 
+def parse_models(text: str | None) -> list[str]:
+    """'tiny,tiny-xl' -> ['tiny', 'tiny-xl']: the served models a mixed workload spreads over."""
+    names = [part.strip() for part in (text or "").split(",") if part.strip()]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--models names a model twice: {text!r}")
+    return names
+
+
 def parse_int_list(text: str) -> list[int]:
     vals = [int(x) for x in str(text).split(",") if x.strip()]
     if not vals or any(v <= 0 for v in vals):
@@ -72,9 +80,14 @@ class Workload:
     steps: int = 1
     output_format: str | None = None
     fixed_seed: int | None = None  # None: a fresh random seed per request (defeats the result cache)
+    # Served model names: each request names one, chosen with equal odds (a mixed-model
+    # workload); empty: no `model` field, the server's default model.
+    models: list[str] = field(default_factory=list)
 
     def make(self, rng: random.Random) -> dict[str, Any]:
         body: dict[str, Any] = {"prompt": rng.choice(self.prompts), "num_inference_steps": self.steps}
+        if self.models:
+            body["model"] = rng.choice(self.models)
         body["seed"] = self.fixed_seed if self.fixed_seed is not None else rng.randrange(0, 2**32)
         if self.sizes:
             w, h = rng.choice(self.sizes)

@@ -20,8 +20,8 @@ from serve_app.cluster import ClusterResources, DeploymentSizes, current_resourc
 from serve_app.ingress import Ingress
 from serve_app.logs import configure_logging, log_event
 from serve_app.model.resolved import ResolvedModel
-from serve_app.model_replica import SDTurboModel
-from serve_app.settings import Settings
+from serve_app.model_replica import SDTurboModel, model_deployment_name
+from serve_app.settings import ModelSource, Settings
 
 logger = logging.getLogger("sd_turbo.app")
 
@@ -71,19 +71,24 @@ def build_app(args: Mapping[str, Any] | None = None) -> Application:
     return build_app_from_settings(Settings.load(args or {}))
 
 
-def resolve_sources(settings: Settings) -> ResolvedModel:
-    """The model, TAESD (when a loaded decoder) and the safety checker (when on) as local
-    directories, fetched or built once with the same fail-fast rules (serve_app/model/sources.py)."""
+def resolve_sources(settings: Settings, served: ModelSource | None = None) -> ResolvedModel:
+    """One served model (default: the first), TAESD (when a loaded decoder) and the safety checker
+    (when on) as local directories, fetched or built once with the same fail-fast rules
+    (serve_app/model/sources.py)."""
     from serve_app.model import resolve_model, resolve_safety_checker, resolve_tiny_decoder, select_device, select_dtype
+    from serve_app.model.decoders import tiny_decoder_for_family
 
+    served = served or settings.served_models[0]
     device = select_device(settings.device)
     half = select_dtype(settings.dtype, device).itemsize == 2
-    resolved = resolve_model(settings.model, settings.model_revision, settings.cache_dir, half)
+    resolved = resolve_model(served.source, served.revision, settings.cache_dir, half)
     tiny = None
     if "tiny" in settings.loaded_decoders:
-        tiny = resolve_tiny_decoder(
-            settings.tiny_decoder, settings.tiny_decoder_revision, resolved.local_dir, settings.cache_dir
-        )
+        # Each family its own tiny decoder: TAESD for SD-Turbo's latents, TAESDXL for SDXL-Turbo's.
+        # The revision setting belongs to the source as written; a swapped one has its own pin (or none).
+        source = tiny_decoder_for_family(settings.tiny_decoder, resolved.family)
+        revision = settings.tiny_decoder_revision if source == settings.tiny_decoder else ""
+        tiny = resolve_tiny_decoder(source, revision, resolved.local_dir, settings.cache_dir)
     safety = resolve_safety_checker(
         settings.safety_checker,
         settings.safety_checker_revision,
@@ -91,7 +96,12 @@ def resolve_sources(settings: Settings) -> ResolvedModel:
         resolved.local_dir,
         settings.fault_injection_unsafe_seeds,
     )
-    return dataclasses.replace(resolved, tiny_decoder=tiny, safety_checker=safety)
+    return dataclasses.replace(resolved, tiny_decoder=tiny, safety_checker=safety, name=served.name)
+
+
+def resolve_served_models(settings: Settings) -> list[ResolvedModel]:
+    """Every served model resolved (``resolve_sources``), the default first."""
+    return [resolve_sources(settings, served) for served in settings.served_models]
 
 
 def build_app_from_settings(settings: Settings, resources: ClusterResources | None = None) -> Application:
@@ -101,27 +111,59 @@ def build_app_from_settings(settings: Settings, resources: ClusterResources | No
     Raises DoesNotFit (before any model is fetched) when the replicas cannot fit.
     """
     configure_logging(settings.log_level)
-    # 1. Size both deployments to the cluster, or refuse now with what was asked and what exists.
+    # 1. Size every deployment to the cluster, or refuse now with what was asked and what exists.
     resources = resources or current_resources()
-    sizes = size_deployments(settings, resources)
-    # 2. Resolve every source once, here, before any replica starts.
-    resolved = resolve_sources(settings)
+    sizes = size_deployments(settings, resources, models=len(settings.served_models))
+    # 2. Resolve every source once, here, before any replica starts; on a GPU, refuse models that
+    #    do not fit its memory together, with the numbers, before any replica loads one.
+    served = resolve_served_models(settings)
+    if sizes.model_gpus:
+        check_gpu_memory(settings, served)
     options = model_deployment_options(settings, sizes)
-    log_event(
-        logger,
-        "app_built",
-        **resolved.log_fields(),
-        local_dir=resolved.local_dir,
-        cluster={"cpus": resources.cpus, "gpus": resources.gpus},
-        deployment=options,
-        ingress_cpus=sizes.ingress_cpus,
-    )
-    # 3. Wire ingress to model. One object crosses the Ray seam: both replicas get every source
-    #    as it was resolved here (the model replica alone loads the safety checker).
-    model = SDTurboModel.options(**options).bind(settings, resolved)
+    for resolved in served:
+        log_event(
+            logger,
+            "app_built",
+            **resolved.log_fields(),
+            local_dir=resolved.local_dir,
+            deployment_name=model_deployment_name(resolved.name, resolved is served[0]),
+            cluster={"cpus": resources.cpus, "gpus": resources.gpus},
+            deployment=options,
+            ingress_cpus=sizes.ingress_cpus,
+        )
+    # 3. Wire ingress to the models: one model deployment per served model (its own replicas,
+    #    queue and device loop, so a batch never mixes models), the default model's deployment
+    #    keeping its single-model name. One object crosses the Ray seam per model: both replicas
+    #    get every source as it was resolved here (the model replica alone loads the safety checker).
+    models = [
+        SDTurboModel.options(name=model_deployment_name(resolved.name, index == 0), **options).bind(settings, resolved)
+        for index, resolved in enumerate(served)
+    ]
     return Ingress.options(
         num_replicas=sizes.ingress_replicas,
         # The ingress only parses, validates and awaits: it holds many requests cheaply.
         max_ongoing_requests=1000,
         ray_actor_options={"num_cpus": sizes.ingress_cpus, "runtime_env": replica_runtime_env()},
-    ).bind(model, settings, resolved)
+    ).bind(models, settings, served)
+
+
+def check_gpu_memory(settings: Settings, served: list[ResolvedModel]) -> None:
+    """Refuse (DoesNotFit) models whose estimated GPU memory, together, exceeds one GPU's: every
+    GPU holds one replica of every served model (serve_app/cluster.py)."""
+    from serve_app.cluster import DoesNotFit
+    from serve_app.model.memory import estimate_model_memory
+    from serve_app.ray_private import gpu_memory_bytes
+
+    total = gpu_memory_bytes()
+    if total is None:
+        logger.warning("GPU memory unknown (no NVML): the served models' memory was not checked before loading")
+        return
+    half = settings.dtype in ("auto", "float16", "bfloat16")
+    estimates = [estimate_model_memory(m.local_dir, m.name, m.family, 2 if half else 4, settings.max_batch_size) for m in served]
+    needed = sum(e.total_bytes for e in estimates)
+    if needed > total:
+        raise DoesNotFit(
+            f"the served models need about {needed / 2**30:.1f} GiB of GPU memory together "
+            f"({'; '.join(e.describe() for e in estimates)}); each GPU has {total / 2**30:.1f} GiB. "
+            "Serve fewer models (SDTURBO_MODELS), a smaller max_batch_size, or a larger GPU."
+        )

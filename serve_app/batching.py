@@ -30,6 +30,9 @@ class GenerationSpec:
     height: int = 512
     negative_prompt: str | None = None
     decoder: str = DEFAULT_DECODER  # which VAE decoder turns the latents into pixels: one of DECODER_NAMES
+    # The served model's name (the `models` setting); None: the server's one model. A model
+    # replica serves one model and refuses a spec for another, so a call never mixes models.
+    model: str | None = None
 
     @property
     def uses_guidance(self) -> bool:
@@ -39,7 +42,7 @@ class GenerationSpec:
     @property
     def group_key(self) -> tuple:
         """Requests with equal keys can share one pipeline call."""
-        return (self.width, self.height, self.num_inference_steps, self.guidance_scale, self.decoder)
+        return (self.model, self.width, self.height, self.num_inference_steps, self.guidance_scale, self.decoder)
 
 
 @dataclass(frozen=True)

@@ -54,18 +54,21 @@ class ClusterResources:
 class DeploymentSizes:
     """Replica counts and per-replica resource requests of both deployments."""
 
-    model_replicas: int
+    model_replicas: int  # per served model
     model_cpus: float
-    model_gpus: int
+    model_gpus: float  # per model replica: 1 / (served models) of a GPU, 0 on CPU
     ingress_replicas: int
     ingress_cpus: float
+    models: int = 1  # served models, one deployment each
 
     def total_cpus(self) -> float:
-        return self.model_replicas * self.model_cpus + self.ingress_replicas * self.ingress_cpus
+        return self.models * self.model_replicas * self.model_cpus + self.ingress_replicas * self.ingress_cpus
 
 
-def size_deployments(settings: Settings, resources: ClusterResources) -> DeploymentSizes:
-    """Fit the ingress and one model replica per GPU (or the asked number) into ``resources``.
+def size_deployments(settings: Settings, resources: ClusterResources, models: int = 1) -> DeploymentSizes:
+    """Fit the ingress and, for each of ``models`` served models, one model replica per GPU (or the
+    asked number) into ``resources``. Every GPU holds one replica of every model (each pinned to
+    that GPU with 1/models of it), so any GPU serves any model.
 
     Raises DoesNotFit, naming what was asked and what the cluster has, when they cannot fit.
     """
@@ -90,21 +93,23 @@ def size_deployments(settings: Settings, resources: ClusterResources) -> Deploym
 
     # 3. CPUs: the ingress replicas first, the model replicas share what is left (at most 1 each).
     ingress_total = settings.ingress_replicas * INGRESS_CPUS
-    share = (resources.cpus - ingress_total) / replicas
+    share = (resources.cpus - ingress_total) / (replicas * models)
     model_cpus = min(MODEL_CPUS_MAX, math.floor(share * 100) / 100)  # whole hundredths, rounded down
     if model_cpus < MODEL_CPUS_MIN:
-        needed = ingress_total + replicas * MODEL_CPUS_MIN
+        needed = ingress_total + replicas * models * MODEL_CPUS_MIN
         raise DoesNotFit(
-            f"num_replicas={replicas} model replica(s) need at least {MODEL_CPUS_MIN} CPU each and "
+            f"num_replicas={replicas} model replica(s){'' if models == 1 else f' of each of {models} served models'} "
+            f"need at least {MODEL_CPUS_MIN} CPU each and "
             f"ingress_replicas={settings.ingress_replicas} need {INGRESS_CPUS} CPU each: "
             f"{_number(needed)} CPUs; this Ray cluster has {_number(resources.cpus)}"
         )
     return DeploymentSizes(
         model_replicas=replicas,
         model_cpus=model_cpus,
-        model_gpus=1 if on_gpu else 0,
+        model_gpus=1 / models if on_gpu else 0,
         ingress_replicas=settings.ingress_replicas,
         ingress_cpus=INGRESS_CPUS,
+        models=models,
     )
 
 

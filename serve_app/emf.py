@@ -10,7 +10,10 @@ the metrics reach CloudWatch without an agent or a PutMetricData call. Each reco
      "QueueMs": 12.5, ...}
 
 The namespace, dimensions and metric names are a contract with the Terraform dashboard
-(``infra/``): change them together. ``Rejections`` carries an extra ``ErrorType`` dimension.
+(``infra/``): change them together. ``Rejections`` carries an extra ``ErrorType`` dimension. A
+model replica's records carry its served model's name as ``Model`` and are published twice: under
+the endpoint's dimensions (the totals the dashboard and alarms read, whatever the models) and with
+``Model`` added (each model's own series).
 
 A log event must be the JSON document and nothing else, so inside Ray the forwarded worker
 output must not get Ray's ``(pid=...)`` prefix and must not be deduplicated across replicas:
@@ -35,6 +38,7 @@ logger = logging.getLogger("sd_turbo.emf")
 NAMESPACE = "SDTurbo"
 DIMENSIONS = ("EndpointName", "VariantName")
 ERROR_DIMENSIONS = (*DIMENSIONS, "ErrorType")
+MODEL_DIMENSIONS = (*DIMENSIONS, "Model")
 # Every metric the service emits, with its CloudWatch unit.
 UNITS: dict[str, str] = {
     "BatchSize": "Count",  # images per pipeline call, one value per call
@@ -69,20 +73,24 @@ class EmfWriter:
         variant_name: str,
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.time,
+        model: str | None = None,
     ):
         if not endpoint_name or not variant_name:
             raise ValueError("EMF records need an endpoint name and a variant name")
         self.dimensions = {"EndpointName": endpoint_name, "VariantName": variant_name}
+        if model:
+            self.dimensions["Model"] = model
         self._stream = stream
         self._clock = clock
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Any) -> EmfWriter | None:
-        """A writer when ``endpoint_name`` is set (Terraform sets it on SageMaker), else None."""
+    def from_settings(cls, settings: Any, model: str | None = None) -> EmfWriter | None:
+        """A writer when ``endpoint_name`` is set (Terraform sets it on SageMaker), else None;
+        ``model``: the served model a model replica's records are about."""
         if not settings.endpoint_name:
             return None
-        return cls(settings.endpoint_name, settings.variant_name)
+        return cls(settings.endpoint_name, settings.variant_name, model=model)
 
     def record(self, metrics: Mapping[str, float], error_type: str | None = None) -> dict[str, Any]:
         """The EMF document for ``metrics`` (name -> value) observed now."""
@@ -97,10 +105,12 @@ class EmfWriter:
             (ERROR_DIMENSIONS, [n for n in metrics if n in ERROR_METRICS]),
         ):
             if names:
+                # A model's records: the endpoint's totals and the model's own series.
+                both = dimensions == DIMENSIONS and "Model" in self.dimensions
                 directives.append(
                     {
                         "Namespace": NAMESPACE,
-                        "Dimensions": [list(dimensions)],
+                        "Dimensions": [list(dimensions), list(MODEL_DIMENSIONS)] if both else [list(dimensions)],
                         "Metrics": [{"Name": name, "Unit": UNITS[name]} for name in names],
                     }
                 )

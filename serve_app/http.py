@@ -40,9 +40,11 @@ from serve_app.pages import pages_router
 from serve_app.protocol import (
     DECODER_NOT_LOADED,
     IMAGE_MEDIA_TYPES,
+    MODEL_NOT_SERVED,
     ErrorResponse,
     GenerateRequest,
     GenerateResponse,
+    ModelsResponse,
     PingResponse,
     request_model_for,
 )
@@ -56,8 +58,9 @@ _ERROR_DOCS = {
     413: "Request body larger than the configured limit, or an answer larger than the response "
     "limit (SageMaker: 6 MB) with no S3 bucket to route it to.",
     415: "Content-Type is not application/json.",
-    422: "A field is missing, out of range or unknown, the prompt is too long or blocked by the "
-    "content policy, or S3 delivery is not configured; `error.field` names the field. "
+    422: "A field is missing, out of range or unknown, the model or decoder is not served here, the "
+    "prompt is too long for the model or blocked by the content policy, or S3 delivery is not "
+    "configured; `error.field` names the field. "
     "`error.type` `image_blocked`: the image safety checker flagged the generated image, which is "
     "not returned (another prompt or seed may pass).",
     500: "An unexpected server error (a bug); the body's request_id finds it in the logs.",
@@ -206,7 +209,7 @@ def service_error_from_validation(exc: RequestValidationError) -> ServiceError:
     field = ".".join(str(part) for part in path) or None
     if kind == "extra_forbidden":
         message = f"unknown field {field!r}"
-    elif kind == DECODER_NOT_LOADED:
+    elif kind in (DECODER_NOT_LOADED, MODEL_NOT_SERVED):
         message = first["msg"]
     elif kind == "missing":
         message = f"{field} is required"
@@ -248,6 +251,7 @@ def image_response(outcome: ImageOutcome) -> Response:
             "X-Guidance-Scale": str(meta.guidance_scale),
             "X-Batch-Size": str(meta.batch_size),
             "X-Cached": str(meta.cached).lower(),
+            "X-Model": meta.model.name,
             "X-Model-Id": meta.model.id,
             "X-Model-Revision": meta.model.revision or "",
             "X-Model-Random-Weights": str(meta.model.random_weights).lower(),
@@ -394,6 +398,10 @@ def create_http_app(
             return JSONResponse(body.model_dump())
         return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": str(PING_RETRY_AFTER_S)})
 
+    @app.get("/models", response_model=ModelsResponse, summary="The served models, with their defaults and limits")
+    async def models() -> ModelsResponse:
+        return ModelsResponse(models=service.model_limits())
+
     async def generate(generate_request: GenerateRequest, context: RequestContext, accept: str | None) -> Response:
         context.prompt_sha256 = prompt_hash(generate_request.prompt)
         image_format = negotiate_image_format(accept)
@@ -418,9 +426,9 @@ def create_http_app(
     async def invocations(generate_request: GenerateRequest, context: Context, accept: Accept = None) -> Response:
         return await generate(generate_request, context, accept)
 
-    # This server's request schema: ``decoder`` lists only the decoders it loaded, so the served
-    # OpenAPI document offers exactly what this server accepts.
-    request_model = request_model_for(service.settings.loaded_decoders)
+    # This server's request schema: ``decoder`` lists only the decoders it loaded and ``model``
+    # only the models it serves, so the served OpenAPI document offers exactly what it accepts.
+    request_model = request_model_for(service.settings.loaded_decoders, service.model_names)
     generation = APIRouter(route_class=generate_route_class(max_body_bytes, admit))
     generate_route = dict(
         methods=["POST"],

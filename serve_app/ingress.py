@@ -31,16 +31,15 @@ from serve_app.liveness import describe_death, process_state
 from serve_app.logs import configure_logging, log_event
 from serve_app.metrics import IngressMetrics
 from serve_app.model.resolved import ResolvedModel
-from serve_app.model_replica import MODEL_DEPLOYMENT
-from serve_app.ray_private import model_replica_running
+from serve_app.model_replica import model_deployment_name
+from serve_app.ray_private import model_replicas_running
 from serve_app.settings import Settings
 from serve_app.startup import StartupWatch
 
 logger = logging.getLogger("sd_turbo.ingress")
 
 INGRESS_DEPLOYMENT = "Ingress"
-# How often the ingress refreshes its view of the model deployment's health (how old that view
-# may get: serve_app/ingress_app.py's READINESS_STALE_S).
+# How often the ingress refreshes its view of the model deployment's health.
 READINESS_POLL_S = 0.5
 # Retry-After for a full queue: a batch completes in well under a second on a GPU.
 OVERLOAD_RETRY_AFTER_S = 1
@@ -49,23 +48,27 @@ OVERLOAD_RETRY_AFTER_S = 1
 @serve.deployment(name=INGRESS_DEPLOYMENT)
 @serve.ingress()
 class Ingress:
-    async def __init__(self, model, settings: Settings, resolved: ResolvedModel):
+    async def __init__(self, models, settings: Settings, resolved: list[ResolvedModel]):
+        """``models``: the served models' deployment handles, in the order of ``resolved`` (the
+        default first)."""
         # An async constructor runs on the replica's event loop, so the readiness poll starts here.
         configure_logging(settings.log_level)
         if direct_ingress.is_enabled():
             # Serve starts this replica's own HTTP server after the constructor returns.
             direct_ingress.share_port_with_responder()
         # 1. The app, from plain values: the model is reached through its deployment handle.
+        handles = {served.name: handle for served, handle in zip(resolved, models, strict=True)}
         self.ingress = build_ingress_app(
             settings,
             resolved,
-            functools.partial(call_model, model),
+            functools.partial(call_model, handles),
             metrics=IngressMetrics(emf=EmfWriter.from_settings(settings)),
         )
         # 2. Readiness: `serve run` names the application "default"; the container names it from
         #    the settings. Whatever runs the app, the reason it is not running by the start-up
         #    deadline is logged; the container entrypoint also exits on it (issue 16).
         self.app_name = serve.get_replica_context().app_name
+        self._model_deployments = [model_deployment_name(m.name, index == 0) for index, m in enumerate(resolved)]
         self._startup_watch = StartupWatch(self.app_name, settings.startup_deadline_s)
         self._readiness_poll = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readiness")
         self._readiness_pending: Future | None = None
@@ -145,15 +148,18 @@ class Ingress:
         self._readiness_pending = self._readiness_poll.submit(self._ask_controller)
 
     def _ask_controller(self) -> tuple[bool, str]:
-        """On the readiness thread: whether a model replica runs (and the start-up watch fed)."""
+        """On the readiness thread: whether every served model has a running replica (a request
+        may name any of them), and the start-up watch fed."""
         if not self._startup_watch.settled:
             # While starting, the full status too: the start-up watch says what is stuck.
             self._startup_watch.observe(serve.status().applications.get(self.app_name))
-        return model_replica_running(self.app_name, MODEL_DEPLOYMENT)
+        return model_replicas_running(self.app_name, self._model_deployments)
 
 
-async def call_model(model, job: GenerationJob) -> GenerationResult:
-    """``job`` on the model deployment (``model``: its handle), Ray's failures as the service's errors."""
+async def call_model(models: dict, job: GenerationJob) -> GenerationResult:
+    """``job`` on the deployment of the model it names (``models``: name -> handle; the first is
+    the default), Ray's failures as the service's errors."""
+    model = models[job.spec.model] if job.spec.model is not None else next(iter(models.values()))
     response = model.generate.remote(job)
     try:
         return await response

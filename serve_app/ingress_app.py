@@ -9,7 +9,7 @@ back into the Ray actor: the actor only records what its readiness poll learns i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,7 +23,7 @@ from serve_app.inflight import CountOpenRequests, InflightRequests
 from serve_app.liveness import Readiness
 from serve_app.model.resolved import ResolvedModel
 from serve_app.protocol import ModelInfo
-from serve_app.serving import GenerateFn, ImageService, TokenCounter
+from serve_app.serving import GenerateFn, ImageService, ServedModel, TokenCounter
 from serve_app.settings import Settings
 from serve_app.storage import S3ImageStore
 
@@ -88,6 +88,7 @@ class IngressApp:
 def model_info(resolved: ResolvedModel) -> ModelInfo:
     """What every response says about the model (random weights are never reported as real)."""
     return ModelInfo(
+        name=resolved.name,
         id=resolved.model_id,
         revision=resolved.revision,
         random_weights=resolved.is_random,
@@ -97,14 +98,17 @@ def model_info(resolved: ResolvedModel) -> ModelInfo:
 
 def build_ingress_app(
     settings: Settings,
-    resolved: ResolvedModel,
+    resolved: ResolvedModel | Sequence[ResolvedModel],
     model_call: GenerateFn,
     *,
     token_counter: TokenCounter | None = None,
     metrics: IngressMetrics | None = None,
     store_factory: Callable[[Settings], S3ImageStore | None] | None = None,
 ) -> IngressApp:
-    """The ingress's app: ``model_call(job)`` reaches the model; the rest comes from ``settings``."""
+    """The ingress's app: ``model_call(job)`` reaches the model ``job.spec.model`` names; the rest
+    comes from ``settings``. ``resolved``: the served model, or the served models, default first."""
+    served = [resolved] if isinstance(resolved, ResolvedModel) else list(resolved)
+    default = served[0]
     metrics = metrics or NoIngressMetrics()
     # 1. Requests waiting on the model are tracked, so a stop drains them and then aborts the rest.
     inflight = InflightRequests()
@@ -113,12 +117,22 @@ def build_ingress_app(
         return await inflight.run(model_call(job))
 
     # 2. The serving logic: validation against the model's tokenizer, cache, S3 delivery.
-    if token_counter is None:
-        from serve_app.model.tokens import PromptTokenCounter
+    from serve_app.model.tokens import PromptTokenCounter
 
-        token_counter = PromptTokenCounter(resolved.local_dir)
+    def counter(model: ResolvedModel) -> TokenCounter:
+        return token_counter or PromptTokenCounter(model.local_dir)
+
     store = (store_factory or s3_store)(settings)
-    service = ImageService(settings, model_info(resolved), token_counter, call_model, store=store, metrics=metrics)
+    service = ImageService(
+        settings,
+        model_info(default),
+        counter(default),
+        call_model,
+        store=store,
+        metrics=metrics,
+        other_models=[ServedModel(model_info(model), counter(model), model.family) for model in served[1:]],
+        family=default.family,
+    )
     rate_limiter = (
         RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst) if settings.rate_limit_per_minute else None
     )

@@ -91,15 +91,19 @@ def start_serve(http_options: dict[str, Any]) -> None:
     serve.start(http_options=http_options)
 
 
-def deploy(app: Any, app_name: str, *, wait_for_running: bool = True) -> None:
-    """Deploy ``app`` under ``app_name`` at ``/``; a new app under the same name replaces it.
+def deploy(app: Any, app_name: str, *, wait_for_running: bool = True, route_prefix: str = "/") -> None:
+    """Deploy ``app`` under ``app_name`` at ``route_prefix`` (``/``; another prefix lets several
+    applications share Ray's proxy, as ``loadtest.model_mix_benchmark`` does); a new app under
+    the same name replaces it.
 
     Without ``wait_for_running`` it returns once Serve has the application, so that the caller
     can watch its own deadline (``serve.run`` would wait forever for an unschedulable replica).
     """
     from ray import serve
 
-    serve.run_many([serve.RunTarget(app, name=app_name, route_prefix="/")], wait_for_applications_running=wait_for_running)
+    serve.run_many(
+        [serve.RunTarget(app, name=app_name, route_prefix=route_prefix)], wait_for_applications_running=wait_for_running
+    )
 
 
 def shutdown() -> None:

@@ -36,6 +36,12 @@ logger = logging.getLogger("sd_turbo.model_replica")
 MODEL_DEPLOYMENT = "SDTurboModel"
 
 
+def model_deployment_name(model: str, default: bool) -> str:
+    """The default model's deployment keeps the single-model name; each other served model's is
+    ``SDTurboModel-<name>``."""
+    return MODEL_DEPLOYMENT if default else f"{MODEL_DEPLOYMENT}-{model}"
+
+
 @serve.deployment(name=MODEL_DEPLOYMENT)
 class SDTurboModel:
     async def __init__(self, settings: Settings, resolved: ResolvedModel):
@@ -55,6 +61,9 @@ class SDTurboModel:
 
         configure_logging(settings.log_level)
         self.settings = settings
+        # The one model this replica serves: a job for another is refused, so no call mixes models.
+        self.model_name = resolved.name
+        self._call_models: set[str | None] = set()  # the models named by the specs of its calls
         started = time.perf_counter()
         time.sleep(settings.fault_injection_load_stall_s)  # testing only; 0 by default
         # 1. Load once, here, never in the request path.
@@ -70,7 +79,7 @@ class SDTurboModel:
         # VAE decoders: the full VAE and/or TAESD (resolved.tiny_decoder), compiled here when
         # compile_decoder says so, never in the request path.
         decoders = prepare_decoders(pipe, resolved.tiny_decoder, **settings.decoder_options)
-        self.metrics = ModelMetrics(emf=EmfWriter.from_settings(settings))
+        self.metrics = ModelMetrics(emf=EmfWriter.from_settings(settings, model=resolved.name))
         self.generator = SDTurboGenerator(
             pipe,
             simulate_oom_above=settings.fault_injection_oom_above,
@@ -120,6 +129,8 @@ class SDTurboModel:
 
     async def generate(self, job: GenerationJob) -> GenerationResult:
         """One request: wait for its pipeline call, then encode its image."""
+        if job.spec.model not in (None, self.model_name):
+            raise ValueError(f"the replica of model {self.model_name!r} was sent a job for {job.spec.model!r}")
         self._held += 1
         self.metrics.queue_depth.set(self._held)
         request = self.device_loop.prepare(job.spec)
@@ -169,6 +180,7 @@ class SDTurboModel:
         from serve_app.model import GenerationOutOfMemory
 
         self.health.call_started()
+        self._call_models.update(spec.model for spec in specs)
         try:
             images = self.generator.generate(specs, should_stop)
         except GenerationOutOfMemory as exc:
@@ -201,6 +213,9 @@ class SDTurboModel:
 
         return {
             "held": self._held,
+            "model": self.model_name,
+            # Every model the specs of this replica's calls named: its own only (tests check it).
+            "call_models": sorted(str(name) for name in self._call_models),
             "oom_splits": self.generator.oom_splits,
             "actor_name": ray.get_runtime_context().get_actor_name(),
             "device_busy": self.device_loop.busy,
@@ -214,6 +229,8 @@ class SDTurboModel:
             "niceness": os.getpriority(os.PRIO_PROCESS, 0),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "device": str(self.generator.device),
+            # Device memory now and at its peak since start-up (torch's allocator; empty on CPU).
+            **self.generator.device_stats(),
         }
 
     def check_health(self) -> None:

@@ -23,6 +23,8 @@ MAX_GUIDANCE_SCALE = 10.0
 MAX_PROMPT_CHARS = 2000
 
 OutputFormat = Literal["jpeg", "png", "webp"]
+# A served model's name (the `models` setting): what a request's `model` field says.
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # Every decoder name (serve_app/batching.py lists them); a server's own schema lists only the
 # decoders it loaded (``request_model_for``).
 DecoderName = Literal[DECODER_NAMES]  # type: ignore[valid-type]
@@ -89,6 +91,12 @@ _DECODER_DOC = (
 )
 
 
+_MODEL_DOC = (
+    "Which served model makes the image (GET /models lists them, with their limits); this server's "
+    "schema lists the ones it serves. Absent: the server's default model (the first it serves)."
+)
+
+
 class GenerateRequest(BaseModel):
     """One image to generate."""
 
@@ -139,6 +147,9 @@ class GenerateRequest(BaseModel):
         default=None,
         description=_DECODER_DOC,
     )
+    model: Annotated[str, Field(max_length=64, pattern=MODEL_NAME_PATTERN)] | None = Field(
+        default=None, description=_MODEL_DOC
+    )
 
     @field_validator("prompt")
     @classmethod
@@ -153,16 +164,52 @@ class GenerateRequest(BaseModel):
 
 # The validation error of a decoder this server did not load; its message is complete as it is.
 DECODER_NOT_LOADED = "decoder_not_loaded"
+MODEL_NOT_SERVED = "model_not_served"
 
 
-def request_model_for(loaded_decoders: tuple[str, ...]) -> type[GenerateRequest]:
-    """``GenerateRequest`` as one server publishes it: ``decoder`` accepts only ``loaded_decoders``,
-    so the served OpenAPI document never offers what that server would refuse."""
-    if set(loaded_decoders) == set(DECODER_NAMES):
+def request_model_for(
+    loaded_decoders: tuple[str, ...], served_models: tuple[str, ...] | None = None
+) -> type[GenerateRequest]:
+    """``GenerateRequest`` as one server publishes it: ``decoder`` accepts only ``loaded_decoders``
+    and ``model`` only ``served_models`` (when given), so the served OpenAPI document never offers
+    what that server would refuse."""
+    if set(loaded_decoders) == set(DECODER_NAMES) and served_models is None:
         return GenerateRequest
     unknown = set(loaded_decoders) - set(DECODER_NAMES)
     if unknown or not loaded_decoders:
         raise ValueError(f"unknown decoders {sorted(unknown)}; known: {DECODER_NAMES}")
+    fields: dict = {}
+    if served_models is not None:
+        fields["model"] = _served_model_field(served_models)
+    if set(loaded_decoders) != set(DECODER_NAMES):
+        fields["decoder"] = _loaded_decoder_field(loaded_decoders)
+    return create_model(
+        "GenerateRequest",
+        __base__=GenerateRequest,
+        __module__=__name__,
+        __doc__=GenerateRequest.__doc__,
+        **fields,
+    )
+
+
+def _served_model_field(served_models: tuple[str, ...]) -> tuple:
+    if not served_models or len(set(served_models)) != len(served_models):
+        raise ValueError(f"served models must be distinct names, got {served_models}")
+    served = Literal[tuple(served_models)]  # type: ignore[valid-type]
+
+    def not_served(value: object) -> object:
+        # The schema's enum refuses it either way; this says why, and what is served.
+        if isinstance(value, str) and value not in served_models:
+            raise PydanticCustomError(
+                MODEL_NOT_SERVED,
+                f"model {value!r} is not served here (served: {', '.join(served_models)}; SDTURBO_MODELS chooses)",
+            )
+        return value
+
+    return (Annotated[served | None, BeforeValidator(not_served)], Field(default=None, description=_MODEL_DOC))
+
+
+def _loaded_decoder_field(loaded_decoders: tuple[str, ...]) -> tuple:
     loaded = Literal[tuple(loaded_decoders)]  # type: ignore[valid-type]
 
     def known_but_not_loaded(value: object) -> object:
@@ -175,16 +222,7 @@ def request_model_for(loaded_decoders: tuple[str, ...]) -> type[GenerateRequest]
             raise PydanticCustomError(DECODER_NOT_LOADED, message)
         return value
 
-    return create_model(
-        "GenerateRequest",
-        __base__=GenerateRequest,
-        __module__=__name__,
-        __doc__=GenerateRequest.__doc__,
-        decoder=(
-            Annotated[loaded | None, BeforeValidator(known_but_not_loaded)],
-            Field(default=None, description=_DECODER_DOC),
-        ),
-    )
+    return (Annotated[loaded | None, BeforeValidator(known_but_not_loaded)], Field(default=None, description=_DECODER_DOC))
 
 
 class DecoderSource(BaseModel):
@@ -196,6 +234,7 @@ class DecoderSource(BaseModel):
 class ModelInfo(BaseModel):
     """Which model made the image."""
 
+    name: str = Field(default="default", description="The served model's name: what a request's `model` field says.")
     id: str
     revision: str | None
     random_weights: bool = Field(
@@ -244,3 +283,28 @@ class ErrorResponse(BaseModel):
 class PingResponse(BaseModel):
     status: Literal["ready", "loading"]
     model: ModelInfo
+
+
+class ModelLimits(BaseModel):
+    """What one served model accepts and assumes (GET /models)."""
+
+    name: str
+    default: bool = Field(description="True for the model a request without `model` gets.")
+    family: Literal["sd-turbo", "sdxl-turbo"] = Field(
+        description="The architecture: SD-Turbo (SD 2.1, one text encoder) or SDXL-Turbo (two text encoders)."
+    )
+    model: ModelInfo
+    max_prompt_tokens: int = Field(description="Longest prompt (and negative prompt) in tokens; longer is refused.")
+    default_width: int
+    default_height: int
+    min_side: int
+    max_side: int
+    side_multiple: int = Field(description="Width and height must be multiples of this.")
+    default_steps: int
+    max_steps: int
+    default_guidance_scale: float
+    decoders: list[DecoderName] = Field(description="The VAE decoders loaded for this model, the default first.")
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelLimits] = Field(description="The served models, the default first.")

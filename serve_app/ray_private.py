@@ -27,6 +27,41 @@ def deployment_healthy(app_name: str, deployment: str) -> bool:
     return any(d.name == deployment and d.status == "HEALTHY" for d in overview.deployment_statuses)
 
 
+def deployments_healthy(app_name: str, deployments: list[str]) -> bool:
+    """Whether every one of ``app_name``'s ``deployments`` is HEALTHY: one status call, as
+    ``deployment_healthy`` (the served models' deployments, polled by the ingress)."""
+    from ray.serve.context import _get_global_client
+
+    overview = _get_global_client().get_serve_status(app_name)
+    healthy = {d.name for d in overview.deployment_statuses if d.status == "HEALTHY"}
+    return set(deployments) <= healthy
+
+
+def gpu_memory_bytes() -> int | None:
+    """The smallest total memory of this machine's visible GPUs, or None without NVML.
+
+    Needs: Ray's vendored NVML binding, ``ray._private.thirdparty.pynvml`` (the one Ray's own GPU
+    detection uses). Why not torch: the app builder would then create a CUDA context (hundreds of
+    MiB on GPU 0) in a process that never runs a model.
+    """
+    try:
+        from ray._private.thirdparty import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - no driver, no NVML: unknown
+        return None
+    try:
+        from ray._private import accelerators
+
+        visible = accelerators.get_accelerator_manager_for_resource("GPU").get_current_process_visible_accelerator_ids()
+        count = pynvml.nvmlDeviceGetCount()
+        indices = [int(i) for i in visible if str(i).isdigit()] if visible is not None else list(range(count))
+        sizes = [pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).total for i in indices if i < count]
+        return min(sizes) if sizes else None
+    finally:
+        pynvml.nvmlShutdown()
+
+
 def local_head_cpus_and_gpus() -> tuple[float, int]:
     """The CPUs and GPUs a Ray head started on this machine gets (serve_app/cluster.py sizes the
     deployments with them before Ray starts).
@@ -107,23 +142,24 @@ def serve_controller_state() -> tuple[str, int] | None:
     return (entry.get("State", "?"), entry.get("Pid", 0)) if entry else None
 
 
-def model_replica_running(app_name: str, deployment: str) -> tuple[bool, str]:
-    """(whether at least one replica of ``app_name``'s ``deployment`` runs, why not).
+def model_replicas_running(app_name: str, deployments: list[str]) -> tuple[bool, str]:
+    """(whether every one of ``app_name``'s ``deployments`` has at least one running replica, why not).
 
-    The cheap per-application status first (``deployment_healthy``); only when the deployment is
-    not HEALTHY (a replica restarting, one of several gone) the public ``serve.status()``, whose
+    The cheap per-application status first (``deployments_healthy``); only when one is not
+    HEALTHY (a replica restarting, one of several gone) the public ``serve.status()``, whose
     replica counts say whether one still runs: it costs about 26 ms, paid only then.
     """
     from ray import serve
 
-    if deployment_healthy(app_name, deployment):
+    if deployments_healthy(app_name, deployments):
         return True, ""
     app = serve.status().applications.get(app_name)
-    found = app.deployments.get(deployment) if app is not None else None
-    if found is None:
-        return False, f"the {deployment} deployment is not deployed"
-    states = {getattr(state, "value", state): count for state, count in found.replica_states.items()}
-    if states.get("RUNNING", 0) > 0:
-        return True, ""
-    status = getattr(found.status, "value", found.status)
-    return False, f"no model replica is running ({deployment} is {status}; replicas: {states or 'none'})"
+    for deployment in deployments:
+        found = app.deployments.get(deployment) if app is not None else None
+        if found is None:
+            return False, f"the {deployment} deployment is not deployed"
+        states = {getattr(state, "value", state): count for state, count in found.replica_states.items()}
+        if states.get("RUNNING", 0) == 0:
+            status = getattr(found.status, "value", found.status)
+            return False, f"no model replica is running ({deployment} is {status}; replicas: {states or 'none'})"
+    return True, ""

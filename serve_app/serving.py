@@ -11,8 +11,8 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from serve_app.batching import GenerationJob, GenerationResult, GenerationSpec
@@ -21,11 +21,16 @@ from serve_app.errors import InvalidField, RequestTimeout, ResponseTooLarge
 from serve_app.guardrails import PromptBlocklist
 from serve_app.logs import ACCESS_LOGGER, log_event, prompt_hash
 from serve_app.protocol import (
+    DEFAULT_SIDE,
     IMAGE_MEDIA_TYPES,
     MAX_SEED,
+    MAX_SIDE,
+    MAX_STEPS,
+    MIN_SIDE,
     GenerateRequest,
     GenerateResponse,
     ModelInfo,
+    ModelLimits,
     Timings,
 )
 from serve_app.settings import Settings
@@ -58,6 +63,20 @@ class NoMetrics:
 
 
 @dataclass
+class ServedModel:
+    """One model behind the endpoint: what responses say about it, its tokenizer(s), its family."""
+
+    info: ModelInfo
+    token_counter: TokenCounter
+    family: str = "sd"  # "sd" (SD-Turbo) or "sdxl" (SDXL-Turbo)
+    decoders: tuple[str, ...] = field(default=())  # empty: the settings' loaded decoders
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+
+@dataclass
 class ImageOutcome:
     """What the transport needs to answer: the image bytes and the JSON metadata.
 
@@ -70,6 +89,9 @@ class ImageOutcome:
 
 
 class ImageService:
+    """``model_info`` and ``token_counter``: the default model; ``other_models``: the rest of the
+    served models (the ``models`` setting). ``generate`` reaches whichever a job's spec names."""
+
     def __init__(
         self,
         settings: Settings,
@@ -78,15 +100,59 @@ class ImageService:
         generate: GenerateFn,
         store: S3ImageStore | None = None,
         metrics: ServiceMetrics | None = None,
+        other_models: Sequence[ServedModel] = (),
+        family: str = "sd",
     ):
         self.settings = settings
         self.model_info = model_info
         self.token_counter = token_counter
+        # The served models by name, the default first.
+        self.models: dict[str, ServedModel] = {model_info.name: ServedModel(model_info, token_counter, family)}
+        for model in other_models:
+            if model.name in self.models:
+                raise ValueError(f"two served models are named {model.name!r}")
+            self.models[model.name] = model
         self._generate = generate
         self.store = store
         self.metrics = metrics or NoMetrics()
         self.blocklist = PromptBlocklist.from_setting(settings.prompt_blocklist)
         self.cache: ByteBudgetLRUCache[GenerationResult] = ByteBudgetLRUCache(settings.cache_max_bytes)
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        return tuple(self.models)
+
+    def served_model(self, request: GenerateRequest) -> ServedModel:
+        """The model ``request`` names (the default when it names none); 422 naming ``model`` else."""
+        name = request.model or self.model_info.name
+        if name not in self.models:
+            raise InvalidField(
+                f"model {name!r} is not served here (served: {', '.join(self.models)}; SDTURBO_MODELS chooses)",
+                field="model",
+            )
+        return self.models[name]
+
+    def model_limits(self) -> list[ModelLimits]:
+        """GET /models: each served model with its defaults and limits, the default first."""
+        return [
+            ModelLimits(
+                name=model.name,
+                default=index == 0,
+                family="sdxl-turbo" if model.family == "sdxl" else "sd-turbo",
+                model=model.info,
+                max_prompt_tokens=model.token_counter.max_prompt_tokens,
+                default_width=DEFAULT_SIDE,
+                default_height=DEFAULT_SIDE,
+                min_side=MIN_SIDE,
+                max_side=MAX_SIDE,
+                side_multiple=8,
+                default_steps=1,
+                max_steps=MAX_STEPS,
+                default_guidance_scale=0.0,
+                decoders=list(model.decoders or self.settings.loaded_decoders),
+            )
+            for index, model in enumerate(self.models.values())
+        ]
 
     def check_request(self, request: GenerateRequest) -> None:
         """Model- and server-dependent validation (the schema already checked the rest)."""
@@ -106,17 +172,21 @@ class ImageService:
             )
 
     def check_prompt_length(self, request: GenerateRequest) -> None:
-        limit = self.token_counter.max_prompt_tokens
-        for field in ("prompt", "negative_prompt"):
-            text = getattr(request, field)
+        # The model's own tokenizer(s): SDXL-Turbo's prompt must fit both of its text encoders.
+        model = self.served_model(request)
+        counter = model.token_counter
+        limit = counter.max_prompt_tokens
+        for name in ("prompt", "negative_prompt"):
+            text = getattr(request, name)
             if text is None:
                 continue
-            tokens = self.token_counter.count(text)
+            tokens = counter.count(text)
             if tokens > limit:
+                encoder = "text encoders accept" if model.family == "sdxl" else "text encoder accepts"
                 raise InvalidField(
-                    f"{field} is {tokens} tokens long; the text encoder accepts at most {limit}. "
+                    f"{name} is {tokens} tokens long; {model.name}'s {encoder} at most {limit}. "
                     "Shorten it (it is never truncated silently).",
-                    field=field,
+                    field=name,
                 )
 
     async def generate(
@@ -129,7 +199,8 @@ class ImageService:
         """``response_bytes``: how large the transport's answer is for an image of n bytes (by
         default the image alone); answers over ``max_response_bytes`` go to S3 or are refused."""
         started = time.perf_counter()
-        # 1. Model- and server-dependent validation.
+        # 1. Model- and server-dependent validation (the model first: its tokenizers count the prompt).
+        model = self.served_model(request)
         self.check_request(request)
         # 2. Fill in defaults: the seed is drawn here so the response can report it.
         seeded = request.seed is not None
@@ -143,6 +214,7 @@ class ImageService:
             negative_prompt=request.negative_prompt,
             # The first loaded decoder (full, when it is) serves requests that name none.
             decoder=request.decoder or self.settings.loaded_decoders[0],
+            model=model.name,
         )
         job = GenerationJob(
             spec,
@@ -174,7 +246,9 @@ class ImageService:
         answer_bytes = len(result.image) if response_bytes is None else response_bytes(len(result.image))
         too_large = answer_bytes > self.settings.max_response_bytes
         if request.delivery == "s3" or (too_large and self.store is not None):
-            stored = await self.store.put(request_id, result.image, IMAGE_MEDIA_TYPES[output_format], output_format)
+            stored = await self.store.put(
+                request_id, result.image, IMAGE_MEDIA_TYPES[output_format], output_format, model=model.name
+            )
         elif too_large:
             raise ResponseTooLarge(
                 f"the {output_format} image makes a {answer_bytes}-byte response, over the "
@@ -199,7 +273,7 @@ class ImageService:
             height=spec.height,
             num_inference_steps=spec.num_inference_steps,
             guidance_scale=spec.guidance_scale,
-            model=self.model_info,
+            model=model.info,
             decoder=result.decoder,
             batch_size=result.batch_size,
             cached=cached,
@@ -215,6 +289,7 @@ class ImageService:
             seed=spec.seed,
             size=f"{spec.width}x{spec.height}",
             steps=spec.num_inference_steps,
+            model=model.name,
             format=output_format,
             batch_size=result.batch_size,
             decoder=result.decoder,

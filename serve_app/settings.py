@@ -14,7 +14,9 @@ are its validation. The container entrypoint maps SageMaker's own environment on
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +24,7 @@ from pydantic import Field, PositiveInt, ValidationError, field_validator, model
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from serve_app.batching import DECODER_NAMES, DEFAULT_DECODER
+from serve_app.model.resolved import SD_PRESETS, SDXL_PRESETS  # torch-free, like this module
 from serve_app.model.sources import (
     DEFAULT_CACHE_DIR,
     DEFAULT_MODEL,
@@ -29,7 +32,7 @@ from serve_app.model.sources import (
     PINNED_REVISIONS,
     SAFETY_CHECKER_HUB_ID,
 )
-from serve_app.protocol import OutputFormat
+from serve_app.protocol import MODEL_NAME_PATTERN, OutputFormat
 
 ENV_PREFIX = "SDTURBO_"
 
@@ -44,6 +47,63 @@ SAGEMAKER_PORT = 8080
 # values when its class is defined, before any settings exist; each replica then sets its own.
 DEFAULT_MAX_BATCH_SIZE = 8
 DEFAULT_BATCH_WAIT_TIMEOUT_S = 0.0
+
+
+# A served model's name: what a request's `model` field says (the API's pattern).
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """One entry of the ``models`` setting: the name requests use, where the weights come from."""
+
+    name: str
+    source: str  # Hub id, local diffusers directory, or an offline preset
+    revision: str | None  # the Hub commit; None for directories and presets
+
+    @property
+    def is_hub_id(self) -> bool:
+        # The same order as serve_app.model.loading.resolve_model: preset, directory, Hub id.
+        if self.source in SD_PRESETS + SDXL_PRESETS or self.source.startswith((".", "/", "~")):
+            return False
+        return not Path(self.source).expanduser().exists()
+
+
+def parse_models(text: str) -> tuple[ModelSource, ...]:
+    """``[name=]source[@revision]`` entries, comma-separated, the default model first.
+
+    The name defaults to the source's last path component (``tiny-xl``, ``sdxl-turbo`` for
+    ``stabilityai/sdxl-turbo``, ``model`` for ``/opt/ml/model``). A Hub id needs its revision
+    (a commit sha: a moving branch is never served), except the pinned default SD-Turbo.
+    """
+    models: list[ModelSource] = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            raise ValueError(f"models: an empty entry in {text!r}")
+        name, _, source = entry.rpartition("=") if "=" in entry else ("", "", entry)
+        source, _, revision = source.partition("@")
+        if not source:
+            raise ValueError(f"models: entry {entry!r} names no source")
+        name = name or source.rstrip("/").rsplit("/", 1)[-1]
+        if not _MODEL_NAME.match(name):
+            raise ValueError(
+                f"models: {name!r} (from {entry!r}) is not a usable model name: letters, digits, '.', '_', '-', "
+                "at most 64; give one with name=source"
+            )
+        model = ModelSource(name, source, revision or None)
+        if model.is_hub_id and model.revision is None:
+            if source != DEFAULT_MODEL:
+                raise ValueError(
+                    f"models: {source!r} is a Hub id without a pinned revision: write {source}@<commit sha> "
+                    "(a moving branch is never served)"
+                )
+            model = ModelSource(name, source, DEFAULT_MODEL_REVISION)
+        if not model.is_hub_id and model.revision is not None:
+            raise ValueError(f"models: {entry!r}: only Hub ids take a revision")
+        if any(existing.name == model.name for existing in models):
+            raise ValueError(f"models: the name {model.name!r} is used twice; name them with name=source")
+        models.append(model)
+    return tuple(models)
 
 
 def _setting(default: Any, doc: str, **bounds: Any) -> Any:
@@ -66,12 +126,20 @@ class Settings(BaseSettings):
     # --- Model source -----------------------------------------------------------------------
     model: str = _setting(
         DEFAULT_MODEL,
-        "Hub id, local diffusers directory (e.g. /opt/ml/model), or an offline preset: "
-        "'tiny' (random weights, small) or 'sd-turbo-random' (random weights, full size).",
+        "Hub id, local diffusers directory (e.g. /opt/ml/model), or an offline preset (random weights): "
+        "'tiny' or 'sd-turbo-random' (SD-Turbo's architecture, small or full size), 'tiny-xl' or "
+        "'sdxl-turbo-random' (SDXL-Turbo's).",
     )
     model_revision: str = _setting(
         DEFAULT_MODEL_REVISION,
         "Hub revision (commit sha) used when `model` is a hub id; ignored for directories and presets.",
+    )
+    models: str = _setting(
+        "",
+        "Several models behind one endpoint, chosen per request by its `model` field: comma-separated "
+        "[name=]source[@revision] entries, the first the default (e.g. 'tiny,tiny-xl', or "
+        "'stabilityai/sd-turbo,sdxl=stabilityai/sdxl-turbo@<sha>'); presets 'tiny-xl' and 'sdxl-turbo-random' "
+        "have SDXL-Turbo's architecture. Empty: the one model of `model` and `model_revision`.",
     )
     offline: bool = _setting(
         False,
@@ -106,7 +174,7 @@ class Settings(BaseSettings):
         "Where TAESD is loaded from when `decoders` includes tiny: a Hub id (at "
         "tiny_decoder_revision), a local AutoencoderTiny directory, 'model:<subfolder>' (a folder "
         "of the model directory, e.g. model:vae_tiny in /opt/ml/model), or the offline preset "
-        "'taesd-random' (random weights).",
+        "'taesd-random' (random weights; with SDXL models TAESDXL and 'taesdxl-random' are used instead).",
     )
     tiny_decoder_revision: str = _setting(
         "",
@@ -284,6 +352,30 @@ class Settings(BaseSettings):
         if any(name not in DECODER_NAMES for name in names) or len(set(names)) != len(names):
             raise ValueError(f"must be 'full', 'tiny' or 'full,tiny', got {value!r}")
         return value
+
+    @field_validator("models")
+    @classmethod
+    def _models_parse(cls, value: str) -> str:
+        if value.strip():
+            parse_models(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_source_of_the_models(self) -> Settings:
+        if self.models.strip() and {"model", "model_revision"} & self.model_fields_set:
+            raise ValueError(
+                "set either `models` (a list of models) or `model`/`model_revision` (one model), not both"
+            )
+        return self
+
+    @property
+    def served_models(self) -> tuple[ModelSource, ...]:
+        """The models this server loads, the default first: ``models``, or the one ``model``."""
+        if self.models.strip():
+            return parse_models(self.models)
+        name = self.model.rstrip("/").rsplit("/", 1)[-1]
+        one = ModelSource(name if _MODEL_NAME.match(name) else "default", self.model, None)
+        return (ModelSource(one.name, one.source, self.model_revision or None) if one.is_hub_id else one,)
 
     @model_validator(mode="after")
     def _one_ingress_replica_owns_the_port(self) -> Settings:

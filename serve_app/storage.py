@@ -21,8 +21,11 @@ class S3ImageStore:
         self.expiry_s = expiry_s
         self._client = client or boto3.client("s3", endpoint_url=endpoint_url or None)
 
-    async def put(self, request_id: str, data: bytes, media_type: str, extension: str) -> StoredImage:
-        key = f"{self.prefix}{request_id}.{extension}"
+    async def put(
+        self, request_id: str, data: bytes, media_type: str, extension: str, model: str | None = None
+    ) -> StoredImage:
+        # One folder per served model under the prefix: which model made an image is in its key.
+        key = f"{self.prefix}{model}/{request_id}.{extension}" if model else f"{self.prefix}{request_id}.{extension}"
         # boto3 is blocking: run it off the event loop.
         await asyncio.to_thread(
             self._client.put_object, Bucket=self.bucket, Key=key, Body=data, ContentType=media_type

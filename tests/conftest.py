@@ -20,7 +20,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> str:
-    return str(tmp_path_factory.mktemp("sdturbo-cache"))
+    # SDTURBO_TEST_CACHE_DIR: presets built beforehand (the GPU run builds the full-size one once per machine).
+    return os.environ.get("SDTURBO_TEST_CACHE_DIR") or str(tmp_path_factory.mktemp("sdturbo-cache"))
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +29,14 @@ def tiny_model_dir(cache_dir) -> Path:
     from serve_app.model import ensure_preset
 
     return ensure_preset("tiny", cache_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_xl_model_dir(cache_dir) -> Path:
+    """The `tiny-xl` preset: SDXL-Turbo's architecture at toy widths, random weights."""
+    from serve_app.model import ensure_preset
+
+    return ensure_preset("tiny-xl", cache_dir)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -80,7 +80,9 @@ def running_serve_app(
     from serve_app.settings import Settings
 
     # 1. The head this module needs: direct ingress (as in the container) unless the overrides say not.
-    args = {"model": "tiny", "cache_dir": cache_dir, **overrides}
+    args = {"cache_dir": cache_dir, **overrides}
+    if "models" not in overrides:  # one model: the tiny preset unless the overrides say otherwise
+        args.setdefault("model", "tiny")
     enabled = Settings.load(args, environ={}).direct_ingress
     head = launch.RayHead(num_cpus=num_cpus, num_gpus=num_gpus, metrics_export_port=metrics_port, log_to_driver=False)
     url = SHARED_HEAD.ensure(head, enabled)

@@ -169,6 +169,49 @@ run "batching_knobs_are_passed_only_when_given" {
   }
 }
 
+run "several_models_reach_the_container_as_one_list" {
+  command = plan
+
+  variables {
+    models = [
+      { source = "stabilityai/sd-turbo" },
+      { source = "stabilityai/sdxl-turbo", revision = "0123456789abcdef0123456789abcdef01234567", name = "sdxl" },
+      { source = "tiny-xl" },
+    ]
+    model_revision = "b261bac6fd2cf515557d5d0707481eafa0485ec2"
+  }
+
+  assert {
+    condition     = output.container_environment["SDTURBO_MODELS"] == "stabilityai/sd-turbo,sdxl=stabilityai/sdxl-turbo@0123456789abcdef0123456789abcdef01234567,tiny-xl"
+    error_message = "the models list must reach the container as SDTURBO_MODELS, default first"
+  }
+  assert {
+    # The app refuses both forms at once: the one-model variables stay out of the environment.
+    condition     = !contains(keys(output.container_environment), "SDTURBO_MODEL") && !contains(keys(output.container_environment), "SDTURBO_MODEL_REVISION")
+    error_message = "with models set, SDTURBO_MODEL and SDTURBO_MODEL_REVISION must not be set"
+  }
+}
+
+run "a_hub_model_without_a_revision_is_refused" {
+  command = plan
+
+  variables {
+    models = [{ source = "stabilityai/sd-turbo" }, { source = "stabilityai/sdxl-turbo" }]
+  }
+
+  expect_failures = [var.models]
+}
+
+run "two_models_with_one_name_are_refused" {
+  command = plan
+
+  variables {
+    models = [{ source = "tiny" }, { source = "/opt/ml/model", name = "tiny" }]
+  }
+
+  expect_failures = [var.models]
+}
+
 run "async_scale_to_zero" {
   command = apply
 

@@ -6,7 +6,15 @@ on the device, exactly what the pipeline's own decode and "pt" post-processing g
 
 * ``full``: the model's own ``AutoencoderKL`` (~49M decoder parameters): the reference images.
 * ``tiny``: TAESD (``AutoencoderTiny``, ~1.2M decoder parameters), a distilled decoder of the same
-  latents: about 18x fewer operations per image, with a modest loss of fine detail.
+  latents: about 18x fewer operations per image, with a modest loss of fine detail. Each model
+  family has its own: TAESD for SD-Turbo's latents, TAESDXL for SDXL-Turbo's.
+
+SDXL's published VAE overflows float16 while decoding (its activations pass 65,504: the images
+come out NaN, i.e. black); its config says so with ``force_upcast``. Such a VAE is decoded in
+float32 whatever the pipeline's precision, as diffusers' own SDXL pipeline does (its SD pipeline
+ignores the flag, which SD-Turbo's VAE config also carries: that VAE stays in float16). A VAE fine-tuned
+not to overflow (madebyollin/sdxl-vae-fp16-fix, ``force_upcast: false``) placed in the model
+directory's ``vae/`` runs in float16 instead.
 
 TAESD comes from the Hub at a pinned revision, a local directory, a folder of the model directory
 or an offline random-weight preset, with the model's rules: a failure is a start-up error that
@@ -32,12 +40,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderTiny, StableDiffusionPipeline
+from diffusers import AutoencoderTiny, StableDiffusionPipeline, StableDiffusionXLPipeline
 
 from serve_app.batching import DEFAULT_DECODER
-from serve_app.model.presets import TINY_DECODER_PRESET, ensure_preset
+from serve_app.model.presets import TINY_DECODER_PRESET, TINY_DECODER_PRESETS, TINY_DECODER_XL_PRESET, ensure_preset
 from serve_app.model.resolved import ResolvedDecoder
-from serve_app.model.sources import MODEL_FOLDER_PREFIX, ModelLoadError, SourceRules, resolve_source
+from serve_app.model.sources import (
+    DEFAULT_TINY_DECODER,
+    MODEL_FOLDER_PREFIX,
+    ModelLoadError,
+    SourceRules,
+    resolve_source,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,15 +63,31 @@ _CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
 # Calls per bucket at warm-up: CUDA graph trees run a shape eagerly once, then record it.
 _WARMUP_CALLS_PER_SHAPE = 3
 
+# TAESDXL, the tiny decoder of SDXL latents (no revision pinned here: an operator names one).
+TINY_DECODER_XL = "madebyollin/taesdxl"
+# A model family's counterpart of each TAESD source that belongs to one family.
+_FAMILY_TINY_DECODERS = {
+    "sd": {TINY_DECODER_XL: DEFAULT_TINY_DECODER, TINY_DECODER_XL_PRESET: TINY_DECODER_PRESET},
+    "sdxl": {DEFAULT_TINY_DECODER: TINY_DECODER_XL, TINY_DECODER_PRESET: TINY_DECODER_XL_PRESET},
+}
+
 _TINY_HINT = (
     "To run without TAESD, set SDTURBO_DECODERS=full. To try the tiny decoder offline, use the "
-    "random-weight preset SDTURBO_TINY_DECODER=taesd-random (its images are noise), or point "
+    "random-weight preset SDTURBO_TINY_DECODER=taesd-random (taesdxl-random for SDXL models; their "
+    "images are noise), or point "
     "SDTURBO_TINY_DECODER at a local AutoencoderTiny directory (config.json + "
     "diffusion_pytorch_model.safetensors) or at model:<subfolder> of the model directory."
 )
 
 
 # --- Finding TAESD ----------------------------------------------------------------------------
+def tiny_decoder_for_family(source: str, family: str) -> str:
+    """The tiny decoder source for a model of ``family`` ('sd' or 'sdxl'): TAESD and its preset
+    for SD-Turbo, TAESDXL and its preset for SDXL-Turbo. A source that names the other family's
+    decoder is swapped for this family's; any other (a directory, another Hub id) is kept."""
+    return _FAMILY_TINY_DECODERS[family].get(source, source)
+
+
 def resolve_tiny_decoder(source: str, revision: str, model_dir: str, cache_dir: str) -> ResolvedDecoder:
     """Turn the ``tiny_decoder`` setting into a local AutoencoderTiny directory
     (``sources.resolve_source``: the preset, ``model:<folder>``, a path or a pinned Hub id).
@@ -68,7 +98,7 @@ def resolve_tiny_decoder(source: str, revision: str, model_dir: str, cache_dir: 
         what="tiny_decoder",
         error=ModelLoadError,
         hint=_TINY_HINT,
-        presets={TINY_DECODER_PRESET: functools.partial(ensure_preset, TINY_DECODER_PRESET)},
+        presets={name: functools.partial(ensure_preset, name) for name in TINY_DECODER_PRESETS},
         hub_patterns=[_TINY_DECODER_FILES],
         model_folders=True,
     )
@@ -116,18 +146,32 @@ def load_tiny_decoder(resolved: ResolvedDecoder, device: torch.device | str, dty
 
 
 # --- Decoding ---------------------------------------------------------------------------------
-class LatentDecoder:
-    """Latents as the UNet leaves them -> images in [0, 1] (NCHW) on the same device."""
+def upcast_if_overflowing(vae: torch.nn.Module) -> bool:
+    """Move a float16 SDXL VAE whose config says it overflows float16 (``force_upcast``) to
+    float32, in place; returns whether it did. bfloat16 has float32's range and is left alone."""
+    if vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
+        vae.to(torch.float32)
+        return True
+    return False
 
-    def __init__(self, name: str, vae: torch.nn.Module):
+
+class LatentDecoder:
+    """Latents as the UNet leaves them -> images in [0, 1] (NCHW) on the same device, in the
+    latents' dtype."""
+
+    def __init__(self, name: str, vae: torch.nn.Module, sdxl: bool = False):
         self.name = name
         self.vae = vae
         self._scaling_factor = vae.config.scaling_factor
+        # SDXL's VAE decodes in float32 (see the module's docstring); the latents are cast to it.
+        self.upcast = upcast_if_overflowing(vae) if sdxl else False
 
     def images(self, latents: torch.Tensor) -> torch.Tensor:
-        # The arithmetic of StableDiffusionPipeline's decode and its "pt" post-processing.
-        images = self.vae.decode(latents / self._scaling_factor, return_dict=False)[0]
-        return (images / 2 + 0.5).clamp(0, 1)
+        # The arithmetic of the pipelines' decode and their "pt" post-processing.
+        scaled = (latents / self._scaling_factor).to(self.vae.dtype)
+        images = self.vae.decode(scaled, return_dict=False)[0]
+        # In [0, 1] after the clamp: float16 holds it exactly enough for 8-bit pixels.
+        return (images / 2 + 0.5).clamp(0, 1).to(latents.dtype)
 
     __call__ = images
 
@@ -210,6 +254,10 @@ class CompiledDecoder:
 Decoder = LatentDecoder | CompiledDecoder
 
 
+def is_sdxl(pipe: object) -> bool:
+    return isinstance(pipe, StableDiffusionXLPipeline)
+
+
 class DecoderSet:
     """The loaded decoders by name; ``default`` serves requests that name none."""
 
@@ -220,8 +268,8 @@ class DecoderSet:
         self.compile_reports = compile_reports or {}
 
     @classmethod
-    def full_only(cls, pipe: StableDiffusionPipeline) -> DecoderSet:
-        return cls({DEFAULT_DECODER: LatentDecoder(DEFAULT_DECODER, pipe.vae)})
+    def full_only(cls, pipe: StableDiffusionPipeline | StableDiffusionXLPipeline) -> DecoderSet:
+        return cls({DEFAULT_DECODER: LatentDecoder(DEFAULT_DECODER, pipe.vae, is_sdxl(pipe))})
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -266,7 +314,7 @@ def build_decoders(
         raise ValueError("the tiny decoder was asked for but not loaded")
     if "full" not in names:
         pipe.vae = tiny
-    eager = {name: LatentDecoder(name, tiny if name == "tiny" else pipe.vae) for name in names}
+    eager = {name: LatentDecoder(name, tiny if name == "tiny" else pipe.vae, is_sdxl(pipe)) for name in names}
     if compile_mode == "off":
         return DecoderSet(eager)
     # 2. Compile each decoder for every bucket x size now, before the replica reports ready.

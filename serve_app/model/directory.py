@@ -8,12 +8,13 @@ and the ingress process), before the service starts:
 
   1. the directory can be read by this process (SageMaker's local mode extracts model_data into
      a directory only its owner can read, and the container's user is not that owner),
-  2. ``model_index.json`` names a ``StableDiffusionPipeline`` (another architecture, SDXL or
-     Flux say, would fail inside diffusers with a message about some component),
+  2. ``model_index.json`` names a pipeline the service runs (``StableDiffusionPipeline`` or
+     ``StableDiffusionXLPipeline``; another architecture, Flux say, would fail inside diffusers
+     with a message about some component),
   3. every component the service loads is there: its folder, its configuration, its weights,
   4. every safetensors file is whole: its header parses and its tensors end where the file
      ends (a truncated copy or an interrupted unpack would otherwise fail in the replica),
-  5. the UNet attends to what the text encoder produces (a mix of two architectures).
+  5. the UNet attends to what the text encoders produce (a mix of two architectures).
 """
 
 from __future__ import annotations
@@ -24,15 +25,24 @@ import stat
 import struct
 from pathlib import Path
 
-PIPELINE_CLASS = "StableDiffusionPipeline"
+from serve_app.model.resolved import PIPELINE_CLASSES
+
 # Component -> (configuration files, one of which must exist; whether it has weights).
-REQUIRED_COMPONENTS: dict[str, tuple[tuple[str, ...], bool]] = {
+_TOKENIZER = (("tokenizer_config.json", "vocab.json", "tokenizer.json"), False)
+_SD_COMPONENTS: dict[str, tuple[tuple[str, ...], bool]] = {
     "unet": (("config.json",), True),
     "vae": (("config.json",), True),
     "text_encoder": (("config.json",), True),
-    "tokenizer": (("tokenizer_config.json", "vocab.json", "tokenizer.json"), False),
+    "tokenizer": _TOKENIZER,
     "scheduler": (("scheduler_config.json",), False),
 }
+# Per pipeline class the service runs (serve_app.model.resolved.PIPELINE_CLASSES): the components
+# it loads, and the text encoders whose widths add up to what the UNet attends to.
+REQUIRED_COMPONENTS: dict[str, dict[str, tuple[tuple[str, ...], bool]]] = {
+    "sd": _SD_COMPONENTS,
+    "sdxl": {**_SD_COMPONENTS, "text_encoder_2": (("config.json",), True), "tokenizer_2": _TOKENIZER},
+}
+TEXT_ENCODERS = {"sd": ("text_encoder",), "sdxl": ("text_encoder", "text_encoder_2")}
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 # A safetensors header is JSON of a few hundred bytes per tensor; far above any real one.
 MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
@@ -90,13 +100,14 @@ def _check_contents(path: Path) -> None:
     # 2. A diffusers pipeline of the architecture this service runs.
     index = _read_json(path, "model_index.json")
     found_class = index.get("_class_name")
-    if found_class != PIPELINE_CLASS:
+    family = next((f for f, name in PIPELINE_CLASSES.items() if name == found_class), None)
+    if family is None:
         raise ModelDirectoryError(
             f"{path} holds a {found_class or 'pipeline of unknown class'} (model_index.json _class_name); "
-            f"this service serves the {PIPELINE_CLASS} architecture (SD-Turbo, Stable Diffusion 2.1)"
+            f"this service serves {' and '.join(PIPELINE_CLASSES.values())} (SD-Turbo, SDXL-Turbo)"
         )
     # 3. The components the service loads, each with its configuration and weights.
-    for component, (configs, has_weights) in REQUIRED_COMPONENTS.items():
+    for component, (configs, has_weights) in REQUIRED_COMPONENTS[family].items():
         listed = index.get(component)
         if not isinstance(listed, list) or not listed or listed[0] is None:
             raise ModelDirectoryError(f"{path}/model_index.json lists no {component}: the pipeline is incomplete")
@@ -115,8 +126,9 @@ def _check_contents(path: Path) -> None:
                     check_safetensors(weights_file)
     # 5. One architecture throughout.
     unet_dim = _read_json(path / "unet", "config.json").get("cross_attention_dim")
-    text_dim = _read_json(path / "text_encoder", "config.json").get("hidden_size")
-    if isinstance(unet_dim, int) and isinstance(text_dim, int) and unet_dim != text_dim:
+    widths = [_read_json(path / encoder, "config.json").get("hidden_size") for encoder in TEXT_ENCODERS[family]]
+    text_dim = sum(widths) if all(isinstance(w, int) for w in widths) else None
+    if isinstance(unet_dim, int) and text_dim is not None and unet_dim != text_dim:
         raise ModelDirectoryError(
             f"{path}: the UNet attends to {unet_dim}-wide text embeddings but the text encoder makes "
             f"{text_dim}-wide ones: its components come from different architectures"

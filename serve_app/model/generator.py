@@ -2,6 +2,11 @@
 
 The device loop forms the calls; the generator runs each as given (splitting it only when it
 does not fit in memory) and reports every pipeline run it makes (``on_pipeline_run``).
+
+The same code runs SD-Turbo (``StableDiffusionPipeline``) and SDXL-Turbo
+(``StableDiffusionXLPipeline``): both take the same call (prompts, negative prompts, steps,
+guidance, size, per-request generators, ``output_type="latent"``, a step callback); SDXL adds its
+pooled embeddings and time ids (original size, crop, target size: the requested size) itself.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 from PIL import Image
 
 from serve_app.batching import DEFAULT_DECODER, GenerationSpec, PipelineCallCancelled, PipelineRun
@@ -41,7 +46,7 @@ class SDTurboGenerator:
 
     def __init__(
         self,
-        pipe: StableDiffusionPipeline,
+        pipe: StableDiffusionPipeline | StableDiffusionXLPipeline,
         simulate_oom_above: int = 0,
         safety_checker: ImageSafetyChecker | None = None,
         decoders: DecoderSet | None = None,
@@ -71,14 +76,17 @@ class SDTurboGenerator:
             return []
         if len({spec.group_key for spec in specs}) > 1:
             # Forming calls is the device loop's job alone (serve_app/device_loop.py).
-            raise ValueError("one pipeline call takes specs of one group (size, steps, guidance, decoder)")
-        return self._generate_splitting_on_oom(list(specs), should_stop)
+            raise ValueError("one pipeline call takes specs of one group (model, size, steps, guidance, decoder)")
+        return self._generate_splitting_on_oom(list(specs), should_stop, self.on_pipeline_run)
 
     def _generate_splitting_on_oom(
-        self, specs: list[GenerationSpec], should_stop: Callable[[], bool] | None = None
+        self,
+        specs: list[GenerationSpec],
+        should_stop: Callable[[], bool] | None,
+        on_run: Callable[[PipelineRun], None],
     ) -> list[GeneratedImage]:
         try:
-            return self._run_pipeline(specs, should_stop)
+            return self._run_pipeline(specs, should_stop, on_run)
         except torch.OutOfMemoryError as exc:
             # A batch too large for memory is split in halves and retried; only a single image
             # that does not fit is an error, and it is that request's error, not the replica's.
@@ -91,12 +99,15 @@ class SDTurboGenerator:
             half = len(specs) // 2
             self.oom_splits += 1
             logger.warning("out of memory on a batch of %d; retrying as %d + %d", len(specs), half, len(specs) - half)
-            return self._generate_splitting_on_oom(specs[:half], should_stop) + self._generate_splitting_on_oom(
-                specs[half:], should_stop
+            return self._generate_splitting_on_oom(specs[:half], should_stop, on_run) + self._generate_splitting_on_oom(
+                specs[half:], should_stop, on_run
             )
 
     def _run_pipeline(
-        self, specs: list[GenerationSpec], should_stop: Callable[[], bool] | None = None
+        self,
+        specs: list[GenerationSpec],
+        should_stop: Callable[[], bool] | None,
+        on_run: Callable[[PipelineRun], None],
     ) -> list[GeneratedImage]:
         if should_stop is not None and should_stop():
             raise PipelineCallCancelled("every request of this call was abandoned before it started")
@@ -132,7 +143,7 @@ class SDTurboGenerator:
             pixels = (images * 255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
             flags = flagged.tolist() if flagged is not None else [False] * len(specs)
         elapsed_ms = (time.perf_counter() - started) * 1000.0
-        self.on_pipeline_run(PipelineRun(len(specs), elapsed_ms))
+        on_run(PipelineRun(len(specs), elapsed_ms))
         return [
             GeneratedImage(
                 None if flag else Image.fromarray(array), len(specs), elapsed_ms, started_at, flag, first.decoder
@@ -155,7 +166,11 @@ class SDTurboGenerator:
         return stats
 
     def warmup(self, batch_sizes: Sequence[int] = (1,), width: int = 512, height: int = 512) -> float:
-        """Run throw-away generations (allocator, cuDNN autotune, torch.compile); returns ms."""
+        """Run throw-away generations (allocator, cuDNN autotune, torch.compile); returns ms.
+
+        Its runs are not reported to ``on_pipeline_run``: the metrics count the calls that served
+        requests, not the replica's start-up.
+        """
         started = time.perf_counter()
         for decoder in self.decoders.names:
             for size in batch_sizes:
@@ -163,8 +178,12 @@ class SDTurboGenerator:
                     GenerationSpec(prompt="warm-up", seed=i, width=width, height=height, decoder=decoder)
                     for i in range(size)
                 ]
-                self.generate(specs)
+                self._generate_splitting_on_oom(specs, None, _not_reported)
         return (time.perf_counter() - started) * 1000.0
+
+
+def _not_reported(run: PipelineRun) -> None:
+    """Where a pipeline run is not counted (warm-up)."""
 
 
 def _stop_when(should_stop: Callable[[], bool], steps: int) -> Callable:

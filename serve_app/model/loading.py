@@ -1,9 +1,10 @@
-"""Finding, loading and configuring the SD-Turbo pipeline.
+"""Finding, loading and configuring the SD-Turbo or SDXL-Turbo pipeline.
 
-Every model source ends in the same ``StableDiffusionPipeline.from_pretrained(<local dir>)``
-call: ``serve_app.model.sources`` turns a hub id (pinned revision, only the files the pipeline
-needs), a preset (built into this service's cache) or a local directory (including SageMaker's
-/opt/ml/model) into that directory.
+Every model source ends in the same ``<pipeline class>.from_pretrained(<local dir>)`` call, the
+class named by the directory's model_index.json (``StableDiffusionPipeline`` or
+``StableDiffusionXLPipeline``): ``serve_app.model.sources`` turns a hub id (pinned revision, only
+the files the pipeline needs), a preset (built into this service's cache) or a local directory
+(including SageMaker's /opt/ml/model) into that directory.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import functools
 import logging
 
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
 from serve_app.model.directory import ModelDirectoryError, check_pipeline_directory, unreadable_reason
 from serve_app.model.presets import PRESETS, ensure_preset
-from serve_app.model.resolved import ResolvedModel
+from serve_app.model.resolved import ResolvedModel, model_family
 from serve_app.model.sources import DEFAULT_CACHE_DIR, ModelLoadError, SourceRules, resolve_source
 
 __all__ = ["ModelLoadError", "configure_pipeline", "load_pipeline", "pin_execution_device", "resolve_model"]
@@ -25,6 +26,14 @@ logger = logging.getLogger(__name__)
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 _COMPONENT_DIRS = ("unet", "vae", "text_encoder")
+_PIPELINE_CLASSES = {"sd": StableDiffusionPipeline, "sdxl": StableDiffusionXLPipeline}
+# What each class is told beyond the weights: SD's safety-checker slots stay empty (the service
+# runs its own checker, serve_app/model/safety.py); SDXL's watermarker only marks decoded images,
+# which the pipeline never makes here (it returns latents).
+_PIPELINE_KWARGS = {
+    "sd": dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False),
+    "sdxl": dict(add_watermarker=False),
+}
 
 
 _OFFLINE_HINT = (
@@ -65,7 +74,11 @@ def resolve_model(model: str, revision: str | None, cache_dir: str, half_precisi
         check_pipeline_directory(found.local_dir)
     except ModelDirectoryError as exc:
         raise ModelLoadError(f"Model directory {str(found.local_dir)!r} cannot be served: {exc}") from None
-    return ResolvedModel(str(found.local_dir.resolve()), found.source_id, found.revision, found.is_random)
+    try:
+        family = model_family(found.local_dir)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"Found {model!r} at {found.local_dir} but {exc}") from exc
+    return ResolvedModel(str(found.local_dir.resolve()), found.source_id, found.revision, found.is_random, family=family)
 
 
 def select_device(device: str) -> str:
@@ -90,7 +103,7 @@ def load_pipeline(
     dtype: str = "float32",
     cache_dir: str | None = None,
     resolved: ResolvedModel | None = None,
-) -> StableDiffusionPipeline:
+) -> StableDiffusionPipeline | StableDiffusionXLPipeline:
     """Load a pipeline onto ``device`` in ``dtype``, with nothing else configured.
 
     This is the plain loader the naive baseline uses too; ``configure_pipeline`` adds the
@@ -101,19 +114,22 @@ def load_pipeline(
     if resolved is None:
         resolved = resolve_model(model, revision, cache_dir or DEFAULT_CACHE_DIR, torch_dtype == torch.float16)
     try:
-        pipe = StableDiffusionPipeline.from_pretrained(
+        family = model_family(resolved.local_dir)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"Found {resolved.model_id!r} at {resolved.local_dir} but {exc}") from exc
+    pipeline_class = _PIPELINE_CLASSES[family]
+    try:
+        pipe = pipeline_class.from_pretrained(
             resolved.local_dir,
             dtype=torch_dtype,
             variant=resolved.variant,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
             local_files_only=True,
+            **_PIPELINE_KWARGS[family],
         )
     except Exception as exc:  # noqa: BLE001
         raise ModelLoadError(
             f"Found {resolved.model_id!r} at {resolved.local_dir} but could not load it as a "
-            f"StableDiffusionPipeline: {type(exc).__name__}: {exc}"
+            f"{pipeline_class.__name__}: {type(exc).__name__}: {exc}"
         ) from exc
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)

@@ -1,4 +1,4 @@
-"""Offline presets: random-weight pipelines with the SD-Turbo architecture.
+"""Offline presets: random-weight pipelines with the SD-Turbo and SDXL-Turbo architectures.
 
 Model weights cannot be downloaded everywhere this project runs (CI, air-gapped boxes), so two
 presets are built locally and written with ``save_pretrained``; the server then loads them back
@@ -11,12 +11,20 @@ through exactly the same ``from_pretrained`` path as the published weights.
   (UNet ~866M parameters, OpenCLIP ViT-H text encoder ~340M, VAE ~84M), for honest speed and
   memory figures. Random weights: the images are noise.
 
-Both use the real CLIP byte-pair vocabulary (vendored from open_clip, MIT licence, see
+* ``tiny-xl``: the SDXL-Turbo component types (two text encoders: a CLIPTextModel and a
+  CLIPTextModelWithProjection whose pooled embedding, with the added time ids, conditions the
+  UNet's ``text_time`` embedding; a three-level UNet; a VAE with SDXL's scaling factor) at toy
+  widths.
+* ``sdxl-turbo-random``: the published SDXL-Turbo component configurations at full size (UNet
+  ~2.6G parameters, CLIP ViT-L + OpenCLIP ViT-bigG text encoders, VAE ~84M). Random weights.
+
+All use the real CLIP byte-pair vocabulary (vendored from open_clip, MIT licence, see
 ``assets/``), so prompt token counts and the 77-token limit are those of the real model.
 
-One decoder preset sits beside them: ``taesd-random``, a random-weight ``AutoencoderTiny`` with
-TAESD's published configuration (madebyollin/taesd's config.json: ~1.2M decoder parameters), for
-tests and benchmarks of the tiny-decoder tier.
+Two decoder presets sit beside them: ``taesd-random`` and ``taesdxl-random``, random-weight
+``AutoencoderTiny`` decoders with TAESD's published configuration (madebyollin/taesd's and
+madebyollin/taesdxl's config.json are the same architecture, ~1.2M decoder parameters, trained
+for different latents), for tests and benchmarks of the tiny-decoder tier of each model family.
 """
 
 from __future__ import annotations
@@ -36,13 +44,15 @@ from diffusers import (
     AutoencoderTiny,
     EulerAncestralDiscreteScheduler,
     StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+from serve_app.model.resolved import SD_PRESETS, SDXL_PRESETS
 from serve_app.model.sources import DEFAULT_CACHE_DIR
 
-PRESETS = ("tiny", "sd-turbo-random")
+PRESETS = (*SD_PRESETS, *SDXL_PRESETS)
 _BPE_FILE = Path(__file__).with_name("assets") / "clip_bpe_simple_vocab_16e6.txt.gz"
 # Bumped whenever a preset's architecture changes, so stale builds are rebuilt, not reused.
 PRESET_FORMAT_VERSION = "1"
@@ -132,9 +142,96 @@ _ARCHITECTURES = {
     "sd-turbo-random": (_FULL_UNET, _FULL_VAE, _FULL_TEXT),
 }
 
+# --- SDXL-Turbo -------------------------------------------------------------------------------
+# The configuration files of the published model, https://huggingface.co/stabilityai/sdxl-turbo
+# (unet/config.json, vae/config.json, text_encoder/config.json, text_encoder_2/config.json,
+# scheduler/scheduler_config.json, tokenizer*/): SDXL 1.0's architecture, as diffusers' SDXL
+# Turbo page says ("SDXL Turbo uses the exact same architecture as SDXL"; the values below are
+# those of stabilityai/stable-diffusion-xl-base-1.0's config files), with sample sizes for its
+# 512x512 training size (UNet 64, VAE 512: only default sizes, not weights) and the Euler
+# ancestral scheduler with trailing timesteps that SDXL-Turbo is sampled with.
+_XL_SCHEDULER_CONFIG = dict(_SCHEDULER_CONFIG)
+_XL_FULL_UNET = dict(
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    block_out_channels=(320, 640, 1280),
+    layers_per_block=2,
+    transformer_layers_per_block=(1, 2, 10),
+    attention_head_dim=(5, 10, 20),
+    # The two text encoders' penultimate hidden states side by side: 768 + 1280.
+    cross_attention_dim=2048,
+    use_linear_projection=True,
+    # "text_time": the pooled text embedding (1280) and six added time ids (original size, crop
+    # corner, target size) embedded at 256 each: 1280 + 6 * 256 = 2816.
+    addition_embed_type="text_time",
+    addition_embed_type_num_heads=64,
+    addition_time_embed_dim=256,
+    projection_class_embeddings_input_dim=2816,
+    norm_num_groups=32,
+    norm_eps=1e-5,
+    flip_sin_to_cos=True,
+    freq_shift=0,
+    act_fn="silu",
+)
+# SDXL's VAE: SD's architecture, another scaling factor, and ``force_upcast``: its published
+# weights overflow float16 while decoding (serve_app/model/decoders.py decodes it in float32).
+_XL_FULL_VAE = dict(_FULL_VAE, sample_size=512, scaling_factor=0.13025, force_upcast=True)
+# text_encoder: OpenAI CLIP ViT-L/14's text tower.
+_XL_FULL_TEXT = dict(
+    vocab_size=49408,
+    hidden_size=768,
+    intermediate_size=3072,
+    num_attention_heads=12,
+    num_hidden_layers=12,
+    projection_dim=768,
+    max_position_embeddings=77,
+    hidden_act="quick_gelu",
+    layer_norm_eps=1e-5,
+)
+# text_encoder_2: OpenCLIP ViT-bigG/14's text tower, with its projection (the pooled embedding).
+_XL_FULL_TEXT_2 = dict(
+    vocab_size=49408,
+    hidden_size=1280,
+    intermediate_size=5120,
+    num_attention_heads=20,
+    num_hidden_layers=32,
+    projection_dim=1280,
+    max_position_embeddings=77,
+    hidden_act="gelu",
+    layer_norm_eps=1e-5,
+)
+# Toy widths with the same wiring: 32 + 32 = 64 cross-attention channels, 32 + 6 * 8 = 80.
+_XL_TINY_UNET = dict(
+    _XL_FULL_UNET,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    block_out_channels=(32, 64),
+    layers_per_block=1,
+    transformer_layers_per_block=(1, 2),
+    attention_head_dim=(2, 4),
+    cross_attention_dim=64,
+    addition_time_embed_dim=8,
+    projection_class_embeddings_input_dim=80,
+    norm_num_groups=8,
+)
+_XL_TINY_VAE = dict(_TINY_VAE, scaling_factor=0.13025, force_upcast=True)
+_XL_TINY_TEXT = dict(_TINY_TEXT)
+_XL_TINY_TEXT_2 = dict(_TINY_TEXT, hidden_act="gelu")
+
+_XL_ARCHITECTURES = {
+    "tiny-xl": (_XL_TINY_UNET, _XL_TINY_VAE, _XL_TINY_TEXT, _XL_TINY_TEXT_2),
+    "sdxl-turbo-random": (_XL_FULL_UNET, _XL_FULL_VAE, _XL_FULL_TEXT, _XL_FULL_TEXT_2),
+}
+
 
 # madebyollin/taesd's config.json (TAESD for SD 1.x/2.x latents): the tiny-decoder preset.
+# madebyollin/taesdxl's (TAESDXL, for SDXL latents) is the same architecture.
 TINY_DECODER_PRESET = "taesd-random"
+TINY_DECODER_XL_PRESET = "taesdxl-random"
+TINY_DECODER_PRESETS = (TINY_DECODER_PRESET, TINY_DECODER_XL_PRESET)
 TAESD_CONFIG = dict(
     in_channels=3,
     out_channels=3,
@@ -172,11 +269,12 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(printable, (chr(c) for c in codes), strict=True))
 
 
-def write_clip_tokenizer(directory: Path) -> None:
+def write_clip_tokenizer(directory: Path, pad_token: str = "!") -> None:
     """Write CLIP's tokenizer (tokenizer.json and its config) from the vendored BPE table.
 
     Same construction as OpenAI's ``SimpleTokenizer``: 256 byte symbols, their end-of-word forms,
     48,894 merges and the two special tokens: 49,408 ids, identical to the published vocabulary.
+    ``pad_token``: "!" for SD 2.x and SDXL's second tokenizer, "<|endoftext|>" for SDXL's first.
     """
     directory.mkdir(parents=True, exist_ok=True)
     lines = gzip.open(_BPE_FILE).read().decode("utf-8").split("\n")
@@ -184,18 +282,20 @@ def write_clip_tokenizer(directory: Path) -> None:
     symbols = list(_bytes_to_unicode().values())
     vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
     vocab += ["<|startoftext|>", "<|endoftext|>"]
-    # SD 2.x uses "!" as its padding token; the rest are CLIP's defaults.
+    # The padding token is the model's; the rest are CLIP's defaults.
     tokenizer = CLIPTokenizer(
         vocab={token: index for index, token in enumerate(vocab)},
         merges=[tuple(m.split()) for m in merges],
-        pad_token="!",
+        pad_token=pad_token,
         model_max_length=77,
     )
     tokenizer.save_pretrained(str(directory))
 
 
-def build_pipeline(name: str, seed: int = 0) -> StableDiffusionPipeline:
+def build_pipeline(name: str, seed: int = 0) -> StableDiffusionPipeline | StableDiffusionXLPipeline:
     """Instantiate a preset with random weights (deterministic for a given seed)."""
+    if name in _XL_ARCHITECTURES:
+        return _build_xl_pipeline(name, seed)
     if name not in _ARCHITECTURES:
         raise ValueError(f"Unknown preset {name!r}; choose one of {PRESETS}")
     unet_config, vae_config, text_config = _ARCHITECTURES[name]
@@ -215,8 +315,31 @@ def build_pipeline(name: str, seed: int = 0) -> StableDiffusionPipeline:
     )
 
 
+def _build_xl_pipeline(name: str, seed: int) -> StableDiffusionXLPipeline:
+    unet_config, vae_config, text_config, text_2_config = _XL_ARCHITECTURES[name]
+    torch.manual_seed(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        # SDXL's two tokenizers: the same vocabulary, padded differently (as published).
+        write_clip_tokenizer(Path(tmp) / "tokenizer", pad_token="<|endoftext|>")
+        write_clip_tokenizer(Path(tmp) / "tokenizer_2", pad_token="!")
+        tokenizer = CLIPTokenizer.from_pretrained(str(Path(tmp) / "tokenizer"))
+        tokenizer_2 = CLIPTokenizer.from_pretrained(str(Path(tmp) / "tokenizer_2"))
+    return StableDiffusionXLPipeline(
+        vae=AutoencoderKL(**vae_config),
+        text_encoder=CLIPTextModel(CLIPTextConfig(**text_config)).eval(),
+        text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text_2_config)).eval(),
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2,
+        unet=UNet2DConditionModel(**unet_config),
+        scheduler=EulerAncestralDiscreteScheduler(**_XL_SCHEDULER_CONFIG),
+        # sdxl-turbo's model_index.json: an empty negative prompt is zeros, as SDXL was trained.
+        force_zeros_for_empty_prompt=True,
+        add_watermarker=False,
+    )
+
+
 def build_tiny_decoder(seed: int = 0) -> AutoencoderTiny:
-    """A random-weight AutoencoderTiny with TAESD's published architecture."""
+    """A random-weight AutoencoderTiny with TAESD's (and TAESDXL's) published architecture."""
     torch.manual_seed(seed)
     return AutoencoderTiny(**TAESD_CONFIG).eval()
 
@@ -224,9 +347,12 @@ def build_tiny_decoder(seed: int = 0) -> AutoencoderTiny:
 def ensure_preset(name: str, cache_dir: str | os.PathLike) -> Path:
     """Return the directory of a built preset, building it first if needed."""
     target = Path(cache_dir) / "presets" / f"{name}-v{PRESET_FORMAT_VERSION}"
-    if name == TINY_DECODER_PRESET:
+    if name in TINY_DECODER_PRESETS:
+        seed = TINY_DECODER_PRESETS.index(name)  # two presets, two different random decoders
         return build_once(
-            target, "config.json", lambda staging: build_tiny_decoder().save_pretrained(str(staging), safe_serialization=True)
+            target,
+            "config.json",
+            lambda staging: build_tiny_decoder(seed).save_pretrained(str(staging), safe_serialization=True),
         )
     return build_once(
         target, "model_index.json", lambda staging: build_pipeline(name).save_pretrained(str(staging), safe_serialization=True)
@@ -258,7 +384,7 @@ def build_once(target: Path, marker: str, write: Callable[[Path], None]) -> Path
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Build an offline random-weight preset.")
-    parser.add_argument("name", choices=(*PRESETS, TINY_DECODER_PRESET))
+    parser.add_argument("name", choices=(*PRESETS, *TINY_DECODER_PRESETS))
     parser.add_argument(
         "--cache-dir", default=DEFAULT_CACHE_DIR, help=f"The service's cache_dir setting (default {DEFAULT_CACHE_DIR})."
     )

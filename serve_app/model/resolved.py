@@ -6,8 +6,28 @@ read the model's tokenizer without loading either.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+
+# The diffusers pipeline classes the service runs, by model family.
+PIPELINE_CLASSES = {"sd": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}
+# The offline presets (serve_app/model/presets.py builds them), by family.
+SD_PRESETS = ("tiny", "sd-turbo-random")
+SDXL_PRESETS = ("tiny-xl", "sdxl-turbo-random")
+
+
+def model_family(model_dir: str | Path) -> str:
+    """'sd' or 'sdxl': the family of the diffusers pipeline directory ``model_dir``, from its
+    model_index.json (read without torch); ValueError for any other pipeline class."""
+    class_name = json.loads((Path(model_dir) / "model_index.json").read_text()).get("_class_name")
+    for family, name in PIPELINE_CLASSES.items():
+        if class_name == name:
+            return family
+    raise ValueError(
+        f"{model_dir}: model_index.json describes a {class_name!r}; this service runs "
+        f"{' or '.join(PIPELINE_CLASSES.values())}"
+    )
 
 
 @dataclass(frozen=True)
@@ -50,10 +70,19 @@ class ResolvedModel:
     # The image safety checker, when the ``safety_checker`` setting turns it on (only the model
     # replica loads it). With the two above: everything resolved crosses the Ray seam in this one object.
     safety_checker: ResolvedSafetyChecker | None = None
+    # The name requests use for it (the ``models`` setting: "tiny", "sdxl-turbo", ...).
+    name: str = "default"
+    # 'sd' (SD-Turbo's architecture) or 'sdxl' (SDXL-Turbo's), from the directory's model_index.json.
+    family: str = "sd"
 
     def log_fields(self) -> dict[str, object]:
         """What log lines say about the model: random weights are never logged as the real model."""
-        fields: dict[str, object] = {"model": self.model_id, "revision": self.revision, "random_weights": self.is_random}
+        fields: dict[str, object] = {
+            "model_name": self.name,
+            "model": self.model_id,
+            "revision": self.revision,
+            "random_weights": self.is_random,
+        }
         if self.tiny_decoder is not None:
             fields["tiny_decoder"] = self.tiny_decoder.info()
         if self.safety_checker is not None:

@@ -41,6 +41,7 @@
       if (number !== undefined) body[name] = number;
     }
     body.output_format = value("output_format");
+    if (value("model") !== "") body.model = value("model");
     return body;
   }
 
@@ -124,7 +125,8 @@
     $("result-timings").textContent =
       `queue ${t.queue.toFixed(0)} ms · inference ${t.inference.toFixed(0)} ms · ` +
       `encode ${t.encode.toFixed(0)} ms · total ${t.total.toFixed(0)} ms`;
-    $("result-model").textContent = r.model.revision ? `${r.model.id} @ ${r.model.revision.slice(0, 12)}` : r.model.id;
+    const source = r.model.revision ? `${r.model.id} @ ${r.model.revision.slice(0, 12)}` : r.model.id;
+    $("result-model").textContent = `${r.model.name} (${source})`;
     $("result-request").textContent = r.request_id;
     $("result-meta").hidden = false;
     $("keep-seed").disabled = false;
@@ -195,7 +197,28 @@
     }
   }
 
-  // 5. Wiring: button, Enter, seed controls ------------------------------------------------------
+  // 5. The model selector, from GET /models (what this server serves, the default first) --------
+  async function loadModels() {
+    const select = $("model");
+    try {
+      const response = await fetch("models", { headers: { Accept: "application/json" } });
+      const payload = await response.json();
+      for (const model of payload.models) {
+        const option = document.createElement("option");
+        option.value = model.name;
+        option.textContent = `${model.name} (${model.family}${model.model.random_weights ? ", random weights" : ""})`;
+        option.title = `${model.model.id}: up to ${model.max_prompt_tokens} prompt tokens, ${model.max_steps} steps`;
+        select.append(option);
+      }
+      $("model-hint").textContent = `${payload.models.length} model${payload.models.length === 1 ? "" : "s"} served here; the first is the default.`;
+    } catch (error) {
+      // Without the list the request names no model: the server's default answers.
+      $("model-hint").textContent = `Could not list the models (${error.message}): the default model answers.`;
+    }
+  }
+  loadModels();
+
+  // 6. Wiring: button, Enter, seed controls ------------------------------------------------------
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     generate();

@@ -35,7 +35,7 @@ from tests.infra.tfhelpers import rendered_container_environment
 
 REPO = Path(__file__).resolve().parents[2]
 NETAUDIT = Path(__file__).resolve().with_name("netaudit")
-# The tag the image is built under (a machine running several builds gives each its own).
+# A branch's own tag keeps parallel builds on one Docker daemon apart (SDTURBO_IMAGE_TEST_TAG).
 IMAGE = os.environ.get("SDTURBO_IMAGE_TEST_TAG", "sd-turbo-serve:image-test")
 LOCAL_MODE_DRIVER = Path(__file__).resolve().with_name("sagemaker_local_mode.py")
 PING_LIMIT_S = 2.0  # SageMaker's limit for one /ping
@@ -156,6 +156,17 @@ def test_image_runs_as_non_root_with_its_package_data_and_console_script(image):
     assert found["vocab"], "the tokenizer vocabulary (package data) is missing from the install"
     assert not found["triton"], "trimmed: the server never imports triton"
     assert "Build an offline random-weight preset" in docker("run", "--rm", image, "sd-turbo-build-preset", "--help").stdout
+
+
+def test_both_architectures_presets_build_offline_in_the_image(image):
+    # No network at all: SD-Turbo's and SDXL-Turbo's toy presets (and their tiny decoders) are
+    # built from the configs and the vocabulary in the package.
+    script = "; ".join(
+        f"sd-turbo-build-preset {name} --cache-dir /tmp/presets" for name in ("tiny", "tiny-xl", "taesdxl-random")
+    ) + "; cat /tmp/presets/presets/tiny-xl-v1/model_index.json"
+    result = docker("run", "--rm", "--network", "none", image, "sh", "-c", script, timeout=900)
+    assert "/tmp/presets/presets/tiny-xl-v1" in result.stdout
+    assert '"_class_name": "StableDiffusionXLPipeline"' in result.stdout
 
 
 def test_serves_like_sagemaker_and_stops_within_30s_answering_every_request(image, model_dir):

@@ -41,6 +41,7 @@ class _StandIn(BaseHTTPRequestHandler):
         else:
             out = json.dumps({"image": "aGk=", "format": "jpeg", "batch_size": 1 + n % 2, "cached": False,
                               "timings_ms": {"queue": 1.0, "inference": 2.0, "encode": 0.5, "total": 4.0},
+                              "model": {"name": body.get("model", "default")},
                               "request_id": str(n)}).encode()
             status = 200
         self.send_response(status)
@@ -94,6 +95,24 @@ def test_http_target_counts_errors_batches_and_writes_reports(tool, standin, tmp
     assert r2.returncode == 0, r2.stderr
     again = json.loads((tmp_path / "again" / "summary.json").read_text())
     assert [lv["requests"] for lv in again["levels"]] == [12, 12]
+
+
+def test_mixed_model_workload_names_the_models_and_reports_each(tool, standin, tmp_path):
+    out = tmp_path / "out"
+    r = tool(["run", "--target", "http", "--url", standin, "--concurrency", "2", "--requests", "30",
+              "--models", "tiny,tiny-xl", "--out", str(out), "--label", "mix", "--quiet"])
+    assert r.returncode == 0, r.stderr
+    asked = [b["model"] for b in _StandIn.bodies]
+    assert set(asked) == {"tiny", "tiny-xl"} and len(asked) == 30
+    with open(out / "raw.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    # the model column: the name the server reported for each image
+    assert {row["model"] for row in rows if row["ok"] == "True"} == {"tiny", "tiny-xl"}
+    per_model = (out / "per_model.md").read_text()
+    for name in ("tiny", "tiny-xl"):
+        ok = sum(1 for row in rows if row["ok"] == "True" and row["model"] == name)
+        assert f"| mix [{name}] | 2 | {sum(1 for a in asked if a == name)} |" in per_model and ok > 0
+    assert "| mix [tiny] |" in r.stdout
 
 
 def test_http_target_duration_bound(tool, standin, tmp_path):

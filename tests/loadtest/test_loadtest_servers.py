@@ -118,6 +118,10 @@ def test_gpu_benchmark_cpu_smoke_drives_the_real_service(model_cache, tmp_path):
     assert (out / "gpu_plot.png").exists() and (out / "app" / "raw.csv").exists()
     md = (out / "gpu_benchmark.md").read_text()
     assert "Batch sweep" in md and "The service" in md and "of the ceiling" in md
+    # 3. The cold start to /ping 200 and each model replica's own counters, read as the server stopped.
+    replicas = res["servers"]["app"]["replicas"]["replicas"]
+    assert len(replicas) == 1 and next(iter(replicas.values()))["device"] == "cpu"
+    assert res["servers"]["app"]["ready_s"] > 0 and "Cold start" in md and "Model replicas" in md
 
 
 @pytest.mark.timeout(300)

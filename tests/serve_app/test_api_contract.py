@@ -38,11 +38,16 @@ expected-statuses = ["400", "413", "415", "422"]
 """
 
 
-@pytest.fixture(scope="module")
-def base_url(cache_dir, tiny_model_dir):
+@pytest.fixture(scope="module", params=["quick-start", "two-models"])
+def base_url(request, cache_dir, tiny_model_dir):
     # The quick-start server: every setting at its default but model=tiny. Its schema lists only
-    # the decoder it loaded (full), so no phase may send a schema-valid decoder it refuses.
-    with running_serve_app({}, cache_dir) as url:
+    # the decoder it loaded (full) and the model it serves, so no phase may send a schema-valid
+    # decoder or model it refuses. Then the same with two models (SD-Turbo's and SDXL-Turbo's
+    # architectures) behind the one endpoint.
+    overrides = {"models": "tiny,tiny-xl"} if request.param == "two-models" else {}
+    if overrides:
+        request.getfixturevalue("tiny_xl_model_dir")
+    with running_serve_app(overrides, cache_dir) as url:
         yield url
 
 
@@ -66,7 +71,7 @@ def test_the_live_api_holds_its_published_contract(base_url, tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
     report = result.stdout + result.stderr
     assert result.returncode == 0, report[-6000:]
-    assert "Tested: 3" in report, report[-3000:]  # /predict, /invocations and /ping
+    assert "Tested: 4" in report, report[-3000:]  # /predict, /invocations, /ping and /models
     print(report[-1500:])  # the summary: phases, cases generated, seed (pytest -s shows it)
 
 

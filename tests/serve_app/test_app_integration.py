@@ -34,7 +34,7 @@ def test_generates_an_image(base_url, route):
     body = response.json()
     image = decode(body)
     assert image.format == "JPEG" and image.size == (256, 192)
-    assert body["model"] == {"id": "preset:tiny", "revision": None, "random_weights": True, "tiny_decoder": None}
+    assert body["model"] == {"name": "tiny", "id": "preset:tiny", "revision": None, "random_weights": True, "tiny_decoder": None}
     assert body["timings_ms"]["inference"] > 0
 
 

@@ -91,3 +91,15 @@ def test_local_head_resources_counts_the_gpus_this_process_may_use(monkeypatch):
     assert local_head_resources() == ClusterResources(cpus=get_num_cpus(), gpus=2)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     assert local_head_resources().gpus == 4
+
+
+def test_several_models_share_every_gpu_and_the_cpus():
+    settings = Settings.load({}, environ={})
+    sizes = size_deployments(settings, ClusterResources(cpus=16, gpus=2), models=2)
+    # One replica of each model on every GPU: half a GPU each, so any GPU serves any model.
+    assert (sizes.model_replicas, sizes.model_gpus, sizes.models) == (2, 0.5, 2)
+    assert sizes.total_cpus() <= 16
+    cpu = size_deployments(settings, ClusterResources(cpus=2, gpus=0), models=2)
+    assert (cpu.model_replicas, cpu.model_gpus, cpu.model_cpus) == (1, 0, 0.75)
+    with pytest.raises(DoesNotFit, match="of each of 4 served models"):
+        size_deployments(Settings.load({"num_replicas": "2"}, environ={}), ClusterResources(cpus=2, gpus=0), models=4)

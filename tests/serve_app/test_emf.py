@@ -35,6 +35,17 @@ def test_a_record_is_valid_emf_and_carries_the_values_given():
     }
 
 
+def test_a_model_replicas_records_are_the_endpoints_totals_and_the_models_own_series():
+    from serve_app.emf import MODEL_DIMENSIONS
+
+    emf = EmfWriter("sd-turbo-prod", "AllTraffic", clock=lambda: 1764028800.0, model="tiny-xl")
+    document = emf.record({"InferenceMs": 5.0, "Images": 1})
+    validate_emf(document)
+    assert document["Model"] == "tiny-xl" and MODEL_DIMENSIONS == ("EndpointName", "VariantName", "Model")
+    assert metrics_of(document)["Images"] == (1, "Count", [list(DIMENSIONS), list(MODEL_DIMENSIONS)])
+    assert EmfWriter.from_settings(Settings.load({"endpoint_name": "e"}, environ={}), model="tiny").dimensions["Model"] == "tiny"
+
+
 def test_rejections_carry_the_error_type_dimension():
     document = writer().record({"Rejections": 1}, error_type="overloaded")
     validate_emf(document)
@@ -125,3 +136,4 @@ def test_the_terraform_dashboard_reads_the_names_this_writes():
     for name in UNITS:
         assert f'"{name}"' in dashboard, f"the dashboard does not chart {name}"
     assert "{${local.app},EndpointName,VariantName,ErrorType}" in dashboard
+    assert "{${local.app},EndpointName,VariantName,Model}" in dashboard

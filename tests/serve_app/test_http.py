@@ -9,8 +9,9 @@ from PIL import Image
 
 from serve_app.http import create_http_app, negotiate_image_format, new_request_id, response_with_image
 from serve_app.protocol import GenerateResponse, ModelInfo, Timings
-from serve_app.serving import ImageOutcome
-from tests.serve_app.fakes import fixed_image_model, make_http_client, make_service
+from serve_app.serving import ImageOutcome, ImageService, ServedModel
+from serve_app.settings import Settings
+from tests.serve_app.fakes import WordCounter, fixed_image_model, make_http_client, make_service
 
 
 def jpeg_bytes():
@@ -39,7 +40,7 @@ def test_generate_returns_json_with_base64_image(client, route):
     body = response.json()
     assert Image.open(io.BytesIO(base64.b64decode(body["image"]))).format == "JPEG"
     assert body["seed"] == 3 and body["batch_size"] == 2 and body["request_id"] == "r-1"
-    assert body["model"] == {"id": "preset:tiny", "revision": None, "random_weights": True, "tiny_decoder": None}
+    assert body["model"] == {"name": "default", "id": "preset:tiny", "revision": None, "random_weights": True, "tiny_decoder": None}
     assert set(body["timings_ms"]) == {"queue", "inference", "encode", "total"}
 
 
@@ -281,3 +282,59 @@ def test_a_decoder_this_server_did_not_load_is_refused_by_its_schema_with_a_422(
     client = make_http_client(make_service(fixed_image_model(b"img")))  # default: full only
     response = client.post("/predict", json={"prompt": "a", "decoder": "tiny"})
     assert response.status_code == 422 and response.json()["error"]["field"] == "decoder"
+
+
+# --- several models behind one endpoint ---------------------------------------------------------
+def two_model_client(calls: list):
+    settings = Settings.load({}, environ={})
+    default = ModelInfo(name="tiny", id="preset:tiny", revision=None, random_weights=True)
+    xl = ServedModel(ModelInfo(name="tiny-xl", id="preset:tiny-xl", revision=None, random_weights=True), WordCounter(5), "sdxl")
+    service = ImageService(settings, default, WordCounter(75), fixed_image_model(b"img", calls=calls), other_models=[xl])
+    return make_http_client(service)
+
+
+def test_a_request_names_its_model_and_the_response_says_which_made_it():
+    calls = []
+    client = two_model_client(calls)
+    named = client.post("/predict", json={"prompt": "a cat", "model": "tiny-xl", "seed": 1})
+    default = client.post("/predict", json={"prompt": "a cat", "seed": 1})
+    assert named.status_code == default.status_code == 200
+    assert named.json()["model"]["name"] == "tiny-xl" and default.json()["model"]["name"] == "tiny"
+    # Each model's job reached the model it names; the same seeded request for two models is two images.
+    assert [spec.model for spec in calls] == ["tiny-xl", "tiny"]
+    raw = client.post("/predict", json={"prompt": "a cat", "model": "tiny-xl"}, headers={"Accept": "image/png"})
+    assert raw.headers["X-Model"] == "tiny-xl"
+
+
+def test_an_unknown_model_is_a_422_naming_the_field_and_the_served_models():
+    client = two_model_client([])
+    for name in ("sdxl", "x" * 65, 3):
+        response = client.post("/predict", json={"prompt": "a", "model": name})
+        assert response.status_code == 422, name
+        assert response.json()["error"]["field"] == "model"
+    message = client.post("/predict", json={"prompt": "a", "model": "sdxl"}).json()["error"]["message"]
+    assert "tiny, tiny-xl" in message
+
+
+def test_token_limits_are_each_models_own():
+    client = two_model_client([])
+    six_words = "one two three four five six"
+    assert client.post("/predict", json={"prompt": six_words}).status_code == 200
+    refused = client.post("/predict", json={"prompt": six_words, "model": "tiny-xl"})
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "prompt"
+    assert "tiny-xl's text encoders accept at most 5" in refused.json()["error"]["message"]
+
+
+def test_get_models_lists_each_served_model_with_its_limits_and_the_schema_enumerates_them():
+    client = two_model_client([])
+    models = client.get("/models").json()["models"]
+    assert [(m["name"], m["default"], m["family"]) for m in models] == [
+        ("tiny", True, "sd-turbo"),
+        ("tiny-xl", False, "sdxl-turbo"),
+    ]
+    assert [m["max_prompt_tokens"] for m in models] == [75, 5]
+    assert models[1]["max_steps"] == 4 and models[1]["default_width"] == 512 and models[1]["decoders"] == ["full"]
+    assert models[1]["model"]["id"] == "preset:tiny-xl"
+    schema = client.get("/openapi.json").json()
+    request = schema["components"]["schemas"]["GenerateRequest"]["properties"]["model"]
+    assert request["anyOf"][0]["enum"] == ["tiny", "tiny-xl"]

@@ -27,6 +27,7 @@ def test_ping_follows_the_model_and_the_drain_and_the_model_info_comes_from_the_
     ping = client.get("/ping")
     assert ping.status_code == 200
     assert ping.json()["model"] == {
+        "name": "default",
         "id": "preset:tiny",
         "revision": None,
         "random_weights": True,

@@ -143,6 +143,10 @@ def _generate(page, trigger) -> dict:
 def test_generate_shows_the_image_with_its_seed_and_metadata(session, tmp_path):
     page = session.page
     page.goto(session.origin + "/")
+    # The model selector is filled from GET /models: this server serves the one tiny preset.
+    model = page.get_by_label("Model", exact=True)
+    expect(model.locator("option")).to_have_count(1)
+    expect(model).to_have_value("tiny")
     _fill_form(page, "a lighthouse on a cliff at sunset")
 
     # 1. Hold the request in flight to see the busy state, then let it go.
@@ -173,6 +177,7 @@ def test_generate_shows_the_image_with_its_seed_and_metadata(session, tmp_path):
     expect(page.locator("#result-seed")).to_have_text(str(body["seed"]))
     expect(page.locator("#result-size")).to_have_text(f"{SIDE} × {SIDE} JPEG")
     expect(page.locator("#result-batch")).to_have_text(str(body["batch_size"]))
+    expect(page.locator("#result-model")).to_have_text("tiny (preset:tiny)")
     expect(page.locator("#result-cached")).to_have_text("no")
     # Rounded as the page rounds (JavaScript's toFixed: 110.5 -> "111"; Python's format gives "110").
     total = page.evaluate("t => t.toFixed(0)", body["timings_ms"]["total"])

@@ -92,6 +92,42 @@ def test_readme_settings_table_is_current():
     assert describe_settings() in readme, "regenerate the README's settings table from describe_settings()"
 
 
+# --- several models ---------------------------------------------------------------------------
+def test_the_single_model_settings_are_a_one_item_model_list():
+    from serve_app.settings import ModelSource
+
+    assert Settings.load(environ={}).served_models == (ModelSource("sd-turbo", DEFAULT_MODEL, DEFAULT_MODEL_REVISION),)
+    assert Settings.load({"model": "tiny"}, environ={}).served_models == (ModelSource("tiny", "tiny", None),)
+
+
+def test_models_lists_the_served_models_default_first_with_names_and_revisions():
+    from serve_app.settings import ModelSource
+
+    settings = Settings.load({"models": "tiny-xl, tiny"}, environ={})
+    assert [m.name for m in settings.served_models] == ["tiny-xl", "tiny"]
+    hub = Settings.load({"models": "stabilityai/sd-turbo,xl=stabilityai/sdxl-turbo@abc123"}, environ={}).served_models
+    assert hub == (
+        ModelSource("sd-turbo", "stabilityai/sd-turbo", DEFAULT_MODEL_REVISION),
+        ModelSource("xl", "stabilityai/sdxl-turbo", "abc123"),
+    )
+    from_env = Settings.load(environ={"SDTURBO_MODELS": "tiny,tiny-xl"})
+    assert [m.source for m in from_env.served_models] == ["tiny", "tiny-xl"]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"models": "tiny,tiny"}, "used twice"),
+        ({"models": "tiny,"}, "empty entry"),
+        ({"models": "stabilityai/sdxl-turbo"}, "without a pinned revision"),
+        ({"models": "tiny@abc"}, "only Hub ids take a revision"),
+        ({"models": "bad name!=tiny"}, "not a usable model name"),
+        ({"models": "tiny,tiny-xl", "model": "tiny"}, "either `models`"),
+    ],
+)
+def test_bad_model_lists_are_refused_with_the_reason(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        Settings.load(overrides, environ={})
 def test_the_default_decoder_and_the_decoder_names_have_one_source():
     from typing import get_args
 

@@ -49,8 +49,8 @@ def test_s3_delivery_writes_the_object_and_the_presigned_url_fetches_it(s3_clien
         service({}, image, store).generate(GenerateRequest(prompt="p", delivery="s3"), "req-1")
     )
     body = response_with_image(outcome)
-    assert body["image"] is None and body["s3_uri"] == f"s3://{BUCKET}/outputs/req-1.jpeg"
-    assert s3_client.get_object(Bucket=BUCKET, Key="outputs/req-1.jpeg")["Body"].read() == image
+    assert body["image"] is None and body["s3_uri"] == f"s3://{BUCKET}/outputs/default/req-1.jpeg"
+    assert s3_client.get_object(Bucket=BUCKET, Key="outputs/default/req-1.jpeg")["Body"].read() == image
     fetched = httpx.get(body["image_url"], timeout=10)
     assert fetched.status_code == 200 and fetched.content == image
 
@@ -67,7 +67,7 @@ def test_oversized_answers_go_to_s3_when_configured_and_are_refused_otherwise(s3
     routed = asyncio.run(
         service(limit, big, store).generate(GenerateRequest(prompt="p"), "r2", response_bytes=json_response_bytes)
     )
-    assert routed.response.s3_uri == f"s3://{BUCKET}/big/r2.jpeg"
+    assert routed.response.s3_uri == f"s3://{BUCKET}/big/default/r2.jpeg"
 
 
 def test_s3_delivery_without_a_bucket_is_a_clear_422():

@@ -17,7 +17,8 @@
 #                             stdout (SageMaker ships them to CloudWatch Logs, which extracts the
 #                             metrics), dimensions EndpointName + VariantName (the container gets
 #                             both as SDTURBO_ENDPOINT_NAME / SDTURBO_VARIANT_NAME), Rejections also
-#                             by ErrorType.
+#                             by ErrorType, the model replicas' metrics also by Model (the served
+#                             model's name: one series per model behind the endpoint).
 #
 # Instance count: SageMaker publishes no instance-count metric for a variant. Its host metrics
 # come from every instance in service once a minute, traffic or not, so the SampleCount of
@@ -166,6 +167,16 @@ locals {
         title = "App: images, cache, safety refusals"
         metrics = [
           for m in ["Images", "CacheHits", "CacheMisses", "SafetyRefusals"] : concat([local.app, m], local.dims, [{ stat = "Sum", label = m }])
+        ]
+      }) },
+      { type = "metric", properties = merge(local.graph, {
+        title = "App: images and inference time (p50, ms) by model"
+        metrics = [
+          for m in [["Images", "Sum", "images"], ["InferenceMs", "p50", "inference"]] : [{
+            expression = "SEARCH('{${local.app},EndpointName,VariantName,Model} MetricName=\"${m[0]}\" EndpointName=\"${var.endpoint_name}\" VariantName=\"${var.variant_name}\"', '${m[1]}', ${var.dashboard_period_seconds})"
+            label      = m[0]
+            id         = m[2]
+          }]
         ]
       }) },
       { type = "metric", properties = merge(local.graph, {

@@ -35,6 +35,17 @@ def _unet_weights(path: Path) -> Path:
     return next((path / "unet").glob("*.safetensors"))
 
 
+def test_an_sdxl_preset_passes_and_a_missing_second_text_encoder_is_named(cache_dir, tmp_path):
+    from serve_app.model import ensure_preset
+
+    xl = tmp_path / "xl"
+    shutil.copytree(ensure_preset("tiny-xl", cache_dir), xl)
+    check_pipeline_directory(xl)
+    shutil.rmtree(xl / "text_encoder_2")
+    with pytest.raises(ModelDirectoryError, match="has no text_encoder_2/ folder"):
+        check_pipeline_directory(xl)
+
+
 def test_a_saved_pipeline_passes(pipeline_dir):
     check_pipeline_directory(pipeline_dir)
     assert unreadable_reason(pipeline_dir) is None
@@ -103,9 +114,9 @@ def test_a_component_without_weights_or_config_or_listing_is_named(pipeline_dir,
 
 def test_another_architecture_is_refused_by_name(pipeline_dir):
     index = json.loads((pipeline_dir / "model_index.json").read_text())
-    index["_class_name"] = "StableDiffusionXLPipeline"
+    index["_class_name"] = "FluxPipeline"
     (pipeline_dir / "model_index.json").write_text(json.dumps(index))
-    with pytest.raises(ModelDirectoryError, match="holds a StableDiffusionXLPipeline .* serves the StableDiffusionPipeline"):
+    with pytest.raises(ModelDirectoryError, match="holds a FluxPipeline .* serves StableDiffusionPipeline and StableDiffusionXLPipeline"):
         check_pipeline_directory(pipeline_dir)
 
 

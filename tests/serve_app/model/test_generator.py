@@ -57,15 +57,22 @@ def test_the_generator_reports_each_pipeline_run_itself(generator):
     assert run.batch_size == 3 and run.inference_ms > 0
 
 
+def test_warm_up_runs_are_not_reported(generator):
+    # The metrics count the calls that served requests (the EMF BatchSize records among them).
+    generator.runs.clear()
+    assert generator.warmup(batch_sizes=[1, 2], width=64, height=64) > 0
+    assert generator.runs == []
+
+
 def test_out_of_memory_splits_the_batch_and_retries(generator, monkeypatch):
     real_run = generator._run_pipeline
     sizes = []
 
-    def run_with_memory_for_two(specs, should_stop=None):
+    def run_with_memory_for_two(specs, should_stop, on_run):
         sizes.append(len(specs))
         if len(specs) > 2:
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
-        return real_run(specs, should_stop)
+        return real_run(specs, should_stop, on_run)
 
     monkeypatch.setattr(generator, "_run_pipeline", run_with_memory_for_two)
     specs = [GenerationSpec(prompt=str(i), seed=i, width=64, height=64) for i in range(5)]
@@ -76,7 +83,7 @@ def test_out_of_memory_splits_the_batch_and_retries(generator, monkeypatch):
 
 
 def test_a_single_image_that_does_not_fit_is_a_clear_error(generator, monkeypatch):
-    def always_oom(specs, should_stop=None):
+    def always_oom(specs, should_stop, on_run):
         raise torch.OutOfMemoryError("CUDA out of memory (injected)")
 
     monkeypatch.setattr(generator, "_run_pipeline", always_oom)
