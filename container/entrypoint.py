@@ -23,7 +23,12 @@ SageMaker starts a bring-your-own container as ``docker run IMAGE serve`` and th
      replica serves the port itself (direct ingress, one hop fewer than Ray's proxy) and shares it
      with the responder, which hands it over only once the ingress answers /ping
      itself: every /ping is answered quickly, from the first second on,
-  5. on SIGTERM stops within SageMaker's 30 s: /ping turns 503, new requests get 503, in-flight
+  5. while serving, watches what Ray does not bring back: the raylet and the GCS (its own child
+     processes) and the Serve controller (DEAD, or restarting for 20 s). One of them gone ends
+     the container with exit code 6 and one line saying what died, so SageMaker replaces the
+     instance instead of routing requests to it (the ingress's /ping has turned 503 by then:
+     serve_app/liveness.py). A model or ingress replica Ray restarts in place;
+  6. on SIGTERM stops within SageMaker's 30 s: /ping turns 503, new requests get 503, in-flight
      requests may finish until the drain deadline (``drain_deadline_s``); those that cannot are
      answered with a 503 "shutting_down" error, then Ray shuts down and the process exits 0.
 """
@@ -48,6 +53,13 @@ EXIT_MODEL_LOAD_FAILED = 2
 EXIT_DEPLOY_FAILED = 3
 EXIT_STARTUP_DEADLINE = 4
 EXIT_DOES_NOT_FIT = 5
+EXIT_RAY_COMPONENT_DIED = 6
+
+# While serving: how often the Ray head's processes are checked, how often the Serve controller's
+# state is asked of the GCS, and how long Ray may take to restart the controller.
+WATCH_PERIOD_S = 1.0
+CONTROLLER_CHECK_S = 2.0
+CONTROLLER_RESTART_LIMIT_S = 20.0
 
 # Stop timing. SageMaker sends SIGKILL 30 s after SIGTERM (as `docker stop -t 30` does), so the
 # drain, answering what could not finish, and Ray's shutdown must all fit in that.
@@ -75,17 +87,21 @@ def sagemaker_environment(
 
     * SageMaker talks to 0.0.0.0:8080 (SAGEMAKER_BIND_TO_PORT overrides the port when set).
     * A pipeline unpacked into /opt/ml/model (model_data_url, or baked into the image) is the
-      model unless SDTURBO_MODEL names another.
+      model unless SDTURBO_MODEL names another; so is a /opt/ml/model this user cannot read (the
+      start then fails with that reason, not with a PermissionError traceback).
     * Weights already inside the image or the model directory need no network: with
       SDTURBO_OFFLINE=1 the Hugging Face Hub is never contacted.
     """
+    from serve_app.model.directory import unreadable_reason
     from serve_app.settings import SAGEMAKER_PORT, offline_requested
 
     implied = {
         "SDTURBO_HOST": "0.0.0.0",
         "SDTURBO_PORT": environ.get("SAGEMAKER_BIND_TO_PORT", str(SAGEMAKER_PORT)),
     }
-    if (model_dir / "model_index.json").is_file():
+    # A model directory this user cannot read (SageMaker's local mode mounts one readable by its
+    # owner only) is still the model meant: resolving it then fails with the reason and the fix.
+    if unreadable_reason(model_dir) is not None or (model_dir / "model_index.json").is_file():
         implied["SDTURBO_MODEL"] = str(model_dir)
     if offline_requested(environ):
         implied["HF_HUB_OFFLINE"] = "1"
@@ -225,12 +241,103 @@ def serve_forever() -> int:
         responder.close()
     log(f"ready: http://{settings.host}:{settings.port} (model {settings.model})")
 
-    # 5. Wait for SIGTERM, then stop within SageMaker's grace period.
-    while not drainer.requested.wait(timeout=1.0):
-        pass
+    # 5. Wait for SIGTERM, then stop within SageMaker's grace period. Meanwhile, a Ray component
+    #    that Ray does not bring back (the raylet, the GCS, the Serve controller for good) ends
+    #    the container at once, so that SageMaker replaces the instance.
+    watch = RayWatch.of_local_head()
+    while not drainer.requested.wait(timeout=WATCH_PERIOD_S):
+        death = watch.death()
+        if death:
+            log(f"{death}: this instance cannot serve any more; exiting so that it is replaced")
+            _kill_descendants()
+            return EXIT_RAY_COMPONENT_DIED
     stop_within_grace(serve, ray, settings, drainer.signalled_at or time.monotonic())
     log("stopped")
     return 0
+
+
+class RayWatch:
+    """What died of the Ray head this process started: its raylet and GCS (processes it owns:
+    checked every WATCH_PERIOD_S, costs nothing) and the Serve controller (Ray restarts that
+    actor; DEAD, or RESTARTING longer than CONTROLLER_RESTART_LIMIT_S, is final). The controller
+    is asked on a thread of its own, so a GCS that hangs never holds the watch up."""
+
+    def __init__(self, processes: dict[str, object], controller_state=None, clock=time.monotonic):
+        self._processes = processes  # name -> subprocess.Popen
+        self._controller_state = controller_state  # () -> (state, pid) | None
+        self._clock = clock
+        self._restarting_since: float | None = None
+        self._controller_answer: tuple[str, int] | None = None
+        self._controller_asked_at = 0.0
+        self._asking = threading.Lock()
+
+    @classmethod
+    def of_local_head(cls) -> RayWatch:
+        from serve_app.ray_private import local_head_processes, serve_controller_state
+
+        return cls(local_head_processes(), serve_controller_state)
+
+    def death(self) -> str | None:
+        """One line saying what died, or None while everything Ray cannot bring back runs."""
+        from serve_app.liveness import describe_death
+
+        for name, process in self._processes.items():
+            returncode = process.poll()  # also reaps it
+            if returncode is not None:
+                return describe_death(name, process.pid, returncode)
+        if self._controller_state is None:
+            return None
+        self._ask_controller()
+        answer = self._controller_answer
+        if answer is None:
+            return None
+        state, pid = answer
+        if state == "DEAD":
+            return f"the Serve controller (pid {pid}) died and Ray did not restart it"
+        if state == "RESTARTING":
+            self._restarting_since = self._restarting_since or self._clock()
+            if self._clock() - self._restarting_since > CONTROLLER_RESTART_LIMIT_S:
+                return f"the Serve controller has been restarting for {CONTROLLER_RESTART_LIMIT_S:g} s (Ray cannot bring it back)"
+        else:
+            self._restarting_since = None
+        return None
+
+    def _ask_controller(self) -> None:
+        if self._clock() - self._controller_asked_at < CONTROLLER_CHECK_S or not self._asking.acquire(blocking=False):
+            return
+        self._controller_asked_at = self._clock()
+
+        def ask() -> None:
+            try:
+                self._controller_answer = self._controller_state()
+            except Exception:  # noqa: BLE001 - the GCS is being checked as a process anyway
+                pass
+            finally:
+                self._asking.release()
+
+        threading.Thread(target=ask, name="controller-watch", daemon=True).start()
+
+
+def _kill_descendants() -> None:
+    """SIGKILL every process below this one (Ray's workers outlive a dead raylet otherwise)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    todo, found = list(children.get(os.getpid(), [])), []
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    for pid in found:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def _deploy_before_deadline(app, settings, started: float) -> tuple[int, str] | None:

@@ -75,6 +75,8 @@ _IMAGE_CONTENT = {media: {"schema": {"type": "string", "format": "binary"}} for 
 _MEDIA_TO_FORMAT = {media: fmt for fmt, media in IMAGE_MEDIA_TYPES.items()}
 # Error types of HTTP errors raised by routing itself (no route, wrong method).
 _HTTP_ERROR_TYPES = {404: "not_found", 405: "method_not_allowed"}
+# /ping's 503 (loading, or a replica being replaced): when to ask again.
+PING_RETRY_AFTER_S = 2
 # JSON field names, numbers and quotes around the base64 image.
 _JSON_OVERHEAD_BYTES = 2048
 
@@ -392,7 +394,9 @@ def create_http_app(
         # Answers from local state only: it never waits behind image generation.
         ready = is_ready()
         body = PingResponse(status="ready" if ready else "loading", model=service.model_info)
-        return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+        if ready:
+            return JSONResponse(body.model_dump())
+        return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": str(PING_RETRY_AFTER_S)})
 
     @app.get("/models", response_model=ModelsResponse, summary="The served models, with their defaults and limits")
     async def models() -> ModelsResponse:

@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
@@ -26,11 +27,12 @@ from serve_app.batching import GenerationJob, GenerationResult
 from serve_app.emf import EmfWriter
 from serve_app.errors import ModelUnavailable, Overloaded, ServiceError
 from serve_app.ingress_app import build_ingress_app
-from serve_app.logs import configure_logging
+from serve_app.liveness import describe_death, process_state
+from serve_app.logs import configure_logging, log_event
 from serve_app.metrics import IngressMetrics
 from serve_app.model.resolved import ResolvedModel
 from serve_app.model_replica import model_deployment_name
-from serve_app.ray_private import deployments_healthy
+from serve_app.ray_private import model_replicas_running
 from serve_app.settings import Settings
 from serve_app.startup import StartupWatch
 
@@ -68,6 +70,9 @@ class Ingress:
         self.app_name = serve.get_replica_context().app_name
         self._model_deployments = [model_deployment_name(m.name, index == 0) for index, m in enumerate(resolved)]
         self._startup_watch = StartupWatch(self.app_name, settings.startup_deadline_s)
+        self._readiness_poll = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readiness")
+        self._readiness_pending: Future | None = None
+        self._raylet_pid = int(os.environ.get("RAY_RAYLET_PID", "0"))  # Ray sets it in every worker
         self._readiness_task = asyncio.get_running_loop().create_task(self._poll_readiness())
 
     def __serve_build_asgi_app__(self):
@@ -103,25 +108,52 @@ class Ingress:
 
     # --- readiness -------------------------------------------------------------------------
     async def _poll_readiness(self) -> None:
-        """Track whether the model deployment has a running replica, from the controller.
+        """Keep ``self.ingress.readiness`` current: every READINESS_POLL_S, never blocking the loop.
 
-        /ping reads the cached answer, so it never waits behind image generation; asking the
-        controller (not the model replica) also keeps health probes out of the model's queue.
+        /ping reads the recorded answer, so it never waits behind image generation or a dead
+        component; asking the controller (not the model replica) also keeps health probes out
+        of the model's queue. One question at a time, on a thread of its own: a question that
+        hangs (its node is gone) is not asked again on top, and its answer goes stale.
         """
+        was_ready = False
         while True:
             try:
-                # Ready when every served model's deployment is: a request may name any of them.
-                self.ingress.model_ready = await asyncio.to_thread(
-                    deployments_healthy, self.app_name, self._model_deployments
-                )
-                if not self._startup_watch.settled:
-                    # While starting, the full status too: the start-up watch says what is stuck.
-                    status = await asyncio.to_thread(serve.status)
-                    self._startup_watch.observe(status.applications.get(self.app_name))
+                self._poll_readiness_once()
             except Exception:  # noqa: BLE001 - a failed poll means "not known ready"
                 logger.exception("readiness poll failed")
-                self.ingress.model_ready = False
+                self.ingress.readiness.observe(False, "the readiness poll failed")
+            verdict = self.ingress.readiness.verdict()
+            if verdict.ready != was_ready:
+                log_event(logger, "ready" if verdict.ready else "not_ready", reason=verdict.reason)
+                was_ready = verdict.ready
             await asyncio.sleep(READINESS_POLL_S)
+
+    def _poll_readiness_once(self) -> None:
+        readiness = self.ingress.readiness
+        # 1. The raylet of this node, from /proc: a dead node answers no question.
+        if self._raylet_pid and process_state(self._raylet_pid) != "alive":
+            readiness.observe(False, describe_death("raylet", self._raylet_pid, None))
+            return
+        # 2. The controller's answer to the last question, once it has come.
+        pending = self._readiness_pending
+        if pending is not None:
+            if not pending.done():
+                return
+            try:
+                healthy, reason = pending.result()
+            except Exception as exc:  # noqa: BLE001 - the controller could not be asked
+                healthy, reason = False, f"the Serve controller could not be asked: {type(exc).__name__}"
+            readiness.observe(healthy, reason)
+        # 3. The next question.
+        self._readiness_pending = self._readiness_poll.submit(self._ask_controller)
+
+    def _ask_controller(self) -> tuple[bool, str]:
+        """On the readiness thread: whether every served model has a running replica (a request
+        may name any of them), and the start-up watch fed."""
+        if not self._startup_watch.settled:
+            # While starting, the full status too: the start-up watch says what is stuck.
+            self._startup_watch.observe(serve.status().applications.get(self.app_name))
+        return model_replicas_running(self.app_name, self._model_deployments)
 
 
 async def call_model(models: dict, job: GenerationJob) -> GenerationResult:

@@ -3,7 +3,8 @@
 No Ray here: ``serve_app.ingress`` (the Ray deployment) calls ``build_ingress_app`` with a model
 call that goes through a deployment handle, tests call it with a fake one. Everything the HTTP
 app needs (the service, readiness, admission, refusal metrics) is made here, so nothing points
-back into the Ray actor: the actor only sets ``IngressApp.model_ready`` from its readiness poll.
+back into the Ray actor: the actor only records what its readiness poll learns in
+``IngressApp.readiness`` (serve_app/liveness.py).
 """
 
 from __future__ import annotations
@@ -19,11 +20,18 @@ from serve_app.errors import NotReady
 from serve_app.guardrails import RateLimiter
 from serve_app.http import create_http_app
 from serve_app.inflight import CountOpenRequests, InflightRequests
+from serve_app.liveness import Readiness
 from serve_app.model.resolved import ResolvedModel
 from serve_app.protocol import ModelInfo
 from serve_app.serving import GenerateFn, ImageService, ServedModel, TokenCounter
 from serve_app.settings import Settings
 from serve_app.storage import S3ImageStore
+
+# How old the readiness poll's last answer may be before /ping stops trusting it (a question
+# that hangs on a dead component): inside the 10 s in which /ping must turn 503, well above a
+# slow answer on a loaded machine. And when a refused caller should ask again.
+READINESS_STALE_S = 6.0
+NOT_READY_RETRY_AFTER_S = 2
 
 
 class IngressMetrics(Protocol):
@@ -54,17 +62,25 @@ class IngressApp:
     app: FastAPI
     service: ImageService
     inflight: InflightRequests
-    # Whether the model deployment has a running replica: set by the owner's readiness poll.
-    model_ready: bool = False
+    # Whether a model replica runs, as the owner's readiness poll last learned it (and how long ago).
+    readiness: Readiness = field(default_factory=lambda: Readiness(stale_after_s=READINESS_STALE_S))
     rate_limiter: RateLimiter | None = field(default=None, repr=False)
 
     def is_ready(self) -> bool:
-        return self.model_ready and not self.inflight.draining
+        return self.readiness.verdict().ready and not self.inflight.draining
 
     def admit(self, request: Request) -> None:
-        """Before any work: refuse while draining, then the per-client rate limit."""
+        """Before any work: refuse while draining or while no model replica runs, then the
+        per-client rate limit."""
         if self.inflight.draining:
             raise NotReady("the server is shutting down; retry on another instance", retry_after_s=1)
+        verdict = self.readiness.verdict()
+        if not verdict.ready:
+            # Waiting for a replica that is not there would only end in a 504 much later.
+            raise NotReady(
+                f"this instance cannot make an image now ({verdict.reason}); retry shortly",
+                retry_after_s=NOT_READY_RETRY_AFTER_S,
+            )
         if self.rate_limiter is not None:
             self.rate_limiter.acquire(request.client.host if request.client else "-")
 

@@ -110,3 +110,56 @@ def bind_direct_ingress_with_reuseport() -> None:
 
     start_with_reuseport.shares_port = True  # type: ignore[attr-defined]
     ray_replica.start_asgi_http_server = start_with_reuseport
+
+
+def local_head_processes() -> dict[str, Any]:
+    """The raylet and the GCS server of the Ray head this process started: name -> Popen.
+
+    Needs: ``ray._private.worker._global_node.all_processes`` (the node ``ray.init`` started,
+    with the ``subprocess.Popen`` of each of its processes). Why not the public API: Ray offers
+    no way to learn that its own raylet or GCS has died other than calls that hang or fail late;
+    the container entrypoint watches these two processes, its own children, to end the
+    container within seconds of either dying.
+    """
+    from ray._private import worker
+
+    names = {"raylet": "raylet", "gcs_server": "GCS server"}
+    return {names[kind]: info.process for kind in names for info in worker._global_node.all_processes.get(kind, [])}
+
+
+def serve_controller_state() -> tuple[str, int] | None:
+    """(state, pid) of Serve's controller actor as the GCS knows it: ALIVE, RESTARTING, DEAD...
+
+    Needs: the controller's actor id from ``ray.serve.context._get_global_client()._controller``
+    and ``ray._private.state.actors``, the GCS's actor table. Why not the public API:
+    ``ray.util.state`` goes through the dashboard, which the service does not start.
+    """
+    import ray
+    from ray.serve.context import _get_global_client
+
+    actor_id = _get_global_client()._controller._actor_id.hex()
+    entry = ray._private.state.actors(actor_id=actor_id)
+    return (entry.get("State", "?"), entry.get("Pid", 0)) if entry else None
+
+
+def model_replicas_running(app_name: str, deployments: list[str]) -> tuple[bool, str]:
+    """(whether every one of ``app_name``'s ``deployments`` has at least one running replica, why not).
+
+    The cheap per-application status first (``deployments_healthy``); only when one is not
+    HEALTHY (a replica restarting, one of several gone) the public ``serve.status()``, whose
+    replica counts say whether one still runs: it costs about 26 ms, paid only then.
+    """
+    from ray import serve
+
+    if deployments_healthy(app_name, deployments):
+        return True, ""
+    app = serve.status().applications.get(app_name)
+    for deployment in deployments:
+        found = app.deployments.get(deployment) if app is not None else None
+        if found is None:
+            return False, f"the {deployment} deployment is not deployed"
+        states = {getattr(state, "value", state): count for state, count in found.replica_states.items()}
+        if states.get("RUNNING", 0) == 0:
+            status = getattr(found.status, "value", found.status)
+            return False, f"no model replica is running ({deployment} is {status}; replicas: {states or 'none'})"
+    return True, ""

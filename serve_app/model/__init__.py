@@ -19,6 +19,8 @@ _EXPORTS = {
     "GeneratedImage": "generator",
     "GenerationOutOfMemory": "generator",
     "SDTurboGenerator": "generator",
+    "ModelDirectoryError": "directory",
+    "check_pipeline_directory": "directory",
     "ModelLoadError": "sources",
     "LocalSource": "sources",
     "SourceRules": "sources",
@@ -54,6 +56,7 @@ __all__ = [
     "GenerationOutOfMemory",
     "LocalSource",
     "ImageSafetyChecker",
+    "ModelDirectoryError",
     "ModelLoadError",
     "PRESETS",
     "PromptTokenCounter",
@@ -65,6 +68,7 @@ __all__ = [
     "SourceRules",
     "build_decoders",
     "build_pipeline",
+    "check_pipeline_directory",
     "configure_compile_cache",
     "configure_pipeline",
     "ensure_preset",
@@ -90,6 +94,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
         prepare_decoders,
         resolve_tiny_decoder,
     )
+    from serve_app.model.directory import ModelDirectoryError, check_pipeline_directory
     from serve_app.model.generator import GeneratedImage, GenerationOutOfMemory, SDTurboGenerator
     from serve_app.model.loading import (
         configure_pipeline,

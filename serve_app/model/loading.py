@@ -15,6 +15,7 @@ import logging
 import torch
 from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
+from serve_app.model.directory import ModelDirectoryError, check_pipeline_directory, unreadable_reason
 from serve_app.model.presets import PRESETS, ensure_preset
 from serve_app.model.resolved import ResolvedModel, model_family
 from serve_app.model.sources import DEFAULT_CACHE_DIR, ModelLoadError, SourceRules, resolve_source
@@ -61,11 +62,18 @@ def resolve_model(model: str, revision: str | None, cache_dir: str, half_precisi
         require_revision=False,
     )
     found = resolve_source(model, revision, rules, cache_dir)
-    if not (found.local_dir / "model_index.json").is_file():
+    unreadable = unreadable_reason(found.local_dir)
+    if unreadable is None and not (found.local_dir / "model_index.json").is_file():
         raise ModelLoadError(
             f"Model directory {str(found.local_dir)!r} has no model_index.json: it is not a diffusers "
             f"pipeline directory (exists: {found.local_dir.exists()}). {_OFFLINE_HINT}"
         )
+    # Unreadable, incomplete, truncated or of another architecture: one line now, not a replica
+    # failing to load it three times over.
+    try:
+        check_pipeline_directory(found.local_dir)
+    except ModelDirectoryError as exc:
+        raise ModelLoadError(f"Model directory {str(found.local_dir)!r} cannot be served: {exc}") from None
     try:
         family = model_family(found.local_dir)
     except (OSError, ValueError) as exc:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loadtest.soak import process_tree
 from tests.conftest import free_port
+from tests.container import chaos
 
 REPO = Path(__file__).resolve().parents[2]
 ENTRYPOINT = REPO / "container" / "entrypoint.py"
@@ -111,6 +116,55 @@ def test_unloadable_model_fails_fast_with_the_reason(tmp_path):
     assert process.wait(timeout=90) == 2
     log = read_log(tmp_path)
     assert "model could not be loaded" in log and str(missing) in log and "SDTURBO_MODEL=tiny" in log
+
+
+def _truncate_unet_weights(path: Path) -> str:
+    weights = next((path / "unet").glob("*.safetensors"))
+    with open(weights, "r+b") as f:
+        f.truncate(weights.stat().st_size - 100)
+    return "is truncated"
+
+
+def _remove_scheduler(path: Path) -> str:
+    shutil.rmtree(path / "scheduler")
+    return "has no scheduler/ folder"
+
+
+def _another_architecture(path: Path) -> str:
+    index = json.loads((path / "model_index.json").read_text())
+    (path / "model_index.json").write_text(json.dumps({**index, "_class_name": "FluxPipeline"}))
+    return "holds a FluxPipeline"
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("fault", [_truncate_unet_weights, _remove_scheduler, _another_architecture])
+def test_a_faulty_model_directory_ends_the_start_with_one_line_before_ray(tmp_path, tiny_model_dir, fault):
+    """What a broken model_data archive unpacks to: exit 2 with the reason in one line, before Ray
+    starts (the port only ever answered 503 loading), and no traceback."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    reason = fault(model)
+    process = start({"SDTURBO_MODEL": str(model), "SDTURBO_PORT": str(free_port())}, tmp_path)
+    assert process.wait(timeout=150) == 2, read_log(tmp_path)
+    log = read_log(tmp_path)
+    line = next(line for line in log.splitlines() if "model could not be loaded" in line)
+    assert f"Model directory {str(model)!r} cannot be served:" in line and reason in line, log
+    assert "Traceback" not in log and "starting Ray head" not in log, log
+
+
+def test_an_unreadable_model_directory_is_still_taken_as_the_model(tmp_path, monkeypatch):
+    """Local mode's root-only /opt/ml/model, met by the container's non-root user: taken as the
+    model (so the start fails with the reason), not a PermissionError from the environment
+    mapping. (That such a directory is found unreadable, by another user, is checked in
+    tests/serve_app/model/test_directory.py; the whole start in the image, by test_image.py.)"""
+    from serve_app.model import directory
+
+    entrypoint = import_entrypoint()
+    (tmp_path / "model").mkdir()
+    monkeypatch.setattr(directory, "unreadable_reason", lambda path: "not readable by this process")
+    assert entrypoint.sagemaker_environment({}, tmp_path / "model")["SDTURBO_MODEL"] == str(tmp_path / "model")
+    monkeypatch.setattr(directory, "unreadable_reason", lambda path: None)
+    assert "SDTURBO_MODEL" not in entrypoint.sagemaker_environment({}, tmp_path / "model")  # readable, empty
 
 
 @pytest.mark.timeout(120)
@@ -211,3 +265,77 @@ def test_sagemaker_environment_mapping(tmp_path):
     explicit = sagemaker_environment({"SDTURBO_MODEL": "tiny", "SAGEMAKER_BIND_TO_PORT": "9000"}, model_dir=tmp_path)
     assert explicit == {"SDTURBO_HOST": "0.0.0.0", "SDTURBO_PORT": "9000"}
     assert "SDTURBO_MODEL" not in sagemaker_environment({}, model_dir=tmp_path / "empty")
+
+
+def wait_for_ping_200(process: subprocess.Popen, url: str, tmp_path: Path, give_up_s: float = 200) -> None:
+    deadline = time.monotonic() + give_up_s
+    while True:
+        assert process.poll() is None, read_log(tmp_path)[-4000:]
+        try:
+            if httpx.get(url + "/ping", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, read_log(tmp_path)[-4000:]
+        time.sleep(0.25)
+
+
+def cluster_processes(root: int) -> dict[int, str]:
+    """PID -> command line of ``root``'s process tree: the cluster this test started, nothing else."""
+    processes = {}
+    for pid in process_tree(root):
+        try:
+            processes[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+    return processes
+
+
+@pytest.mark.timeout(420)
+@pytest.mark.parametrize("fault", ["raylet", "gcs", "model_replica", "ingress_replica", "controller"])
+def test_chaos_a_killed_ray_component_recovers_or_ends_the_entrypoint(tmp_path, cache_dir, tiny_model_dir, fault):
+    """The entrypoint on this host, as in the container, under a small steady load: SIGKILL one
+    process of its own cluster. What Ray restarts recovers in place; a dead raylet or GCS ends
+    the entrypoint with exit code 6 and one line naming it, within 30 s; /ping never says 200
+    while requests fail (tests/container/chaos.py)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = start({"SDTURBO_MODEL": "tiny", "SDTURBO_PORT": str(port), "SDTURBO_CACHE_DIR": cache_dir}, tmp_path)
+    started_pids: set[int] = set()
+    try:
+        wait_for_ping_200(process, url, tmp_path)
+        processes = cluster_processes(process.pid)
+        started_pids = set(processes)
+        with chaos.Watch(url) as watch:
+            time.sleep(3.0)  # the load is flowing
+            os.kill(chaos.find(processes, fault), signal.SIGKILL)
+            killed_at = time.monotonic()
+            exited_at = None
+            while time.monotonic() < killed_at + chaos.RECOVER_S + 10:
+                if process.poll() is not None:
+                    exited_at = time.monotonic()
+                    break
+                if watch.settled(killed_at):
+                    break
+                time.sleep(0.25)
+        answers = watch.snapshot()
+        log = read_log(tmp_path)
+        problems = chaos.verdict(answers, killed_at, exited_at, process.returncode)
+        print(f"\n[chaos] {fault}: {'kept' if not problems else problems}; exit {process.returncode}\n{chaos.timeline(answers, killed_at)}")
+        assert not problems, "\n".join(problems) + "\n" + chaos.timeline(answers, killed_at) + "\n" + log[-3000:]
+        if fault in ("raylet", "gcs"):
+            assert process.returncode == 6 and exited_at - killed_at < 30, log[-3000:]
+            name = {"raylet": "raylet", "gcs": "GCS server"}[fault]
+            lines = [line for line in log.splitlines() if line.startswith(f"[entrypoint] the {name} (pid ")]
+            assert len(lines) == 1 and "died (killed by SIGKILL): this instance cannot serve" in lines[0], log[-3000:]
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        # Whatever of this test's cluster outlived it (Ray's workers outlive a dead raylet).
+        for pid in started_pids | set(cluster_processes(process.pid)):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)

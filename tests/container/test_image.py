@@ -20,6 +20,8 @@ import json
 import os
 import shutil
 import subprocess
+import tarfile
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,12 +30,14 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
+from tests.container import chaos
 from tests.infra.tfhelpers import rendered_container_environment
 
 REPO = Path(__file__).resolve().parents[2]
 NETAUDIT = Path(__file__).resolve().with_name("netaudit")
 # A branch's own tag keeps parallel builds on one Docker daemon apart (SDTURBO_IMAGE_TEST_TAG).
 IMAGE = os.environ.get("SDTURBO_IMAGE_TEST_TAG", "sd-turbo-serve:image-test")
+LOCAL_MODE_DRIVER = Path(__file__).resolve().with_name("sagemaker_local_mode.py")
 PING_LIMIT_S = 2.0  # SageMaker's limit for one /ping
 STOP_GRACE_S = 30  # SageMaker's SIGTERM -> SIGKILL
 # Long requests for the stop test (about 10 s each on the 2-core development machine): 8 of them
@@ -277,5 +281,192 @@ def test_an_unloadable_model_ends_the_container_with_the_reason(image, model_dir
     with container("-v", f"{model_dir}:/opt/ml/model:ro", "-e", "SDTURBO_OFFLINE=1", image, "serve") as container_id:
         exit_code = int(docker("wait", container_id, timeout=600).stdout.strip())
         log = logs(container_id)
-    assert exit_code != 0, log[-4000:]
-    assert "deployment failed" in log and "could not load it as a StableDiffusionPipeline" in log, log[-4000:]
+    # Found before Ray starts, in one line naming the file; no replica tries to load it.
+    assert exit_code == 2, log[-4000:]
+    assert f"/opt/ml/model/unet/{weights.name} is not a whole safetensors file" in log, log[-4000:]
+    assert "Traceback" not in log and "starting Ray head" not in log, log[-4000:]
+
+
+def test_a_model_directory_only_root_can_read_is_refused_in_one_line(image, model_dir, tmp_path):
+    """As SageMaker's local mode mounts an archive extracted into a private directory: owned by
+    root, mode 0700. The container's user cannot read it: one line saying so and how to fix it,
+    exit 2, no traceback, and /ping never 200."""
+    model_dir.chmod(0o700)
+    with container("-v", f"{model_dir}:/opt/ml/model:ro", "-e", "SDTURBO_OFFLINE=1", image, "serve") as container_id:
+        exit_code = int(docker("wait", container_id, timeout=300).stdout.strip())
+        log = logs(container_id)
+    assert exit_code == 2, log[-4000:]
+    assert "Traceback" not in log, log[-4000:]
+    reason = [line for line in log.splitlines() if "model could not be loaded" in line]
+    assert len(reason) == 1, log[-4000:]
+    assert "/opt/ml/model is not readable by this process (uid 1000" in reason[0], reason
+    assert "owned by uid 0" in reason[0] and "chmod -R a+rX" in reason[0], reason
+    assert "starting Ray head" not in log
+
+
+def sagemaker_sdk_python() -> str:
+    """The SageMaker Python SDK's interpreter: a virtual environment of its own (its pins
+    conflict with the project's); .ci/run makes one and sets SAGEMAKER_SDK_PYTHON."""
+    python = os.environ.get("SAGEMAKER_SDK_PYTHON")
+    if not python:
+        pytest.skip("SAGEMAKER_SDK_PYTHON not set: python3 -m venv .venv-sagemaker && "
+                    ".venv-sagemaker/bin/pip install sagemaker==2.257.7 (as .ci/run does)")
+    if shutil.which("docker-compose") is None and docker("compose", "version", check=False).returncode != 0:
+        pytest.skip("no Docker Compose for the SDK's local mode (apt-get install docker-compose)")
+    return python
+
+
+def test_sagemaker_sdk_local_mode_serves_a_model_data_archive(image, tiny_model_dir):
+    """What users run to try a bring-your-own container: the SDK's local mode (``instance_type="local"``),
+    with model_data a model.tar.gz of a saved pipeline, and no AWS account (fake credentials)."""
+    python = sagemaker_sdk_python()
+    # 1. model.tar.gz of the saved pipeline, files readable by all, in a folder others can
+    #    read: the SDK extracts it in place and mounts that folder at /opt/ml/model.
+    folder = Path(tempfile.mkdtemp(prefix="sd-turbo-local-mode-", dir="/tmp"))
+    existing = set(docker("ps", "-aq", "--filter", f"ancestor={image}").stdout.split())
+    try:
+        folder.chmod(0o755)
+        with tarfile.open(folder / "model.tar.gz", "w:gz") as archive:
+            for path in sorted(tiny_model_dir.rglob("*")):
+                info = archive.gettarinfo(path, arcname=str(path.relative_to(tiny_model_dir)))
+                info.uid = info.gid = 0
+                info.mode = 0o755 if path.is_dir() else 0o644
+                with open(path, "rb") if path.is_file() else contextlib.nullcontext() as content:
+                    archive.addfile(info, content)
+        # 2. Deploy, invoke, delete: all through the SDK.
+        env = {
+            **os.environ,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "local-mode-needs-no-account",
+            "AWS_SECRET_ACCESS_KEY": "local-mode-needs-no-account",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
+        }
+        result = subprocess.run(
+            [python, str(LOCAL_MODE_DRIVER), image, f"file://{folder}/model.tar.gz", str(free_port())],
+            env=env, capture_output=True, text=True, timeout=900,
+        )
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-6000:]
+        # Compose relays the container's log to the same output: the driver's line is the JSON one.
+        answer = json.loads(next(line for line in result.stdout.splitlines() if line.startswith('{"format"')))
+        assert answer == {"format": "jpeg", "model": "/opt/ml/model", "head": "ffd8ff"}, output[-4000:]  # a JPEG
+        assert "Traceback" not in output, output[-6000:]
+    finally:
+        left = set(docker("ps", "-aq", "--filter", f"ancestor={image}").stdout.split()) - existing
+        if left:
+            docker("rm", "-f", *left, check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def container_processes(container_id: str) -> dict[int, str]:
+    """PID (inside the container) -> command line, from the container's own /proc."""
+    listing = docker(
+        "exec", container_id, "sh", "-c",
+        'for p in /proc/[0-9]*; do printf "%s %s\\n" "${p#/proc/}" "$(tr "\\0" " " < "$p/cmdline")"; done',
+    ).stdout
+    processes = {}
+    for line in listing.splitlines():
+        pid, _, cmd = line.partition(" ")
+        if pid.isdigit() and cmd.strip() and not cmd.startswith("sh -c"):
+            processes[int(pid)] = cmd.strip()
+    return processes
+
+
+def kill_in_container(container_id: str, fault: str, processes: dict[int, str] | None = None) -> float:
+    """SIGKILL the process ``fault`` names (tests/container/chaos.py) inside the container, as the
+    container's own user (the kernel's OOM killer would do the same); returns when."""
+    pid = chaos.find(processes or container_processes(container_id), fault)
+    docker("exec", container_id, "sh", "-c", f"kill -9 {pid}")
+    return time.monotonic()
+
+
+def watch_after_kill(watch: chaos.Watch, container_id: str, killed_at: float) -> tuple[float | None, int | None]:
+    """Follow the container until it serves again (and /ping has had TELL_S to settle) or ends,
+    at most RECOVER_S and a little; returns (when it ended, its exit code) if it did."""
+    deadline = killed_at + chaos.RECOVER_S + 10
+    while time.monotonic() < deadline:
+        current = state(container_id)
+        if not current["Running"]:
+            return time.monotonic(), current["ExitCode"]
+        if watch.settled(killed_at):
+            return None, None
+        time.sleep(0.5)
+    return None, None
+
+
+def run_fault(url: str, container_id: str, fault: str) -> list[str]:
+    """Kill ``fault`` under a small steady load; what broke SageMaker's contract (empty: nothing)."""
+    with chaos.Watch(url) as watch:
+        time.sleep(3.0)  # the load is flowing
+        killed_at = kill_in_container(container_id, fault)
+        exited_at, exit_code = watch_after_kill(watch, container_id, killed_at)
+    answers = watch.snapshot()
+    problems = chaos.verdict(answers, killed_at, exited_at, exit_code)
+    print(f"\n[chaos] {fault}: {'kept' if not problems else problems}; exit {exit_code}\n{chaos.timeline(answers, killed_at)}")
+    if problems:
+        problems.append(chaos.timeline(answers, killed_at) + "\n" + logs(container_id)[-3000:])
+    return problems
+
+
+@pytest.mark.parametrize("fault", ["raylet", "gcs"])
+def test_chaos_a_dead_raylet_or_gcs_ends_the_container_with_what_died(image, model_dir, fault):
+    """Components Ray does not bring back: /ping stops saying 200 and the container exits non-zero
+    with one line naming the dead process, so that SageMaker replaces the instance."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with container("-p", f"127.0.0.1:{port}:8080", "-v", f"{model_dir}:/opt/ml/model:ro", image, "serve") as container_id:
+        ping_until_ready(url, container_id)
+        problems = run_fault(url, container_id, fault)
+        log = logs(container_id)
+        final = state(container_id)
+    assert not problems, "\n".join(problems)
+    assert not final["Running"] and final["ExitCode"] == 6, log[-4000:]
+    name = {"raylet": "raylet", "gcs": "GCS server"}[fault]
+    assert f"[entrypoint] the {name} (pid " in log and "died (killed by SIGKILL): this instance cannot serve" in log, log[-4000:]
+
+
+def test_chaos_what_ray_restarts_recovers_in_place(image, model_dir):
+    """A model replica, the ingress replica, the Serve controller, killed one after another in one
+    container: each is restarted by Ray and the container serves again, or ends non-zero; /ping
+    never says 200 while requests fail."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with container("-p", f"127.0.0.1:{port}:8080", "-v", f"{model_dir}:/opt/ml/model:ro", image, "serve") as container_id:
+        ping_until_ready(url, container_id)
+        for fault in ("model_replica", "ingress_replica", "controller"):
+            problems = run_fault(url, container_id, fault)
+            assert not problems, f"{fault}: " + "\n".join(problems)
+            if not state(container_id)["Running"]:
+                break  # ended non-zero (checked above): nothing left to kill
+            ping_until_ready(url, container_id, give_up_s=120)
+
+
+def test_chaos_a_killed_port_responder_while_loading(image, model_dir):
+    """The responder holds the port while the model loads; killed then, the container still
+    comes up (Ray Serve's listener takes the port alone) or ends non-zero, and /ping never says
+    200 before requests succeed."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with container("-p", f"127.0.0.1:{port}:8080", "-v", f"{model_dir}:/opt/ml/model:ro", image, "serve") as container_id:
+        give_up = time.monotonic() + 60
+        while True:
+            processes = container_processes(container_id)
+            if any(chaos.FAULTS["port_responder"](cmd) for cmd in processes.values()):
+                break
+            assert time.monotonic() < give_up, processes
+            time.sleep(0.2)
+        with chaos.Watch(url) as watch:
+            killed_at = kill_in_container(container_id, "port_responder", processes)
+            give_up = time.monotonic() + 420  # the start itself, then serving
+            while time.monotonic() < give_up and state(container_id)["Running"] and watch.served_since(killed_at) is None:
+                time.sleep(0.5)
+            time.sleep(3)
+        final = state(container_id)
+        answers = watch.snapshot()
+        log = logs(container_id)
+    served = watch.served_since(killed_at)
+    assert served is not None or (not final["Running"] and final["ExitCode"] != 0), chaos.timeline(answers, killed_at) + log[-3000:]
+    early = [a for a in answers if a.kind == "ping" and a.outcome == 200 and (served is None or a.asked_at < served - 2)]
+    following = [next((r for r in answers if r.kind == "request" and r.asked_at >= p.asked_at), None) for p in early]
+    assert all(r is None or r.outcome == 200 for r in following), chaos.timeline(answers, killed_at)

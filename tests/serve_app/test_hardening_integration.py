@@ -213,3 +213,29 @@ def test_fuzzed_payloads_against_the_live_app_get_no_5xx_and_no_hang(base_url, r
         assert response.status_code in (200, 400, 413, 415, 422, 503), response.text
 
     check()
+
+
+@pytest.mark.parametrize("fault", ["model_replica", "controller"])
+def test_chaos_sigkilled_replica_or_controller_recovers_and_ping_tells_the_truth(base_url, fault):
+    """SIGKILL (not Ray's kill) of a process of this test's own cluster, under a small steady
+    load: Ray restarts it, the app serves again within 60 s, and /ping never answers 200 while
+    requests fail (tests/container/chaos.py)."""
+    import os
+    import signal
+
+    from loadtest.soak import process_name, process_tree
+    from tests.container import chaos
+
+    processes = {pid: process_name(pid) for pid in process_tree(os.getpid())}
+    victim = chaos.find(processes, fault)
+    with chaos.Watch(base_url) as watch:
+        time.sleep(3.0)
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
+        while time.monotonic() < killed_at + chaos.RECOVER_S + 10 and not watch.settled(killed_at):
+            time.sleep(0.25)
+    answers = watch.snapshot()
+    problems = chaos.verdict(answers, killed_at, None, None)
+    print(f"\n[chaos] {fault}: {'kept' if not problems else problems}\n{chaos.timeline(answers, killed_at)}")
+    assert not problems, "\n".join(problems) + "\n" + chaos.timeline(answers, killed_at)
+    assert watch.settled(killed_at), chaos.timeline(answers, killed_at)

@@ -40,13 +40,19 @@ def test_unreachable_hub_model_fails_loudly_instead_of_falling_back(cache_dir, m
     assert "HF_HUB_OFFLINE=1" in message and "SDTURBO_MODEL=tiny" in message
 
 
-def test_broken_weights_fail_at_load_with_the_source_named(tiny_model_dir, tmp_path, cache_dir):
+def test_broken_weights_fail_at_resolve_and_at_load_with_the_source_named(tiny_model_dir, tmp_path, cache_dir):
+    from serve_app.model.resolved import ResolvedModel
+
     copy = tmp_path / "broken"
     shutil.copytree(tiny_model_dir, copy)
     for weights in (copy / "unet").glob("*.safetensors"):
         weights.write_bytes(b"not safetensors")
+    # Refused before any replica loads it (serve_app/model/directory.py), the file named.
+    with pytest.raises(ModelLoadError, match=r"cannot be served: .*/unet/.*is not a whole safetensors file"):
+        resolve_model(str(copy), None, cache_dir)
+    # A directory that broke after it was resolved: loading still names the source.
     with pytest.raises(ModelLoadError, match="could not load it"):
-        load_pipeline(resolved=resolve_model(str(copy), None, cache_dir))
+        load_pipeline(resolved=ResolvedModel(str(copy), str(copy), None, False))
 
 
 def test_cuda_requested_without_a_gpu_is_an_error():
