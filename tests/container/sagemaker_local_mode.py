@@ -3,13 +3,15 @@
 Run by tests/container/test_image.py with the SDK's own interpreter (the SDK lives in a virtual
 environment of its own: its pins conflict with the project's):
 
-    python sagemaker_local_mode.py IMAGE file:///path/to/model.tar.gz PORT
+    python sagemaker_local_mode.py IMAGE file:///path/to/model.tar.gz PORT [ANSWER_FILE]
 
 Local mode needs no AWS account: the SDK's LocalSession only wants a region and credentials to
 exist (fake ones do; nothing is called with them for a local image and a file:// model), and
 Docker Compose (Debian's ``docker-compose``). It extracts model.tar.gz next to itself, mounts
 that directory at /opt/ml/model, runs ``IMAGE serve`` through Compose, waits for /ping, then
-sends /invocations. Prints one JSON line: the answer's content type, format and first bytes.
+sends /invocations. Prints one JSON line: the answer's format, model and first bytes, and writes
+the same JSON to ANSWER_FILE when given (Compose relays the container's log to the same stdout,
+where a line of it can run into this one).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from sagemaker.serializers import JSONSerializer
 sagemaker.local.entities.HEALTH_CHECK_TIMEOUT_LIMIT = 600
 
 
-def main(image: str, model_data: str, port: int) -> int:
+def main(image: str, model_data: str, port: int, answer_file: str | None = None) -> int:
     session = LocalSession()
     session.config = {"local": {"local_code": True, "serving_port": port}}
     # No usage report to AWS (the SDK's telemetry call would only fail here, offline).
@@ -53,11 +55,15 @@ def main(image: str, model_data: str, port: int) -> int:
     try:
         answer = predictor.predict({"prompt": "a lighthouse, local mode", "width": 64, "height": 64, "seed": 3})
         image_bytes = base64.b64decode(answer["image"])
-        print(json.dumps({"format": answer["format"], "model": answer["model"]["id"], "head": image_bytes[:3].hex()}))
+        summary = json.dumps({"format": answer["format"], "model": answer["model"]["id"], "head": image_bytes[:3].hex()})
+        print(summary)
+        if answer_file:
+            with open(answer_file, "w") as out:
+                out.write(summary)
     finally:
         predictor.delete_endpoint()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    sys.exit(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), *sys.argv[4:5]))

@@ -323,6 +323,7 @@ def test_sagemaker_sdk_local_mode_serves_a_model_data_archive(image, tiny_model_
     # 1. model.tar.gz of the saved pipeline, files readable by all, in a folder others can
     #    read: the SDK extracts it in place and mounts that folder at /opt/ml/model.
     folder = Path(tempfile.mkdtemp(prefix="sd-turbo-local-mode-", dir="/tmp"))
+    answer_file = Path(tempfile.mkdtemp(prefix="sd-turbo-local-mode-answer-", dir="/tmp")) / "answer.json"
     existing = set(docker("ps", "-aq", "--filter", f"ancestor={image}").stdout.split())
     try:
         folder.chmod(0o755)
@@ -343,13 +344,13 @@ def test_sagemaker_sdk_local_mode_serves_a_model_data_archive(image, tiny_model_
             "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
         }
         result = subprocess.run(
-            [python, str(LOCAL_MODE_DRIVER), image, f"file://{folder}/model.tar.gz", str(free_port())],
+            [python, str(LOCAL_MODE_DRIVER), image, f"file://{folder}/model.tar.gz", str(free_port()), str(answer_file)],
             env=env, capture_output=True, text=True, timeout=900,
         )
         output = result.stdout + result.stderr
         assert result.returncode == 0, output[-6000:]
-        # Compose relays the container's log to the same output: the driver's line is the JSON one.
-        answer = json.loads(next(line for line in result.stdout.splitlines() if line.startswith('{"format"')))
+        # The driver's answer, from its file: Compose relays the container's log to the same stdout.
+        answer = json.loads(answer_file.read_text())
         assert answer == {"format": "jpeg", "model": "/opt/ml/model", "head": "ffd8ff"}, output[-4000:]  # a JPEG
         assert "Traceback" not in output, output[-6000:]
     finally:
@@ -357,6 +358,7 @@ def test_sagemaker_sdk_local_mode_serves_a_model_data_archive(image, tiny_model_
         if left:
             docker("rm", "-f", *left, check=False)
         shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(answer_file.parent, ignore_errors=True)
 
 
 def container_processes(container_id: str) -> dict[int, str]:
