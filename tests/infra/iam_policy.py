@@ -98,23 +98,24 @@ def _condition_holds(operator: str, key: str, values, context: Mapping[str, str]
     return not holds if negated else holds
 
 
+def _element_matches(statement: Mapping, element: str, value: str, ignore_case: bool, missing: str) -> bool:
+    """``Action``/``NotAction`` or ``Resource``/``NotResource``: whether ``value`` is covered."""
+    if element in statement:
+        return _matches_any(statement[element], value, ignore_case=ignore_case)
+    if "Not" + element in statement:
+        return not _matches_any(statement["Not" + element], value, ignore_case=ignore_case)
+    raise ValueError(f"{missing}: {statement}")
+
+
 def _statement_matches(statement: Mapping, request: Request) -> bool:
-    if "Action" in statement:
-        if not _matches_any(statement["Action"], request.action, ignore_case=True):
-            return False
-    elif "NotAction" in statement:
-        if _matches_any(statement["NotAction"], request.action, ignore_case=True):
-            return False
-    else:
-        raise ValueError(f"statement without Action or NotAction: {statement}")
-    if "Resource" in statement:
-        if not _matches_any(statement["Resource"], request.resource, ignore_case=False):
-            return False
-    elif "NotResource" in statement:
-        if _matches_any(statement["NotResource"], request.resource, ignore_case=False):
-            return False
-    else:
-        raise ValueError(f"identity-based statement without Resource or NotResource: {statement}")
+    if not _element_matches(
+        statement, "Action", request.action, True, "statement without Action or NotAction"
+    ):
+        return False
+    if not _element_matches(
+        statement, "Resource", request.resource, False, "identity-based statement without Resource or NotResource"
+    ):
+        return False
     for operator, keys in statement.get("Condition", {}).items():
         for key, values in keys.items():
             if not _condition_holds(operator, key, values, request.context):
