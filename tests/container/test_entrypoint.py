@@ -83,13 +83,13 @@ def test_serve_answers_ping_and_invocations_then_drains_on_sigterm(tmp_path, cac
         response = httpx.post(url + "/invocations", json={"prompt": "a harbour", "width": 128, "height": 128}, timeout=60)
         assert response.status_code == 200 and response.json()["image"]
 
-        # 3. SIGTERM with a (slow: 1024x1024, 4 steps) request in flight: it is answered (200, or
+        # 3. SIGTERM with a (slow: 768x768, SD-Turbo's largest, 4 steps) request in flight: it is answered (200, or
         #    503 shutting_down if it cannot finish before the drain deadline), then exit 0.
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             slow = pool.submit(
                 httpx.post,
                 url + "/invocations",
-                json={"prompt": "a slow one", "width": 1024, "height": 1024, "num_inference_steps": 4},
+                json={"prompt": "a slow one", "width": 768, "height": 768, "num_inference_steps": 4},
                 timeout=60,
             )
             time.sleep(1.0)
