@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from loadtest.soak import process_tree
+from serve_app.settings import Settings
 from tests.conftest import free_port
 from tests.container import chaos
 
@@ -265,6 +266,10 @@ def test_sagemaker_environment_mapping(tmp_path):
     explicit = sagemaker_environment({"SDTURBO_MODEL": "tiny", "SAGEMAKER_BIND_TO_PORT": "9000"}, model_dir=tmp_path)
     assert explicit == {"SDTURBO_HOST": "0.0.0.0", "SDTURBO_PORT": "9000"}
     assert "SDTURBO_MODEL" not in sagemaker_environment({}, model_dir=tmp_path / "empty")
+    # An explicit model list is the whole choice: the mounted directory is served only when it names it.
+    listed = sagemaker_environment({"SDTURBO_MODELS": "tiny,tiny-xl"}, model_dir=tmp_path)
+    assert "SDTURBO_MODEL" not in listed
+    assert Settings.load({}, environ={"SDTURBO_MODELS": "tiny,tiny-xl", **listed}).served_models[1].name == "tiny-xl"
 
 
 def wait_for_ping_200(process: subprocess.Popen, url: str, tmp_path: Path, give_up_s: float = 200) -> None:
