@@ -87,8 +87,9 @@ def sagemaker_environment(
 
     * SageMaker talks to 0.0.0.0:8080 (SAGEMAKER_BIND_TO_PORT overrides the port when set).
     * A pipeline unpacked into /opt/ml/model (model_data_url, or baked into the image) is the
-      model unless SDTURBO_MODEL names another; so is a /opt/ml/model this user cannot read (the
-      start then fails with that reason, not with a PermissionError traceback).
+      model unless SDTURBO_MODEL or SDTURBO_MODELS names the models (a list that wants the
+      directory names it: ``/opt/ml/model,tiny-xl``); so is a /opt/ml/model this user cannot read
+      (the start then fails with that reason, not with a PermissionError traceback).
     * Weights already inside the image or the model directory need no network: with
       SDTURBO_OFFLINE=1 the Hugging Face Hub is never contacted.
     """
@@ -101,7 +102,10 @@ def sagemaker_environment(
     }
     # A model directory this user cannot read (SageMaker's local mode mounts one readable by its
     # owner only) is still the model meant: resolving it then fails with the reason and the fix.
-    if unreadable_reason(model_dir) is not None or (model_dir / "model_index.json").is_file():
+    # An explicit model list is the whole choice: implying SDTURBO_MODEL beside it would be both
+    # forms at once, which the settings refuse.
+    explicit_list = bool(environ.get("SDTURBO_MODELS", "").strip())
+    if not explicit_list and (unreadable_reason(model_dir) is not None or (model_dir / "model_index.json").is_file()):
         implied["SDTURBO_MODEL"] = str(model_dir)
     if offline_requested(environ):
         implied["HF_HUB_OFFLINE"] = "1"

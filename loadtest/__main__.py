@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from loadtest.workload import load_prompts, parse_int_list, parse_models, parse_sizes
+from loadtest.workload import load_prompts, parse_int_list, parse_model_mix, parse_models, parse_sizes
 
 
 def parse_concurrency(levels: str | None, sweep: str | None) -> list[int]:
@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--sizes", help="WxH[,WxH...] picked at random per request (default: server default size)")
     w.add_argument("--steps", type=int, default=1, help="num_inference_steps (default 1)")
     w.add_argument("--models", help="NAME[,NAME...]: each request names one of these served models, chosen with "
-                   "equal odds (a mixed-model workload; per-model figures are printed too). Default: no model field")
+                   "equal odds unless --mix (a mixed-model workload; per-model figures are printed and written too). "
+                   "Default: no model field")
+    w.add_argument("--mix", help="each --models model's share of the requests, in order, e.g. 3:1 (default: equal shares)")
     w.add_argument("--output-format", choices=["jpeg", "png", "webp"], help="output_format field (default: server default)")
     w.add_argument("--fixed-seed", type=int, help="same seed on every request (default: random seed per request)")
     w.add_argument("--seed", type=int, default=0, help="seed of the client-side random choices")
@@ -100,6 +102,8 @@ def _meta(args: argparse.Namespace, levels: list[int]) -> dict[str, Any]:
         "warmup_s": args.warmup_s,
         "sizes": args.sizes,
         "steps": args.steps,
+        "models": args.models,
+        "mix": args.mix,
         "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "client_host": platform.node(),
         "client_cpus": os.cpu_count(),
@@ -107,7 +111,8 @@ def _meta(args: argparse.Namespace, levels: list[int]) -> dict[str, Any]:
 
 
 def write_reports(out: Path, label: str, records: list[dict[str, Any]], summaries: list, meta: dict[str, Any],
-                  instance_price: float | None = None) -> dict[str, Path]:
+                  instance_price: float | None = None, per_model: dict[str, list] | None = None) -> dict[str, Path]:
+    """``per_model``: a mixed-model workload's summaries per model name, written beside the levels."""
     from loadtest import report
 
     series = {label: summaries}
@@ -116,9 +121,12 @@ def write_reports(out: Path, label: str, records: list[dict[str, Any]], summarie
         meta = {**meta, "instance_price_usd_per_hour": instance_price}
         for level in levels:
             level["usd_per_1000_images"] = report.usd_per_1000_images(instance_price, level["throughput_img_s"])
+    summary: dict[str, Any] = {"meta": meta, "label": label, "levels": levels}
+    if per_model:
+        summary["per_model"] = {name: [s.as_dict() for s in model_levels] for name, model_levels in per_model.items()}
     paths = {
         "raw_csv": report.write_raw_csv(out / "raw.csv", records),
-        "summary_json": report.write_json(out / "summary.json", {"meta": meta, "label": label, "levels": levels}),
+        "summary_json": report.write_json(out / "summary.json", summary),
         "report_md": report.write_markdown(out / "report.md", series, title=f"Load test: {label}",
                                            meta={k: v for k, v in meta.items() if v not in (None, [], "")},
                                            instance_price=instance_price),
@@ -138,6 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         workload_kwargs = dict(prompts=load_prompts(args.prompts), sizes=parse_sizes(args.sizes), steps=args.steps,
                                output_format=args.output_format, fixed_seed=args.fixed_seed,
                                models=parse_models(args.models))
+        workload_kwargs["model_weights"] = parse_model_mix(workload_kwargs["models"], args.mix)
     except (ValueError, OSError) as exc:
         p.error(str(exc))
     duration = args.duration_s if (args.duration_s or args.requests) else 30.0
@@ -160,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     all_records: list[dict[str, Any]] = []
     summaries = []
     # A mixed-model workload: each model's share of every level, over the level's whole window.
-    per_model: dict[str, list] = {f"{label} [{name}]": [] for name in cfg.workload.models} if len(cfg.workload.models) > 1 else {}
+    per_model: dict[str, list] = {name: [] for name in cfg.workload.models} if len(cfg.workload.models) > 1 else {}
     for i, c in enumerate(levels):
         if i and args.cooldown_s > 0:
             time.sleep(args.cooldown_s)
@@ -168,17 +177,17 @@ def cmd_run(args: argparse.Namespace) -> int:
                                  progress_interval_s=args.progress_interval_s)
         all_records += recs
         summaries.append(summarise(recs, c, run_start=w0, run_end=w1, warmup_s=args.warmup_s))
-        for name in cfg.workload.models if per_model else ():
+        for name in per_model:
             mine = [r for r in recs if r.get("model") == name]
-            per_model[f"{label} [{name}]"].append(summarise(mine, c, run_start=w0, run_end=w1, warmup_s=args.warmup_s))
+            per_model[name].append(summarise(mine, c, run_start=w0, run_end=w1, warmup_s=args.warmup_s))
     meta = _meta(args, levels)
     meta["duration_s"] = duration
-    paths = write_reports(out, label, all_records, summaries, meta, args.instance_price)
+    paths = write_reports(out, label, all_records, summaries, meta, args.instance_price, per_model)
     from loadtest.report import markdown_table
 
     print(markdown_table({label: summaries}, args.instance_price), end="")
     if per_model:
-        table = markdown_table(per_model, args.instance_price)
+        table = markdown_table({f"{label} [{name}]": levels for name, levels in per_model.items()}, args.instance_price)
         (out / "per_model.md").write_text(table)
         print(table, end="")
     print("wrote " + " ".join(str(v) for v in paths.values()))

@@ -25,11 +25,13 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from serve_app.protocol import MAX_GUIDANCE_SCALE, MAX_SEED, MAX_SIDE, MAX_STEPS, MIN_SIDE
+from serve_app.protocol import FAMILY_LIMITS, MAX_GUIDANCE_SCALE, MAX_SEED
 
 log = logging.getLogger("loadtest.baseline")
 
 MAX_BODY = 1 << 20
+# The baseline runs SD-Turbo: its family's sizes and steps.
+LIMITS = FAMILY_LIMITS["sd"]
 
 
 class RequestError(Exception):
@@ -57,14 +59,14 @@ def validate(doc: Any) -> dict[str, Any]:
     out = {
         "prompt": prompt,
         "negative_prompt": doc.get("negative_prompt") if isinstance(doc.get("negative_prompt"), str) else None,
-        "num_inference_steps": _int("num_inference_steps", 1, 1, MAX_STEPS),
-        "width": _int("width", 512, MIN_SIDE, MAX_SIDE),
-        "height": _int("height", 512, MIN_SIDE, MAX_SIDE),
+        "num_inference_steps": _int("num_inference_steps", LIMITS.default_steps, 1, LIMITS.max_steps),
+        "width": _int("width", LIMITS.default_side, LIMITS.min_side, LIMITS.max_side),
+        "height": _int("height", LIMITS.default_side, LIMITS.min_side, LIMITS.max_side),
         "seed": doc.get("seed"),
     }
     for dim in ("width", "height"):
-        if out[dim] % 8:
-            raise RequestError(422, "validation_error", f"{dim} must be a multiple of 8", dim)
+        if out[dim] % LIMITS.side_multiple:
+            raise RequestError(422, "validation_error", f"{dim} must be a multiple of {LIMITS.side_multiple}", dim)
     gs = doc.get("guidance_scale", 0.0)
     if isinstance(gs, bool) or not isinstance(gs, (int, float)) or not 0.0 <= gs <= MAX_GUIDANCE_SCALE:
         raise RequestError(

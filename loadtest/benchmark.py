@@ -13,6 +13,12 @@
 4. Prints and writes (``--out``): the ratios, a Markdown report, JSON, a combined plot, and
    each run's raw results.
 
+A mixed-model workload (``--models tiny,tiny-xl [--mix 3:1]``): the app serves every model
+named (``models=...``, one deployment each), each request names one of them with the given
+shares (the load tool's ``--models``/``--mix``), the direct call is measured per model, and the
+figures add each model's throughput, p50 and p95 at every level and its overhead against its
+own direct call. The baseline serves one model, so it is left out.
+
 Figures:
 * throughput ratio app/baseline at each concurrency (target >= 2x at 16);
 * Serve + HTTP overhead per request at concurrency 1: p50 client latency against the app
@@ -44,7 +50,7 @@ from typing import Any
 from loadtest import report
 from loadtest.ports import free_port
 from loadtest.stats import LevelSummary, mean_call_size, percentile
-from loadtest.workload import parse_int_list, parse_sizes
+from loadtest.workload import parse_int_list, parse_model_mix, parse_models, parse_sizes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -230,6 +236,8 @@ def run_load(label: str, port: int, args: argparse.Namespace, out: Path) -> dict
            "--sizes", args.size, "--out", str(out), "--label", label, "--cooldown-s", str(args.cooldown_s)]
     if args.output_format:
         cmd += ["--output-format", args.output_format]
+    if getattr(args, "models", None):  # a mixed-model workload: per-model figures in the summary
+        cmd += ["--models", args.models] + (["--mix", args.mix] if getattr(args, "mix", None) else [])
     print(f"\n== {label}: {' '.join(cmd[1:])}", flush=True)
     r = subprocess.run(cmd, cwd=REPO_ROOT, env=child_env(), stdout=subprocess.PIPE, text=True)
     print(r.stdout, end="", flush=True)
@@ -304,27 +312,46 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start-timeout-s", type=float, default=240.0)
     p.add_argument("--cache-dir", default=os.environ.get("SDTURBO_CACHE_DIR"), help="preset cache (default: the service's)")
     p.add_argument("--app-arg", action="append", default=[], metavar="KEY=VALUE", help="extra build_app argument (repeatable)")
+    p.add_argument("--models", help="NAME[,NAME...]: serve these presets together (instead of --preset) and load "
+                   "them with a mixed-model workload; per-model figures are added (the baseline is left out)")
+    p.add_argument("--mix", help="with --models: each model's share of the requests, e.g. 3:1 (default: equal)")
     p.add_argument("--skip-baseline", action="store_true")
     p.add_argument("--skip-direct", action="store_true")
     p.add_argument("--out", default=f"results/benchmark-{time.strftime('%Y%m%d-%H%M%S')}")
     args = p.parse_args(argv)
     levels = parse_int_list(args.concurrency)
     (w, h), = parse_sizes(args.size)
+    try:
+        models = parse_models(args.models)
+        parse_model_mix(models, args.mix)
+    except ValueError as exc:  # a mix that does not fit the models (or comes without them)
+        p.error(str(exc))
+    # What is measured directly and served: the preset, or every model of a mixed workload.
+    presets = models or [args.preset]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     env = {"SDTURBO_CACHE_DIR": args.cache_dir} if args.cache_dir else {}
     result: dict[str, Any] = {"machine": machine_info(), "command": "python -m loadtest.benchmark " + " ".join(argv if argv is not None else sys.argv[1:]),
                               "preset": args.preset, "size": args.size, "concurrency": levels, "duration_s": args.duration_s,
                               "warmup_s": args.warmup_s, "app_args": args.app_arg}
+    if models:
+        result.update(models=models, mix=args.mix)
     t_begin = time.time()
 
     if not args.skip_direct:
-        print(f"== direct pipeline call: {args.preset} {w}x{h}, {args.direct_calls} calls per thread setting", flush=True)
-        result["direct"] = measure_direct(args.preset, w, h, args.direct_calls, args.cache_dir, [None, 1])
-        print(json.dumps(result["direct"], indent=1), flush=True)
+        direct_per_model = {}
+        for preset in presets:
+            print(f"== direct pipeline call: {preset} {w}x{h}, {args.direct_calls} calls per thread setting", flush=True)
+            direct_per_model[preset] = measure_direct(preset, w, h, args.direct_calls, args.cache_dir, [None, 1])
+            print(json.dumps(direct_per_model[preset], indent=1), flush=True)
+        result["direct"] = direct_per_model[presets[0]]
+        if models:
+            result["direct_per_model"] = direct_per_model
 
     series: dict[str, list[LevelSummary]] = {}
-    if not args.skip_baseline:
+    if models and not args.skip_baseline:
+        print("== the baseline serves one model: left out of a mixed-model run", flush=True)
+    if not args.skip_baseline and not models:
         port = free_port()
         cmd = [sys.executable, "-m", "loadtest.baseline_server", "--model", args.preset, "--port", str(port),
                "--warmup-size", args.size] + (["--cache-dir", args.cache_dir] if args.cache_dir else [])
@@ -332,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         series["baseline (fp32, PNG, no batching)"] = _levels(result["baseline"])
 
     port = free_port()
-    cmd = [sys.executable, "-m", "loadtest.app_server", "--port", str(port), f"model={args.preset}", *args.app_arg]
+    served = f"models={','.join(models)}" if models else f"model={args.preset}"
+    cmd = [sys.executable, "-m", "loadtest.app_server", "--port", str(port), served, *args.app_arg]
     result["app"] = serve_target("app", cmd, port, args, out, env)
     series["Ray Serve app"] = _levels(result["app"])
 
@@ -351,10 +379,18 @@ def main(argv: list[str] | None = None) -> int:
     split = server_split(out / "app" / "raw.csv", c_min)
     figs["overhead_at_concurrency"] = c_min
     figs.update(split)
-    if "direct" in result:
-        direct_best = min(v["pipeline_plus_encode_ms_p50"] for k, v in result["direct"].items() if k.startswith("threads_"))
+    if "direct" in result and not models:
+        direct_best = _direct_best(result["direct"])
         figs["direct_pipeline_plus_encode_ms_p50"] = direct_best
         figs["overhead_ms_p50_vs_direct"] = app_lv[c_min].latency_ms_p50 - direct_best
+    if models:
+        # Each model's share of every level, and its overhead against its own direct call.
+        figs["per_model"] = report.per_model_figures(result["app"])
+        for name, direct in result.get("direct_per_model", {}).items():
+            at_min = figs["per_model"].get(name, {}).get(str(c_min))
+            if at_min:
+                at_min["direct_pipeline_plus_encode_ms_p50"] = _direct_best(direct)
+                at_min["overhead_ms_p50_vs_direct"] = at_min["p50_ms"] - _direct_best(direct)
     # The batch sizes the device actually ran at the highest level (server-reported, per call).
     figs["mean_pipeline_call_at_max_concurrency"] = mean_call_size(app_lv[c_max].batch_size_hist)
     figs["mean_batch_per_request_at_max_concurrency"] = app_lv[c_max].batch_size_mean
@@ -369,15 +405,21 @@ def main(argv: list[str] | None = None) -> int:
 
     # -- reports --------------------------------------------------------------------------------
     report.write_json(out / "benchmark.json", result)
-    report.write_plot(out / "plot.png", series, title=f"{args.preset} {args.size} on {result['machine']['cpus']} CPUs: baseline vs app")
-    lines = [_figures_md(result)]
-    report.write_markdown(out / "benchmark.md", series, title=f"CPU benchmark: baseline vs Ray Serve app ({args.preset}, {args.size})",
+    served_title = " + ".join(presets) + (f" mixed {args.mix or 'equally'}" if models else "")
+    report.write_plot(out / "plot.png", series, title=f"{served_title} {args.size} on {result['machine']['cpus']} CPUs: baseline vs app")
+    lines = [_figures_md(result), report.per_model_markdown(figs.get("per_model", {}), args.mix)]
+    report.write_markdown(out / "benchmark.md", series, title=f"CPU benchmark: baseline vs Ray Serve app ({served_title}, {args.size})",
                           meta={"command": f"`{result['command']}`", "machine": _machine_line(result["machine"])},
                           extra="\n".join(lines))
     print("\n" + report.markdown_table(series))
-    print(_figures_md(result))
+    print("\n".join(lines))
     print(f"wrote {out / 'benchmark.md'} {out / 'benchmark.json'} {out / 'plot.png'}")
     return 0
+
+
+def _direct_best(direct: dict[str, Any]) -> float:
+    """The fastest thread setting's p50 of one direct pipeline call plus its JPEG encode."""
+    return min(v["pipeline_plus_encode_ms_p50"] for k, v in direct.items() if k.startswith("threads_"))
 
 
 def _machine_line(m: dict[str, Any]) -> str:
@@ -403,6 +445,12 @@ def _figures_md(r: dict[str, Any]) -> str:
     if "overhead_ms_p50_vs_direct" in f:
         rows.append(f"| Serve + HTTP overhead, p50 at concurrency {c1}: app latency - direct pipeline+encode "
                     f"({_fmt(f['direct_pipeline_plus_encode_ms_p50'])} ms) | {_fmt(f['overhead_ms_p50_vs_direct'], 1, ' ms')} | <= 15 ms |")
+    for name, levels in (f.get("per_model") or {}).items():
+        at_c1 = levels.get(str(c1), {})
+        if "overhead_ms_p50_vs_direct" in at_c1:
+            rows.append(f"| {name}: Serve + HTTP overhead, p50 at concurrency {c1} (mixed workload): its latency - its direct "
+                        f"pipeline+encode ({_fmt(at_c1['direct_pipeline_plus_encode_ms_p50'])} ms) | "
+                        f"{_fmt(at_c1['overhead_ms_p50_vs_direct'], 1, ' ms')} | |")
     rows.append(f"| same, from the server's timings: client latency - server inference - encode (queue + batch wait + transport) "
                 f"| {_fmt(f['client_minus_server_inference_encode_ms_p50'], 1, ' ms')} | |")
     rows.append(f"| same: client latency - server total (HTTP to the ingress and back: Ray's proxy too if direct_ingress=false) | {_fmt(f['client_minus_server_total_ms_p50'], 1, ' ms')} | |")

@@ -25,6 +25,11 @@ At one size (default 512x512) and one step:
    the app's ``max_batch_size``. ``--baseline`` also drives the naive baseline server
    (``loadtest.baseline_server``: fp32, PNG, one request at a time) on the same device.
 
+**Several models** (``--models sd-turbo-random,sdxl-turbo-random [--mix 1:1]``): the service
+serves every model named (``models=...``, one deployment each) and each request names one of them
+with the given shares (the load tool's ``--models``/``--mix``); each model's images/s, p50 and p95
+are reported per level beside the totals. The batch sweep stays ``--model``'s.
+
 **Decoders** (``--decoders full,full-compiled,tiny``): the batch sweep is repeated per VAE
 decoder through the service's ``SDTurboGenerator`` (for every configuration, fp32 included):
 ``full`` (the model's VAE, eager), ``full-compiled`` (the replica's ``CompiledDecoder`` for the
@@ -54,7 +59,7 @@ from typing import Any
 
 from loadtest import report
 from loadtest.stats import LevelSummary, mean_call_size, percentile
-from loadtest.workload import DEFAULT_PROMPTS, parse_int_list, parse_sizes
+from loadtest.workload import DEFAULT_PROMPTS, parse_int_list, parse_model_mix, parse_models, parse_sizes
 
 BASELINE_NAME = "baseline (fp32, PNG, no batching)"
 
@@ -305,7 +310,7 @@ def run_servers(args: argparse.Namespace, width: int, height: int, out: Path) ->
 
     load = argparse.Namespace(concurrency=args.concurrency, duration_s=args.duration_s, warmup_s=args.warmup_s,
                               cooldown_s=1.0, size=f"{width}x{height}", output_format=None,
-                              start_timeout_s=args.start_timeout_s, ping_hz=5.0)
+                              start_timeout_s=args.start_timeout_s, ping_hz=5.0, models=args.models, mix=args.mix)
     cache = [f"cache_dir={args.cache_dir}"] if args.cache_dir else []
     device = "cuda" if args.device.startswith("cuda") else "cpu"
     servers: dict[str, Any] = {}
@@ -316,8 +321,9 @@ def run_servers(args: argparse.Namespace, width: int, height: int, out: Path) ->
         servers["baseline"] = serve_target("baseline", cmd, port, load, out, {})
     port = free_port()
     replicas = out / "app-replicas.json"
+    served = f"models={args.models}" if args.models else f"model={args.model}"
     cmd = [sys.executable, "-m", "loadtest.app_server", "--port", str(port), "--stats-out", str(replicas),
-           f"model={args.model}", f"device={device}", *cache, *args.app_arg]
+           served, f"device={device}", *cache, *args.app_arg]
     servers["app"] = serve_target("app", cmd, port, load, out, {})
     # Each model replica's own counters, read by the app server as it stops (peak device memory included).
     servers["app"]["replicas"] = json.loads(replicas.read_text()) if replicas.is_file() else None
@@ -354,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile-buckets", default="1,2,4,8,16", help="batch sizes swept with torch.compile")
     p.add_argument("--app-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="build_app argument for the service (repeatable); the batching knobs stay the app's unless given here")
+    p.add_argument("--models", help="NAME[,NAME...]: the service serves these together and each request names one "
+                   "(a mixed-model workload; per-model figures are added). Default: --model alone")
+    p.add_argument("--mix", help="with --models: each model's share of the requests, e.g. 1:1 (default: equal)")
     p.add_argument("--baseline", action="store_true", help="also drive the naive baseline server (fp32, PNG, no batching)")
     p.add_argument("--start-timeout-s", type=float, default=600.0, help="how long a server may take to answer /ping")
     p.add_argument("--skip-sweep", action="store_true", help="service only (no direct-call ceiling)")
@@ -378,6 +387,10 @@ def main(argv: list[str] | None = None) -> int:
         args.batch_sizes, args.concurrency = "1,2", "1,4"
         args.iters, args.warmup_iters, args.duration_s, args.warmup_s = 2, 1, 3.0, 0.5
     (width, height), = parse_sizes(args.size)
+    try:
+        parse_model_mix(parse_models(args.models), args.mix)
+    except ValueError as exc:  # a mix that does not fit the models (or comes without them)
+        build_parser().error(str(exc))
     on_cuda = args.device.startswith("cuda")
     settings = app_settings(args.app_arg)
     service_config = config_of(settings, args.device)
@@ -400,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
                               "model": args.model, "size": args.size, "steps": 1, "configs": names, "batch_sweep": {},
                               "app_settings": {k: settings.as_dict()[k] for k in ("max_batch_size", "batch_wait_timeout_s", "dtype",
                                                                                   "channels_last", "compile")},
-                              "service_config": service_config}
+                              "service_config": service_config, "models": args.models, "mix": args.mix}
     t_all = time.time()
 
     def save(series: dict[str, list[LevelSummary]] | None = None) -> None:
@@ -460,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         app_name = f"the service ({service_config}, max batch {settings.max_batch_size})"
         series[app_name] = [LevelSummary(**lv) for lv in servers["app"]["levels"]]
         result["figures"] = service_figures(series[app_name], ceiling)
+        if args.models:
+            result["figures_per_model"] = report.per_model_figures(servers["app"])
     # 4. Reports.
     save(series)
     if series:
@@ -520,6 +535,9 @@ def render_md(r: dict[str, Any], series: dict[str, list[LevelSummary]]) -> str:
             lines.append(f"| {level} | {_f(f['img_s'], 2)} | {_f(frac * 100 if frac is not None else None, 0)}% | "
                          f"{_f(f['p50_ms'])} | {_f(f['p95_ms'])} | {_f(f['p99_ms'])} | {_f(f['mean_call_size'], 2)} |")
         lines += ["", "Targets (H100, sd-turbo-random, 512x512): >= 90% of the ceiling at >= 32 clients; p95 < 400 ms at 16 clients."]
+        if r.get("figures_per_model"):
+            lines += ["", f"The service serves {r['models']}; the ceiling above is {r['model']}'s alone.", "",
+                      report.per_model_markdown(r["figures_per_model"], r.get("mix")).rstrip()]
     app = r.get("servers", {}).get("app")
     if app:
         lines += ["", f"**Cold start** (app server process started -> `/ping` 200, Ray start, model load and warm-up "

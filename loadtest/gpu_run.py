@@ -651,15 +651,28 @@ PHASES = {
     "compiled": Phase("compiled", "compiled", 200, MODEL_IMPORTS),
     "gputests_compiled": Phase("gputests_compiled", "compiled", 220, ("pytest", "numpy", "serve_app.model.decoders")),
     "compile_start": Phase("compile_start", "compiled", 420, MODEL_IMPORTS + ("loadtest.compile_start",)),
+    # SDXL-Turbo: its full-size random-weight preset built once (a 2.57G-parameter UNet and two text
+    # encoders, written with save_pretrained), its direct calls at 512x512, 1 step, and the
+    # service serving it beside SD-Turbo under a 50/50 mix. Budgets: estimates scaled from SD-Turbo's
+    # (about 3x its UNet), not yet measured on a GPU.
+    "presets_xl": Phase("presets_xl", "sdxl", 180, ("serve_app.model.presets",)),
+    "sweep_xl": Phase("sweep_xl", "sdxl", 150, MODEL_IMPORTS),
+    "service_mix": Phase("service_mix", "service_mix", 200, SERVICE_IMPORTS),
 }
+# The phases that build presets: each runs once per machine (a later call finds them built).
+PRESET_PHASES = ("presets", "presets_xl")
 # Each plan fits 12 minutes of machine time (the machine's start, about 2 minutes, and each call's
 # transfer, stash, install and import check, about 40 s, included) and each call 10 minutes.
 # Plan a, the main run: call 1 needs part 1 only (the model path); the last call runs the service.
 # Plans b and c, what does not fit plan a: one call each, carrying part 1 only.
+# Plans d and e, SDXL-Turbo (none fits beside plan a's 12 minutes): d one call, carrying part 1 only
+# (2 + 0.7 + 5.5 minutes); e two calls like plan a, the mixed service needing Ray (2 + 1.3 + 7.8 minutes).
 PLANS = {
     "a": {"first": ("presets", "sweep", "gputests"), "last": ("presets", "service")},
     "b": {"first": ("presets", "compiled", "gputests_compiled"), "last": ()},
     "c": {"first": ("presets", "compile_start"), "last": ()},
+    "d": {"first": ("presets_xl", "sweep_xl"), "last": ()},
+    "e": {"first": ("presets", "presets_xl"), "last": ("presets", "presets_xl", "service_mix")},
 }
 
 
@@ -689,11 +702,17 @@ class Profile:
     compile_mode: str
     compile_buckets: str
     budget_scale: float  # the rehearsal's budgets are the GPU's times this (a slow shared CPU)
+    # SDXL-Turbo's preset (sdxl-turbo-random on the GPU; the rehearsal's tiny-xl, as tiny stands in for
+    # sd-turbo-random), its direct-call batch sizes, and the mixed service's client levels.
+    model_xl: str = "sdxl-turbo-random"
+    xl_batch_sizes: str = "1,8,16"
+    mix_concurrency: str = "1,16,32"
 
 
 GPU = Profile("sd-turbo-random", "cuda", "512x512", "fp16", "1,8,16,32", 10, 2, "1,8,16,32,64", 12.0, 3.0,
               "8,16", "reduce-overhead", "1,2,4,8", 1.0)
-REHEARSAL = Profile("tiny", "cpu", "64x64", "fp32", "1,2", 2, 1, "1,2", 3.0, 0.5, "1", "default", "1", 2.0)
+REHEARSAL = Profile("tiny", "cpu", "64x64", "fp32", "1,2", 2, 1, "1,2", 3.0, 0.5, "1", "default", "1", 2.0,
+                    model_xl="tiny-xl", xl_batch_sizes="1,2", mix_concurrency="1,2")
 REHEARSAL_CALL_LIMIT_S = 3600  # a shared 2-core CPU: the budgets are checked, the call's clock is not the GPU's
 
 
@@ -704,10 +723,7 @@ def phase_command(name: str, prof: Profile, work: Path, py: str | None = None) -
     common = ["--model", prof.model, "--device", prof.device, "--cache-dir", presets, "--size", prof.size]
     if name == "presets":
         # Built once per machine, before anything is timed (the sweep loads them from disk).
-        return [py, "-c", "import json,sys,time\nfrom serve_app.model import ensure_preset\nout={}\n"
-                f"for n in ({prof.model!r}, 'taesd-random'):\n t=time.perf_counter(); ensure_preset(n, {presets!r});"
-                " out[n]=round(time.perf_counter()-t,1); print(n, out[n], 's', flush=True)\n"
-                f"open({out + '.json'!r},'w').write(json.dumps({{'build_s': out}}))"]
+        return presets_command(py, (prof.model, "taesd-random"), presets, out + ".json")
     if name == "sweep":
         return [py, "-m", "loadtest.gpu_benchmark", *common, "--configs", prof.config, "--decoders", "full,tiny",
                 "--batch-sizes", prof.batch_sizes, "--iters", str(prof.iters), "--warmup-iters", str(prof.warmup_iters),
@@ -725,11 +741,40 @@ def phase_command(name: str, prof: Profile, work: Path, py: str | None = None) -
                 "--ceiling-from", str(work / "phases" / "sweep" / "gpu_benchmark.json"),
                 "--concurrency", prof.concurrency, "--duration-s", str(prof.duration_s),
                 "--warmup-s", str(prof.warmup_s), "--out", out]
+    if name in ("presets_xl", "sweep_xl", "service_mix"):
+        return sdxl_phase_command(name, prof, work, py)
     if name in ("gputests", "gputests_compiled"):
         # The compiled decoders' tests compile 16 graphs: plan b runs them, plan a the eager ones.
         select = "compile" if name == "gputests_compiled" else "not compile"
         return [py, "-m", "pytest", "tests/gpu", "-k", select, "-s", "-q", "-p", "no:cacheprovider",
                 "-o", "addopts=", "--junitxml", out + ".xml"]
+    raise ValueError(name)
+
+
+def presets_command(py: str, names: tuple[str, ...], presets: str, out_json: str) -> list[str]:
+    """Build the presets ``names`` into ``presets``, each timed; the build seconds into ``out_json``."""
+    return [py, "-c", "import json,sys,time\nfrom serve_app.model import ensure_preset\nout={}\n"
+            f"for n in {names!r}:\n t=time.perf_counter(); ensure_preset(n, {presets!r});"
+            " out[n]=round(time.perf_counter()-t,1); print(n, out[n], 's', flush=True)\n"
+            f"open({out_json!r},'w').write(json.dumps({{'build_s': out}}))"]
+
+
+def sdxl_phase_command(name: str, prof: Profile, work: Path, py: str) -> list[str]:
+    """SDXL-Turbo's phases (plans d and e): its presets, its direct calls at the profile's size and
+    1 step (full VAE and TAESDXL), and the service of both models under a 50/50 mix."""
+    presets = str(work / "presets")
+    out = str(work / "phases" / name)
+    common = ["--device", prof.device, "--cache-dir", presets, "--size", prof.size]
+    if name == "presets_xl":
+        return presets_command(py, (prof.model_xl, "taesdxl-random"), presets, out + ".json")
+    if name == "sweep_xl":
+        return [py, "-m", "loadtest.gpu_benchmark", "--model", prof.model_xl, *common, "--configs", prof.config,
+                "--decoders", "full,tiny", "--tiny-decoder", "taesdxl-random", "--batch-sizes", prof.xl_batch_sizes,
+                "--iters", str(prof.iters), "--warmup-iters", str(prof.warmup_iters), "--skip-service", "--out", out]
+    if name == "service_mix":
+        return [py, "-m", "loadtest.gpu_benchmark", "--model", prof.model, *common, "--skip-sweep",
+                "--models", f"{prof.model},{prof.model_xl}", "--mix", "1:1", "--concurrency", prof.mix_concurrency,
+                "--duration-s", str(prof.duration_s), "--warmup-s", str(prof.warmup_s), "--out", out]
     raise ValueError(name)
 
 
@@ -910,7 +955,7 @@ class Call:
             budget = phase.budget_s * self.profile.budget_scale
             entry: dict[str, Any] = {"budget_s": budget}
             self.record["phases"][name] = entry
-            if name == "presets" and self._presets_built():
+            if name in PRESET_PHASES and self._presets_built(name):
                 entry.update(status="ok", detail="already built on this machine", elapsed_s=0.0)
                 self.save_record()
                 continue
@@ -930,8 +975,8 @@ class Call:
             self.save_record()
         return all_ok
 
-    def _presets_built(self) -> bool:
-        return (self.work / "phases" / "presets.json").is_file()
+    def _presets_built(self, name: str = "presets") -> bool:
+        return (self.work / "phases" / f"{name}.json").is_file()
 
     def _run(self, cmd: list[str], budget: float) -> tuple[str, int | None]:
         """Run one phase in its own process group, its output into the call's log; stopped at its budget."""
@@ -965,8 +1010,8 @@ class Call:
         base = self.work / "phases" / name
         result: Any = None
         md = ""
-        if name == "presets" and (self.work / "phases" / "presets.json").is_file():
-            result = json.loads((self.work / "phases" / "presets.json").read_text())
+        if name in PRESET_PHASES and (self.work / "phases" / f"{name}.json").is_file():
+            result = json.loads((self.work / "phases" / f"{name}.json").read_text())
             md = "Presets built (s): " + ", ".join(f"{k} {v}" for k, v in result["build_s"].items())
         elif name in ("gputests", "gputests_compiled"):
             result, md = junit_summary(Path(str(base) + ".xml"), self.log_file.name)
@@ -1087,7 +1132,7 @@ def describe(manifest: dict[str, Any]) -> str:
             phases = phases_for(plan, call["call"], n_calls)
             if not phases and plan != "a":
                 continue
-            counted = [p for p in phases if p != "presets" or call["call"] == 1]  # built once per machine
+            counted = [p for p in phases if p not in PRESET_PHASES or call["call"] == 1]  # built once per machine
             lines.append(f"  plan {plan}, call {call['call']}: carry [\".whl/{call['carries']}\"], command "
                          f"`bash .whl/{call['carries']}/run.sh{'' if plan == 'a' else ' --plan ' + plan}`; "
                          f"phases {', '.join(phases) or '(install only)'}: "

@@ -122,6 +122,35 @@ def markdown_table(series: Mapping[str, Sequence[LevelSummary]], instance_price:
     return head + "\n".join(rows) + "\n"
 
 
+def per_model_figures(summary: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """A mixed-model load run's figures per model, from the load tool's summary.json
+    (``per_model``): {model: {concurrency: {requests, img_s, p50_ms, p95_ms}}}; {} for one model."""
+    return {
+        name: {
+            str(lv["concurrency"]): {
+                "requests": lv["requests"],
+                "img_s": lv["throughput_img_s"],
+                "p50_ms": lv["latency_ms_p50"],
+                "p95_ms": lv["latency_ms_p95"],
+            }
+            for lv in levels
+        }
+        for name, levels in summary.get("per_model", {}).items()
+    }
+
+
+def per_model_markdown(figures: Mapping[str, Mapping[str, Mapping[str, Any]]], mix: str | None = None) -> str:
+    """``per_model_figures`` as a Markdown section (empty for a one-model run)."""
+    if not figures:
+        return ""
+    lines = [f"## Per model (mixed-model workload, shares {mix or 'equal'})", "",
+             "| model | clients | requests | images/s | p50 ms | p95 ms |", "|---|---:|---:|---:|---:|---:|"]
+    for name, levels in figures.items():
+        for concurrency, f in levels.items():
+            lines.append(f"| {name} | {concurrency} | {f['requests']} | {_f(f['img_s'], 2)} | {_f(f['p50_ms'])} | {_f(f['p95_ms'])} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_markdown(path: os.PathLike | str, series: Mapping[str, Sequence[LevelSummary]], title: str, meta: Mapping[str, Any] | None = None, extra: str = "", instance_price: float | None = None) -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,23 @@ def parse_models(text: str | None) -> list[str]:
     return names
 
 
+def parse_model_mix(models: list[str], mix: str | None) -> list[float]:
+    """Each model's share of the requests, in ``models``' order: '3:1' (or '3,1') over two models
+    -> [0.75, 0.25]. None or empty: equal shares (returned as [], which ``Workload`` reads so)."""
+    if not mix:
+        return []
+    parts = [part.strip() for part in mix.replace(":", ",").split(",") if part.strip()]
+    try:
+        weights = [float(part) for part in parts]
+    except ValueError:
+        raise ValueError(f"--mix wants one number per model, like 1:1 or 3:1, got {mix!r}") from None
+    if len(weights) != len(models):
+        raise ValueError(f"--mix {mix!r} gives {len(weights)} shares for {len(models)} models ({', '.join(models) or 'no --models'})")
+    if any(not w >= 0 or w == float("inf") for w in weights) or not sum(weights) > 0:
+        raise ValueError(f"--mix {mix!r}: shares must be finite, non-negative and not all zero")
+    return [w / sum(weights) for w in weights]
+
+
 def parse_int_list(text: str) -> list[int]:
     vals = [int(x) for x in str(text).split(",") if x.strip()]
     if not vals or any(v <= 0 for v in vals):
@@ -80,14 +97,16 @@ class Workload:
     steps: int = 1
     output_format: str | None = None
     fixed_seed: int | None = None  # None: a fresh random seed per request (defeats the result cache)
-    # Served model names: each request names one, chosen with equal odds (a mixed-model
-    # workload); empty: no `model` field, the server's default model.
+    # Served model names: each request names one (a mixed-model workload), chosen with the odds
+    # of ``model_weights`` (``parse_model_mix``; empty: equal odds); empty: no `model` field, the
+    # server's default model.
     models: list[str] = field(default_factory=list)
+    model_weights: list[float] = field(default_factory=list)
 
     def make(self, rng: random.Random) -> dict[str, Any]:
         body: dict[str, Any] = {"prompt": rng.choice(self.prompts), "num_inference_steps": self.steps}
         if self.models:
-            body["model"] = rng.choice(self.models)
+            body["model"] = rng.choices(self.models, self.model_weights)[0] if self.model_weights else rng.choice(self.models)
         body["seed"] = self.fixed_seed if self.fixed_seed is not None else rng.randrange(0, 2**32)
         if self.sizes:
             w, h = rng.choice(self.sizes)

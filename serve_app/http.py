@@ -426,9 +426,12 @@ def create_http_app(
     async def invocations(generate_request: GenerateRequest, context: Context, accept: Accept = None) -> Response:
         return await generate(generate_request, context, accept)
 
-    # This server's request schema: ``decoder`` lists only the decoders it loaded and ``model``
-    # only the models it serves, so the served OpenAPI document offers exactly what it accepts.
-    request_model = request_model_for(service.settings.loaded_decoders, service.model_names)
+    # This server's request schema: ``decoder`` lists only the decoders it loaded, ``model`` only
+    # the models it serves, and sizes and steps the loosest bounds of its models' (each request
+    # is then checked against its own model's), so the served OpenAPI document offers what it accepts.
+    request_model = request_model_for(
+        service.settings.loaded_decoders, service.model_names, service.served_families
+    )
     generation = APIRouter(route_class=generate_route_class(max_body_bytes, admit))
     generate_route = dict(
         methods=["POST"],

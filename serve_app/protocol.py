@@ -8,6 +8,8 @@ are checked by the serving layer.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator
@@ -16,9 +18,63 @@ from pydantic_core import PydanticCustomError
 from serve_app.batching import DECODER_NAMES, DEFAULT_DECODER
 
 MAX_SEED = 2**32 - 1
-MIN_SIDE, MAX_SIDE, DEFAULT_SIDE = 64, 1024, 512
-MAX_STEPS = 4
 MAX_GUIDANCE_SCALE = 10.0
+
+
+@dataclass(frozen=True)
+class SizeStepLimits:
+    """The image sizes and step counts one model family accepts (GET /models publishes them)."""
+
+    default_side: int
+    min_side: int
+    max_side: int
+    side_multiple: int
+    default_steps: int
+    max_steps: int
+
+    def loosest(self, other: SizeStepLimits) -> SizeStepLimits:
+        """Bounds that accept what either accepts (the published schema's, over served models)."""
+        if (self.side_multiple, self.default_side, self.default_steps) != (
+            other.side_multiple, other.default_side, other.default_steps
+        ):
+            raise ValueError("families with different size multiples or defaults have no one schema")
+        return SizeStepLimits(
+            self.default_side, min(self.min_side, other.min_side), max(self.max_side, other.max_side),
+            self.side_multiple, self.default_steps, max(self.max_steps, other.max_steps),
+        )
+
+
+# Each model family's limits, the one place they are set: the per-request check
+# (serve_app/serving.py), GET /models and the published schema's bounds all read them.
+FAMILY_LIMITS: dict[str, SizeStepLimits] = {
+    # SD-Turbo is SD 2.1 distilled at 512x512. Its UNet is convolutional and runs at any multiple
+    # of 8, but well past its training size it repeats subjects (two heads, tiled scenes): 768
+    # (SD 2.1's own largest training size) is the cap. 64 is the smallest side whose latent (8x8)
+    # survives the UNet's three downsamplings. Adversarial diffusion distillation trains it for
+    # 1 to 4 steps; more add time, not quality.
+    "sd": SizeStepLimits(default_side=512, min_side=64, max_side=768, side_multiple=8, default_steps=1, max_steps=4),
+    # SDXL-Turbo is also distilled at 512x512 (its model card recommends that size), but from
+    # SDXL, whose UNet is trained at 1024x1024: it keeps coherent images up to 1024. Its UNet
+    # downsamples twice, so 64 is no constraint. The same 1 to 4 steps.
+    "sdxl": SizeStepLimits(default_side=512, min_side=64, max_side=1024, side_multiple=8, default_steps=1, max_steps=4),
+}
+
+
+def loosest_limits(families: Iterable[str]) -> SizeStepLimits:
+    """The bounds a schema publishes for servers of these families: the loosest of theirs."""
+    limits = [FAMILY_LIMITS[family] for family in families]
+    if not limits:
+        raise ValueError("no model families given")
+    loosest = limits[0]
+    for other in limits[1:]:
+        loosest = loosest.loosest(other)
+    return loosest
+
+
+# The schema of GenerateRequest itself (no server's own): the loosest over every family.
+ALL_FAMILIES_LIMITS = loosest_limits(FAMILY_LIMITS)
+MIN_SIDE, MAX_SIDE = ALL_FAMILIES_LIMITS.min_side, ALL_FAMILIES_LIMITS.max_side
+MAX_STEPS = ALL_FAMILIES_LIMITS.max_steps
 # A cheap bound before tokenising: far above what fits in CLIP's 77 tokens.
 MAX_PROMPT_CHARS = 2000
 
@@ -35,8 +91,6 @@ def _whole_number(value: object) -> object:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-# An integer field: a JSON integer, or a number with no fractional part (never a string or a bool).
-JsonInt = Annotated[int, BeforeValidator(_whole_number)]
 IMAGE_MEDIA_TYPES: dict[str, str] = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 
 
@@ -91,6 +145,28 @@ _DECODER_DOC = (
 )
 
 
+_STEPS_DOC = (
+    "Denoising steps. Absent: the model's default (GET /models: default_steps); at most the model's "
+    "max_steps (a larger count for a model that allows fewer is a 422 naming this field)."
+)
+_SIDE_DOC = (
+    "Image {side} in pixels, a multiple of 8. Absent: the model's default (GET /models: default_{side}); "
+    "within the model's min_side..max_side (outside them, for the model asked for, a 422 naming this field)."
+)
+
+
+def _steps_type(limits: SizeStepLimits) -> object:
+    # An optional integer: a JSON integer, or a number with no fractional part (never a string or
+    # a bool); its bounds go inside the union and before the validator (see ``seed``).
+    return Annotated[int, Field(ge=1, le=limits.max_steps), BeforeValidator(_whole_number)] | None
+
+
+def _side_type(limits: SizeStepLimits) -> object:
+    return Annotated[
+        int, Field(ge=limits.min_side, le=limits.max_side, multiple_of=limits.side_multiple), BeforeValidator(_whole_number)
+    ] | None
+
+
 _MODEL_DOC = (
     "Which served model makes the image (GET /models lists them, with their limits); this server's "
     "schema lists the ones it serves. Absent: the server's default model (the first it serves)."
@@ -121,7 +197,9 @@ class GenerateRequest(BaseModel):
     seed: Annotated[int, Field(ge=0, le=MAX_SEED), BeforeValidator(_whole_number)] | None = Field(
         default=None, description="Random seed; drawn at random when absent."
     )
-    num_inference_steps: JsonInt = Field(default=1, ge=1, le=MAX_STEPS)
+    num_inference_steps: _steps_type(ALL_FAMILIES_LIMITS) = Field(  # type: ignore[valid-type]
+        default=None, description=_STEPS_DOC
+    )
     guidance_scale: float = Field(
         default=0.0,
         ge=0.0,
@@ -129,8 +207,8 @@ class GenerateRequest(BaseModel):
         allow_inf_nan=False,
         description="Classifier-free guidance; SD-Turbo is trained for 0.0.",
     )
-    width: JsonInt = Field(default=DEFAULT_SIDE, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=8)
-    height: JsonInt = Field(default=DEFAULT_SIDE, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=8)
+    width: _side_type(ALL_FAMILIES_LIMITS) = Field(default=None, description=_SIDE_DOC.format(side="width"))  # type: ignore[valid-type]
+    height: _side_type(ALL_FAMILIES_LIMITS) = Field(default=None, description=_SIDE_DOC.format(side="height"))  # type: ignore[valid-type]
     output_format: OutputFormat | None = Field(
         default=None, description="Image format; the server's default (jpeg) when absent."
     )
@@ -168,12 +246,17 @@ MODEL_NOT_SERVED = "model_not_served"
 
 
 def request_model_for(
-    loaded_decoders: tuple[str, ...], served_models: tuple[str, ...] | None = None
+    loaded_decoders: tuple[str, ...],
+    served_models: tuple[str, ...] | None = None,
+    served_families: Iterable[str] | None = None,
 ) -> type[GenerateRequest]:
-    """``GenerateRequest`` as one server publishes it: ``decoder`` accepts only ``loaded_decoders``
-    and ``model`` only ``served_models`` (when given), so the served OpenAPI document never offers
-    what that server would refuse."""
-    if set(loaded_decoders) == set(DECODER_NAMES) and served_models is None:
+    """``GenerateRequest`` as one server publishes it: ``decoder`` accepts only ``loaded_decoders``,
+    ``model`` only ``served_models`` (when given), and sizes and steps the loosest limits of the
+    ``served_families`` (when given; each request is then checked against its own model's), so
+    the served OpenAPI document never offers what that server would refuse for every model."""
+    families = tuple(served_families) if served_families is not None else tuple(FAMILY_LIMITS)
+    limits = loosest_limits(families)
+    if set(loaded_decoders) == set(DECODER_NAMES) and served_models is None and limits == ALL_FAMILIES_LIMITS:
         return GenerateRequest
     unknown = set(loaded_decoders) - set(DECODER_NAMES)
     if unknown or not loaded_decoders:
@@ -181,6 +264,10 @@ def request_model_for(
     fields: dict = {}
     if served_models is not None:
         fields["model"] = _served_model_field(served_models)
+    if limits != ALL_FAMILIES_LIMITS:
+        fields["num_inference_steps"] = (_steps_type(limits), Field(default=None, description=_STEPS_DOC))
+        for side in ("width", "height"):
+            fields[side] = (_side_type(limits), Field(default=None, description=_SIDE_DOC.format(side=side)))
     if set(loaded_decoders) != set(DECODER_NAMES):
         fields["decoder"] = _loaded_decoder_field(loaded_decoders)
     return create_model(

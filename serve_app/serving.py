@@ -21,16 +21,14 @@ from serve_app.errors import InvalidField, RequestTimeout, ResponseTooLarge
 from serve_app.guardrails import PromptBlocklist
 from serve_app.logs import ACCESS_LOGGER, log_event, prompt_hash
 from serve_app.protocol import (
-    DEFAULT_SIDE,
+    FAMILY_LIMITS,
     IMAGE_MEDIA_TYPES,
     MAX_SEED,
-    MAX_SIDE,
-    MAX_STEPS,
-    MIN_SIDE,
     GenerateRequest,
     GenerateResponse,
     ModelInfo,
     ModelLimits,
+    SizeStepLimits,
     Timings,
 )
 from serve_app.settings import Settings
@@ -74,6 +72,15 @@ class ServedModel:
     @property
     def name(self) -> str:
         return self.info.name
+
+    @property
+    def limits(self) -> SizeStepLimits:
+        """The sizes and steps this model accepts: its family's (serve_app/protocol.py)."""
+        return FAMILY_LIMITS[self.family]
+
+    @property
+    def family_label(self) -> str:
+        return "sdxl-turbo" if self.family == "sdxl" else "sd-turbo"
 
 
 @dataclass
@@ -132,30 +139,38 @@ class ImageService:
             )
         return self.models[name]
 
+    @property
+    def served_families(self) -> tuple[str, ...]:
+        return tuple(model.family for model in self.models.values())
+
     def model_limits(self) -> list[ModelLimits]:
-        """GET /models: each served model with its defaults and limits, the default first."""
-        return [
-            ModelLimits(
-                name=model.name,
-                default=index == 0,
-                family="sdxl-turbo" if model.family == "sdxl" else "sd-turbo",
-                model=model.info,
-                max_prompt_tokens=model.token_counter.max_prompt_tokens,
-                default_width=DEFAULT_SIDE,
-                default_height=DEFAULT_SIDE,
-                min_side=MIN_SIDE,
-                max_side=MAX_SIDE,
-                side_multiple=8,
-                default_steps=1,
-                max_steps=MAX_STEPS,
-                default_guidance_scale=0.0,
-                decoders=list(model.decoders or self.settings.loaded_decoders),
+        """GET /models: each served model with its own defaults and limits, the default first."""
+        listed = []
+        for index, model in enumerate(self.models.values()):
+            limits = model.limits
+            listed.append(
+                ModelLimits(
+                    name=model.name,
+                    default=index == 0,
+                    family=model.family_label,
+                    model=model.info,
+                    max_prompt_tokens=model.token_counter.max_prompt_tokens,
+                    default_width=limits.default_side,
+                    default_height=limits.default_side,
+                    min_side=limits.min_side,
+                    max_side=limits.max_side,
+                    side_multiple=limits.side_multiple,
+                    default_steps=limits.default_steps,
+                    max_steps=limits.max_steps,
+                    default_guidance_scale=0.0,
+                    decoders=list(model.decoders or self.settings.loaded_decoders),
+                )
             )
-            for index, model in enumerate(self.models.values())
-        ]
+        return listed
 
     def check_request(self, request: GenerateRequest) -> None:
         """Model- and server-dependent validation (the schema already checked the rest)."""
+        self.check_size_and_steps(request)
         self.check_prompt_length(request)
         self.blocklist.check("prompt", request.prompt)
         self.blocklist.check("negative_prompt", request.negative_prompt)
@@ -170,6 +185,36 @@ class ImageService:
                 "delivery 's3' is not configured on this server (SDTURBO_S3_OUTPUT_BUCKET is unset)",
                 field="delivery",
             )
+
+    def check_size_and_steps(self, request: GenerateRequest) -> None:
+        # The schema's bounds are the loosest over the served models; the model asked for may
+        # accept less (SD-Turbo stops at 768 pixels a side, SDXL-Turbo at 1024).
+        model = self.served_model(request)
+        limits = model.limits
+        for side in ("width", "height"):
+            value = getattr(request, side)
+            if value is not None and not limits.min_side <= value <= limits.max_side:
+                raise InvalidField(
+                    f"{side} {value} is outside {model.name}'s limits: {model.family_label} models make "
+                    f"{limits.min_side} to {limits.max_side} pixels a side (GET /models lists each model's)",
+                    field=side,
+                )
+        steps = request.num_inference_steps
+        if steps is not None and steps > limits.max_steps:
+            raise InvalidField(
+                f"num_inference_steps {steps} is over {model.name}'s limit: {model.family_label} models take "
+                f"at most {limits.max_steps} steps (GET /models lists each model's)",
+                field="num_inference_steps",
+            )
+
+    def size_and_steps(self, request: GenerateRequest, model: ServedModel) -> tuple[int, int, int]:
+        """(width, height, steps): the request's, or the model's defaults where it gives none."""
+        limits = model.limits
+        return (
+            limits.default_side if request.width is None else request.width,
+            limits.default_side if request.height is None else request.height,
+            limits.default_steps if request.num_inference_steps is None else request.num_inference_steps,
+        )
 
     def check_prompt_length(self, request: GenerateRequest) -> None:
         # The model's own tokenizer(s): SDXL-Turbo's prompt must fit both of its text encoders.
@@ -202,15 +247,16 @@ class ImageService:
         # 1. Model- and server-dependent validation (the model first: its tokenizers count the prompt).
         model = self.served_model(request)
         self.check_request(request)
-        # 2. Fill in defaults: the seed is drawn here so the response can report it.
+        # 2. Fill in defaults (the model's size and steps); the seed is drawn here so the response can report it.
         seeded = request.seed is not None
+        width, height, steps = self.size_and_steps(request, model)
         spec = GenerationSpec(
             prompt=request.prompt,
             seed=request.seed if seeded else random.randint(0, MAX_SEED),
-            num_inference_steps=request.num_inference_steps,
+            num_inference_steps=steps,
             guidance_scale=request.guidance_scale,
-            width=request.width,
-            height=request.height,
+            width=width,
+            height=height,
             negative_prompt=request.negative_prompt,
             # The first loaded decoder (full, when it is) serves requests that name none.
             decoder=request.decoder or self.settings.loaded_decoders[0],

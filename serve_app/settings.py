@@ -74,7 +74,7 @@ def parse_models(text: str) -> tuple[ModelSource, ...]:
 
     The name defaults to the source's last path component (``tiny-xl``, ``sdxl-turbo`` for
     ``stabilityai/sdxl-turbo``, ``model`` for ``/opt/ml/model``). A Hub id needs its revision
-    (a commit sha: a moving branch is never served), except the pinned default SD-Turbo.
+    (a commit sha: a moving branch is never served), except those PINNED_REVISIONS pins (SD-Turbo, SDXL-Turbo).
     """
     models: list[ModelSource] = []
     for entry in (part.strip() for part in text.split(",")):
@@ -92,12 +92,12 @@ def parse_models(text: str) -> tuple[ModelSource, ...]:
             )
         model = ModelSource(name, source, revision or None)
         if model.is_hub_id and model.revision is None:
-            if source != DEFAULT_MODEL:
+            if source not in PINNED_REVISIONS:
                 raise ValueError(
                     f"models: {source!r} is a Hub id without a pinned revision: write {source}@<commit sha> "
                     "(a moving branch is never served)"
                 )
-            model = ModelSource(name, source, DEFAULT_MODEL_REVISION)
+            model = ModelSource(name, source, PINNED_REVISIONS[source])
         if not model.is_hub_id and model.revision is not None:
             raise ValueError(f"models: {entry!r}: only Hub ids take a revision")
         if any(existing.name == model.name for existing in models):
@@ -178,8 +178,8 @@ class Settings(BaseSettings):
     )
     tiny_decoder_revision: str = _setting(
         "",
-        f"Hub revision (commit sha) of tiny_decoder; empty means the pinned {DEFAULT_TINY_DECODER} "
-        "commit, and is an error for any other Hub id.",
+        f"Hub revision (commit sha) of tiny_decoder; empty means the pinned commit ({DEFAULT_TINY_DECODER}, "
+        "and madebyollin/taesdxl for SDXL models), and is an error for any other Hub id.",
     )
     compile_decoder: Literal["off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = (
         _setting(

@@ -48,6 +48,7 @@ from serve_app.model.resolved import ResolvedDecoder
 from serve_app.model.sources import (
     DEFAULT_TINY_DECODER,
     MODEL_FOLDER_PREFIX,
+    TINY_DECODER_XL,  # TAESDXL, the tiny decoder of SDXL latents (pinned there)
     ModelLoadError,
     SourceRules,
     resolve_source,
@@ -63,8 +64,6 @@ _CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
 # Calls per bucket at warm-up: CUDA graph trees run a shape eagerly once, then record it.
 _WARMUP_CALLS_PER_SHAPE = 3
 
-# TAESDXL, the tiny decoder of SDXL latents (no revision pinned here: an operator names one).
-TINY_DECODER_XL = "madebyollin/taesdxl"
 # A model family's counterpart of each TAESD source that belongs to one family.
 _FAMILY_TINY_DECODERS = {
     "sd": {TINY_DECODER_XL: DEFAULT_TINY_DECODER, TINY_DECODER_XL_PRESET: TINY_DECODER_PRESET},

@@ -33,12 +33,23 @@ DEFAULT_CACHE_DIR = str(Path.home() / ".cache" / "sd-turbo-serve")
 DEFAULT_MODEL = "stabilityai/sd-turbo"
 DEFAULT_TINY_DECODER = "madebyollin/taesd"
 SAFETY_CHECKER_HUB_ID = "CompVis/stable-diffusion-safety-checker"
+# SDXL-Turbo and its tiny decoder (TAESDXL): the second model family's published weights.
+SDXL_TURBO_MODEL = "stabilityai/sdxl-turbo"
+TINY_DECODER_XL = "madebyollin/taesdxl"
 PINNED_REVISIONS: Mapping[str, str] = {
     DEFAULT_MODEL: "b261bac6fd2cf515557d5d0707481eafa0485ec2",
     # The revision public projects pin for config.json + diffusion_pytorch_model.safetensors.
     DEFAULT_TINY_DECODER: "614f76814bbe30edbe2e627ace1c2234c81a2c0e",
     # Seen as this repository's snapshot in several projects' Hugging Face caches and URLs.
     SAFETY_CHECKER_HUB_ID: "cb41f3a270d63d454d385fc2e4f571c487c253c5",
+    # Seen as this repository's snapshot (models--stabilityai--sdxl-turbo/snapshots/<sha>) in
+    # several public projects' Hugging Face cache paths that load it with variant="fp16", and
+    # pinned as SDXL-Turbo's revision (beside this file's SD-Turbo pin) in others.
+    SDXL_TURBO_MODEL: "71153311d3dbb46851df1931d3ca6e939de83304",
+    # Pinned by several public projects for diffusion_pytorch_model.safetensors (e.g. as
+    # hf://madebyollin/taesdxl@<sha>/diffusion_pytorch_model.safetensors), and seen as the
+    # repository's snapshot in a Hugging Face cache path loaded with AutoencoderTiny.from_pretrained.
+    TINY_DECODER_XL: "b20258aaef75ef61e659c1e0f14f251cf0ad153e",
 }
 MODEL_FOLDER_PREFIX = "model:"
 

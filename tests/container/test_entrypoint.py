@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from loadtest.soak import process_tree
+from serve_app.settings import Settings
 from tests.conftest import free_port
 from tests.container import chaos
 
@@ -83,13 +84,13 @@ def test_serve_answers_ping_and_invocations_then_drains_on_sigterm(tmp_path, cac
         response = httpx.post(url + "/invocations", json={"prompt": "a harbour", "width": 128, "height": 128}, timeout=60)
         assert response.status_code == 200 and response.json()["image"]
 
-        # 3. SIGTERM with a (slow: 1024x1024, 4 steps) request in flight: it is answered (200, or
+        # 3. SIGTERM with a (slow: 768x768, SD-Turbo's largest, 4 steps) request in flight: it is answered (200, or
         #    503 shutting_down if it cannot finish before the drain deadline), then exit 0.
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             slow = pool.submit(
                 httpx.post,
                 url + "/invocations",
-                json={"prompt": "a slow one", "width": 1024, "height": 1024, "num_inference_steps": 4},
+                json={"prompt": "a slow one", "width": 768, "height": 768, "num_inference_steps": 4},
                 timeout=60,
             )
             time.sleep(1.0)
@@ -265,6 +266,10 @@ def test_sagemaker_environment_mapping(tmp_path):
     explicit = sagemaker_environment({"SDTURBO_MODEL": "tiny", "SAGEMAKER_BIND_TO_PORT": "9000"}, model_dir=tmp_path)
     assert explicit == {"SDTURBO_HOST": "0.0.0.0", "SDTURBO_PORT": "9000"}
     assert "SDTURBO_MODEL" not in sagemaker_environment({}, model_dir=tmp_path / "empty")
+    # An explicit model list is the whole choice: the mounted directory is served only when it names it.
+    listed = sagemaker_environment({"SDTURBO_MODELS": "tiny,tiny-xl"}, model_dir=tmp_path)
+    assert "SDTURBO_MODEL" not in listed
+    assert Settings.load({}, environ={"SDTURBO_MODELS": "tiny,tiny-xl", **listed}).served_models[1].name == "tiny-xl"
 
 
 def wait_for_ping_200(process: subprocess.Popen, url: str, tmp_path: Path, give_up_s: float = 200) -> None:

@@ -1,9 +1,11 @@
-"""The baseline server checks requests against the service's own API limits."""
+"""The baseline server checks requests against the service's own API limits (SD-Turbo's)."""
 
 import pytest
 
 from loadtest.baseline_server import RequestError, validate
-from serve_app.protocol import MAX_GUIDANCE_SCALE, MAX_SIDE, MAX_STEPS
+from serve_app.protocol import FAMILY_LIMITS, MAX_GUIDANCE_SCALE
+
+MAX_SIDE, MAX_STEPS = FAMILY_LIMITS["sd"].max_side, FAMILY_LIMITS["sd"].max_steps
 
 
 def test_the_limits_are_the_apis():

@@ -157,6 +157,36 @@ def test_every_benchmark_phase_command_is_one_the_tool_accepts(tmp_path):
     assert gpu_run.phase_command("gputests", gpu_run.GPU, tmp_path)[3:6] == ["tests/gpu", "-k", "not compile"]
 
 
+def test_sdxl_turbo_is_measured_directly_and_mixed_with_sd_turbo_in_the_service(tmp_path):
+    from loadtest.gpu_benchmark import build_parser
+
+    # The rehearsal stands tiny-xl in for sdxl-turbo-random as tiny stands in for sd-turbo-random.
+    assert (gpu_run.GPU.model, gpu_run.GPU.model_xl) == ("sd-turbo-random", "sdxl-turbo-random")
+    assert (gpu_run.REHEARSAL.model, gpu_run.REHEARSAL.model_xl) == ("tiny", "tiny-xl")
+    for profile in (gpu_run.GPU, gpu_run.REHEARSAL):
+        sweep = build_parser().parse_args(gpu_run.phase_command("sweep_xl", profile, tmp_path)[3:])
+        assert (sweep.model, sweep.size, sweep.tiny_decoder, sweep.skip_service) == (
+            profile.model_xl, profile.size, "taesdxl-random", True)
+        mix = build_parser().parse_args(gpu_run.phase_command("service_mix", profile, tmp_path)[3:])
+        assert (mix.models, mix.mix, mix.skip_sweep) == (f"{profile.model},{profile.model_xl}", "1:1", True)
+        presets = gpu_run.phase_command("presets_xl", profile, tmp_path)
+        assert repr(profile.model_xl) in presets[2] and "taesdxl-random" in presets[2]
+    assert gpu_run.GPU.size == "512x512"  # SDXL-Turbo at its training size, 1 step (gpu_benchmark's only)
+
+
+@pytest.mark.parametrize("plan", sorted(gpu_run.PLANS))
+def test_every_plan_fits_its_machine_time(plan):
+    # The machine's start (about 2 minutes) and about 40 s per call (transfer, stash, install, imports),
+    # then the phase budgets, presets counted once: at most 12 of the 15 minutes, 3 to spare.
+    n_calls = 2 if gpu_run.PLANS[plan]["last"] else 1
+    phases = [p for call in range(1, n_calls + 1) for p in gpu_run.phases_for(plan, call, n_calls)]
+    budgets = sum(gpu_run.PHASES[p].budget_s for p in dict.fromkeys(phases))
+    assert 120 + 40 * n_calls + budgets <= 12 * 60, (plan, budgets)
+    for call in range(1, n_calls + 1):  # and each call its 10 minutes (presets built by call 1 are not redone)
+        mine = [p for p in gpu_run.phases_for(plan, call, n_calls) if call == 1 or p not in gpu_run.PRESET_PHASES]
+        assert sum(gpu_run.PHASES[p].budget_s for p in mine) + gpu_run.CALL_RESERVE_S <= gpu_run.CALL_LIMIT_S
+
+
 def test_collect_files_the_returned_results_under_their_date_and_gpu(tmp_path):
     for call, files in (("a1", ("direct.json", "direct.md")), ("a2", ("service.json",))):
         back = tmp_path / "back" / call

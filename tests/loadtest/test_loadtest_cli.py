@@ -113,6 +113,22 @@ def test_mixed_model_workload_names_the_models_and_reports_each(tool, standin, t
         ok = sum(1 for row in rows if row["ok"] == "True" and row["model"] == name)
         assert f"| mix [{name}] | 2 | {sum(1 for a in asked if a == name)} |" in per_model and ok > 0
     assert "| mix [tiny] |" in r.stdout
+    # The same figures in summary.json, per model and level, beside the totals.
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["per_model"]) == {"tiny", "tiny-xl"} and summary["meta"]["models"] == "tiny,tiny-xl"
+    assert sum(lv[0]["requests"] for lv in summary["per_model"].values()) == summary["levels"][0]["requests"]
+
+
+def test_a_mix_sets_each_models_share_of_the_requests(tool, standin, tmp_path):
+    out = tmp_path / "out"
+    r = tool(["run", "--target", "http", "--url", standin, "--concurrency", "2", "--requests", "60",
+              "--models", "tiny,tiny-xl", "--mix", "1:0", "--out", str(out), "--quiet"])
+    assert r.returncode == 0, r.stderr
+    assert {b["model"] for b in _StandIn.bodies} == {"tiny"} and len(_StandIn.bodies) == 60
+    assert json.loads((out / "summary.json").read_text())["meta"]["mix"] == "1:0"
+    refused = tool(["run", "--target", "http", "--url", standin, "--requests", "1", "--models", "tiny,tiny-xl",
+                    "--mix", "1:2:3", "--out", str(tmp_path / "bad")])
+    assert refused.returncode == 2 and "3 shares for 2 models" in refused.stderr
 
 
 def test_http_target_duration_bound(tool, standin, tmp_path):

@@ -68,3 +68,19 @@ def test_markdown_table_adds_the_cost_column_only_with_a_price():
     for line, level in zip(md.splitlines()[2:], levels):
         expected = 3.6 / (level.throughput_img_s * 3600) * 1000
         assert line.endswith(f" {expected:.4f} |")
+
+
+def test_per_model_figures_and_their_table_come_from_the_load_tools_summary():
+    recs = _records()
+    levels = [summarise([r for r in recs if r["concurrency"] == c], c) for c in (1, 4)]
+    summary = {"levels": [], "per_model": {"tiny": [lv.as_dict() for lv in levels], "tiny-xl": [levels[1].as_dict()]}}
+    figures = report.per_model_figures(summary)
+    assert set(figures) == {"tiny", "tiny-xl"} and set(figures["tiny"]) == {"1", "4"}
+    four = figures["tiny"]["4"]
+    assert (four["requests"], four["img_s"], four["p50_ms"], four["p95_ms"]) == (
+        levels[1].requests, levels[1].throughput_img_s, levels[1].latency_ms_p50, levels[1].latency_ms_p95
+    )
+    table = report.per_model_markdown(figures, "3:1")
+    assert "shares 3:1" in table and f"| tiny-xl | 4 | {levels[1].requests} |" in table
+    # A one-model run has no per-model section.
+    assert report.per_model_figures({"levels": []}) == {} and report.per_model_markdown({}) == ""

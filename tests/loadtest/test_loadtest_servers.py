@@ -94,9 +94,11 @@ def test_cpu_benchmark_drives_baseline_and_app(model_cache, tmp_path):
 @pytest.mark.integration
 @pytest.mark.timeout(420)
 def test_gpu_benchmark_cpu_smoke_drives_the_real_service(model_cache, tmp_path):
+    # The service serves both architectures and is loaded with a mixed-model workload (3:1): the
+    # per-model figures come from the real app, in the same run (no second server).
     out = tmp_path / "gpu"
     r = subprocess.run([sys.executable, "-m", "loadtest.gpu_benchmark", "--model", "tiny", "--device", "cpu", "--quick",
-                        "--cache-dir", model_cache, "--out", str(out)],
+                        "--models", "tiny,tiny-xl", "--mix", "3:1", "--cache-dir", model_cache, "--out", str(out)],
                        cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads((out / "gpu_benchmark.json").read_text())
@@ -118,6 +120,14 @@ def test_gpu_benchmark_cpu_smoke_drives_the_real_service(model_cache, tmp_path):
     assert (out / "gpu_plot.png").exists() and (out / "app" / "raw.csv").exists()
     md = (out / "gpu_benchmark.md").read_text()
     assert "Batch sweep" in md and "The service" in md and "of the ceiling" in md
+    # Each model's own throughput and latency at each level, in the JSON and the Markdown.
+    assert "models=tiny,tiny-xl" in res["servers"]["app"]["server_cmd"] and res["mix"] == "3:1"
+    per_model = res["figures_per_model"]
+    assert set(per_model) == {"tiny", "tiny-xl"} and set(per_model["tiny"]) == {"1", "4"}
+    assert all(f["requests"] > 0 and f["img_s"] > 0 and f["p50_ms"] <= f["p95_ms"] for f in per_model["tiny"].values())
+    served = {name: sum(f["requests"] for f in levels.values()) for name, levels in per_model.items()}
+    assert served["tiny"] > served["tiny-xl"] > 0  # the 3:1 shares
+    assert "Per model (mixed-model workload, shares 3:1)" in md
     # 3. The cold start to /ping 200 and each model replica's own counters, read as the server stopped.
     replicas = res["servers"]["app"]["replicas"]["replicas"]
     assert len(replicas) == 1 and next(iter(replicas.values()))["device"] == "cpu"

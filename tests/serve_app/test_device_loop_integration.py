@@ -1,7 +1,7 @@
 """Batching that follows the device, through the real Ray Serve app (tiny model, loopback HTTP).
 
 The app runs with the default batching settings (only max_batch_size lowered to 4). A "slow"
-request (1024x1024, several steps: seconds on a CPU) keeps the device busy so that "while a
+request (SD-Turbo's largest size, 768x768, at its most steps: seconds on a CPU) keeps the device busy so that "while a
 call runs" is a state the test checks through the replica's stats, not a guess about timing.
 """
 
@@ -18,7 +18,7 @@ from tests.live_app import post, running_serve_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 SMALL = {"width": 128, "height": 128}
-SLOW = {"width": 1024, "height": 1024, "num_inference_steps": 2}
+SLOW = {"width": 768, "height": 768, "num_inference_steps": 4}
 
 
 @pytest.fixture(scope="module")

@@ -338,3 +338,22 @@ def test_get_models_lists_each_served_model_with_its_limits_and_the_schema_enume
     schema = client.get("/openapi.json").json()
     request = schema["components"]["schemas"]["GenerateRequest"]["properties"]["model"]
     assert request["anyOf"][0]["enum"] == ["tiny", "tiny-xl"]
+
+
+def test_sizes_are_checked_per_model_and_the_schema_is_the_loosest_of_the_served():
+    from serve_app.protocol import FAMILY_LIMITS
+
+    client = two_model_client([])
+    sd_max, xl_max = FAMILY_LIMITS["sd"].max_side, FAMILY_LIMITS["sdxl"].max_side
+    width = client.get("/openapi.json").json()["components"]["schemas"]["GenerateRequest"]["properties"]["width"]
+    assert width["anyOf"][0]["maximum"] == xl_max
+    assert client.post("/predict", json={"prompt": "a", "model": "tiny-xl", "width": xl_max}).status_code == 200
+    refused = client.post("/predict", json={"prompt": "a", "width": xl_max})
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "width"
+    assert f"64 to {sd_max} pixels" in refused.json()["error"]["message"]
+    models = {m["name"]: m for m in client.get("/models").json()["models"]}
+    assert (models["tiny"]["max_side"], models["tiny-xl"]["max_side"]) == (sd_max, xl_max)
+    # A server of SD-Turbo alone publishes SD-Turbo's bound.
+    alone = make_http_client(make_service(fixed_image_model(b"img")))
+    width = alone.get("/openapi.json").json()["components"]["schemas"]["GenerateRequest"]["properties"]["width"]
+    assert width["anyOf"][0]["maximum"] == sd_max

@@ -49,6 +49,11 @@ def test_get_models_lists_both_with_their_limits(base_url):
         ("tiny-xl", "sdxl-turbo", False),
     ]
     assert all(m["max_prompt_tokens"] == 75 and m["max_steps"] == 4 for m in models)
+    # Each model's own size limit: SD-Turbo stops at 768 a side, SDXL-Turbo at 1024 (the schema's).
+    assert [m["max_side"] for m in models] == [768, 1024]
+    refused = post(base_url, {"prompt": "a", "model": "tiny", "width": 1024})
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "width"
+    assert "tiny's limits" in refused.json()["error"]["message"]
     schema = httpx.get(base_url + "/openapi.json", timeout=30).json()
     assert schema["components"]["schemas"]["GenerateRequest"]["properties"]["model"]["anyOf"][0]["enum"] == list(MODELS)
 

@@ -1,13 +1,44 @@
 import pytest
 from pydantic import ValidationError
 
-from serve_app.protocol import MAX_SEED, GenerateRequest
+from serve_app.protocol import (
+    FAMILY_LIMITS,
+    MAX_SEED,
+    MAX_SIDE,
+    MAX_STEPS,
+    MIN_SIDE,
+    GenerateRequest,
+    request_model_for,
+)
 
 
 def test_defaults():
+    # Size and steps are left to the model the request names (serve_app/serving.py fills them in).
     request = GenerateRequest(prompt="a fox")
-    assert (request.num_inference_steps, request.guidance_scale, request.width, request.height) == (1, 0.0, 512, 512)
+    assert (request.num_inference_steps, request.guidance_scale, request.width, request.height) == (None, 0.0, None, None)
     assert request.seed is None and request.output_format is None
+
+
+def test_each_family_has_its_own_limits_and_the_plain_schema_the_loosest():
+    sd, sdxl = FAMILY_LIMITS["sd"], FAMILY_LIMITS["sdxl"]
+    assert (sd.default_side, sd.max_side, sd.max_steps) == (512, 768, 4)
+    assert (sdxl.default_side, sdxl.max_side, sdxl.max_steps) == (512, 1024, 4)
+    assert (MIN_SIDE, MAX_SIDE, MAX_STEPS) == (64, 1024, 4)
+    properties = GenerateRequest.model_json_schema()["properties"]
+    assert {"minimum": MIN_SIDE, "maximum": MAX_SIDE, "multipleOf": 8}.items() <= properties["width"]["anyOf"][0].items()
+    assert {"minimum": 1, "maximum": MAX_STEPS}.items() <= properties["num_inference_steps"]["anyOf"][0].items()
+
+
+@pytest.mark.parametrize("families, max_side", [(("sd",), 768), (("sdxl",), 1024), (("sd", "sdxl"), 1024)])
+def test_a_servers_schema_publishes_the_loosest_limits_of_its_models(families, max_side):
+    request_model = request_model_for(("full",), tuple(f"m{i}" for i in range(len(families))), families)
+    properties = request_model.model_json_schema()["properties"]
+    for side in ("width", "height"):
+        assert properties[side]["anyOf"][0]["maximum"] == max_side
+    request_model.model_validate({"prompt": "ok", "width": max_side, "model": "m0"})
+    with pytest.raises(ValidationError) as info:
+        request_model.model_validate({"prompt": "ok", "height": max_side + 8})
+    assert info.value.errors()[0]["loc"][0] == "height"
 
 
 @pytest.mark.parametrize(

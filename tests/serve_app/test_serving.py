@@ -114,3 +114,76 @@ async def test_asking_for_a_decoder_that_is_not_loaded_is_a_422_naming_the_field
     with pytest.raises(InvalidField, match=f"decoder '{asked}' is not loaded.*loaded: {loaded}") as info:
         await service_for(model, decoders=loaded).generate(GenerateRequest(prompt="a cat", decoder=asked), "x")
     assert info.value.field == "decoder" and info.value.status_code == 422 and not model.calls
+
+
+# --- sizes and steps are each model's own ------------------------------------------------------
+def two_family_service(model):
+    from serve_app.protocol import ModelInfo
+    from serve_app.serving import ServedModel
+    from tests.serve_app.fakes import WordCounter
+
+    service = service_for(model)
+    xl = ServedModel(ModelInfo(name="xl", id="preset:tiny-xl", revision=None, random_weights=True), WordCounter(5), "sdxl")
+    service.models[xl.name] = xl
+    return service
+
+
+async def test_absent_sizes_and_steps_are_the_models_defaults():
+    from serve_app.protocol import FAMILY_LIMITS
+
+    model = FakeModel()
+    service = two_family_service(model)
+    for name, family in ((None, "sd"), ("xl", "sdxl")):
+        outcome = await service.generate(GenerateRequest(prompt="a cat", model=name), "rid")
+        limits = FAMILY_LIMITS[family]
+        spec = model.calls[-1][0]
+        assert (spec.width, spec.height, spec.num_inference_steps) == (limits.default_side,) * 2 + (limits.default_steps,)
+        assert (outcome.response.width, outcome.response.num_inference_steps) == (limits.default_side, limits.default_steps)
+
+
+@pytest.mark.parametrize("side", ["width", "height"])
+async def test_a_size_over_the_models_own_limit_is_a_422_naming_the_field_and_the_limit(side):
+    from serve_app.protocol import FAMILY_LIMITS
+
+    model = FakeModel()
+    service = two_family_service(model)
+    too_wide_for_sd = FAMILY_LIMITS["sd"].max_side + 8
+    assert too_wide_for_sd <= FAMILY_LIMITS["sdxl"].max_side  # the schema (loosest) allows it
+    with pytest.raises(InvalidField) as info:
+        await service.generate(GenerateRequest(prompt="a cat", **{side: too_wide_for_sd}), "rid")
+    assert info.value.field == side
+    assert f"{side} {too_wide_for_sd}" in str(info.value) and f"to {FAMILY_LIMITS['sd'].max_side} pixels" in str(info.value)
+    assert f"{service.model_info.name}'s limits: sd-turbo models" in str(info.value)
+    # The other model takes it.
+    await service.generate(GenerateRequest(prompt="a cat", model="xl", **{side: too_wide_for_sd}), "rid")
+    assert getattr(model.calls[-1][0], side) == too_wide_for_sd
+
+
+async def test_steps_over_the_models_own_limit_are_a_422_naming_the_field(monkeypatch):
+    from serve_app.protocol import FAMILY_LIMITS, SizeStepLimits
+
+    # Both families allow 4 steps today; a family that allows fewer is refused by its own limit.
+    fewer = SizeStepLimits(default_side=512, min_side=64, max_side=1024, side_multiple=8, default_steps=1, max_steps=2)
+    monkeypatch.setitem(FAMILY_LIMITS, "sdxl", fewer)
+    model = FakeModel()
+    service = two_family_service(model)
+    with pytest.raises(InvalidField) as info:
+        await service.generate(GenerateRequest(prompt="a cat", model="xl", num_inference_steps=3), "rid")
+    assert info.value.field == "num_inference_steps" and "at most 2 steps" in str(info.value)
+    await service.generate(GenerateRequest(prompt="a cat", num_inference_steps=3), "rid")
+    assert not [call for call in model.calls if call[0].model == "xl"]
+
+
+def test_get_models_lists_each_models_own_limits():
+    from serve_app.protocol import FAMILY_LIMITS
+
+    listed = {entry.name: entry for entry in two_family_service(FakeModel()).model_limits()}
+    for name, family in (("xl", "sdxl"), (next(iter(listed)), "sd")):
+        limits, entry = FAMILY_LIMITS[family], listed[name]
+        assert (entry.default_width, entry.default_height, entry.min_side, entry.max_side) == (
+            limits.default_side, limits.default_side, limits.min_side, limits.max_side
+        )
+        assert (entry.side_multiple, entry.default_steps, entry.max_steps) == (
+            limits.side_multiple, limits.default_steps, limits.max_steps
+        )
+    assert listed["xl"].max_side != listed[next(iter(listed))].max_side

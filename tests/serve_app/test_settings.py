@@ -110,6 +110,11 @@ def test_models_lists_the_served_models_default_first_with_names_and_revisions()
         ModelSource("sd-turbo", "stabilityai/sd-turbo", DEFAULT_MODEL_REVISION),
         ModelSource("xl", "stabilityai/sdxl-turbo", "abc123"),
     )
+    # A pinned Hub id needs no @sha: it is served at its pin (serve_app/model/sources.py).
+    from serve_app.model.sources import PINNED_REVISIONS, SDXL_TURBO_MODEL
+
+    pinned = Settings.load({"models": f"tiny,{SDXL_TURBO_MODEL}"}, environ={}).served_models[1]
+    assert pinned == ModelSource("sdxl-turbo", SDXL_TURBO_MODEL, PINNED_REVISIONS[SDXL_TURBO_MODEL])
     from_env = Settings.load(environ={"SDTURBO_MODELS": "tiny,tiny-xl"})
     assert [m.source for m in from_env.served_models] == ["tiny", "tiny-xl"]
 
@@ -119,7 +124,7 @@ def test_models_lists_the_served_models_default_first_with_names_and_revisions()
     [
         ({"models": "tiny,tiny"}, "used twice"),
         ({"models": "tiny,"}, "empty entry"),
-        ({"models": "stabilityai/sdxl-turbo"}, "without a pinned revision"),
+        ({"models": "stabilityai/stable-diffusion-xl-base-1.0"}, "without a pinned revision"),
         ({"models": "tiny@abc"}, "only Hub ids take a revision"),
         ({"models": "bad name!=tiny"}, "not a usable model name"),
         ({"models": "tiny,tiny-xl", "model": "tiny"}, "either `models`"),

@@ -192,8 +192,11 @@ def test_taesdxl_preset_decodes_sdxl_latents_and_says_what_it_is(xl_pipe, cache_
     assert (full.decoder, small.decoder) == ("full", "tiny") and small.image.size == (64, 64)
 
 
-def test_a_hub_taesdxl_needs_a_pinned_revision(cache_dir):
+def test_a_hub_taesdxl_is_fetched_at_its_pinned_revision(cache_dir, monkeypatch):
     from serve_app.model import ModelLoadError
+    from serve_app.model.sources import PINNED_REVISIONS
 
-    with pytest.raises(ModelLoadError, match="pinned revision"):
+    # Offline, the fetch fails, and the error says which commit it asked for: the pin, never a branch.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match=f"at revision '{PINNED_REVISIONS[TINY_DECODER_XL]}'"):
         resolve_tiny_decoder(TINY_DECODER_XL, "", "/unused", cache_dir)

@@ -11,6 +11,8 @@ from serve_app.model.sources import (
     DEFAULT_TINY_DECODER,
     PINNED_REVISIONS,
     SAFETY_CHECKER_HUB_ID,
+    SDXL_TURBO_MODEL,
+    TINY_DECODER_XL,
     ModelLoadError,
     SourceRules,
     resolve_source,
@@ -61,7 +63,9 @@ def test_a_failed_download_is_the_kinds_error_with_its_hint_never_a_fallback(mon
 
 def test_every_pin_is_listed_once_and_the_settings_defaults_read_it():
     settings = Settings.load({}, environ={})
-    assert set(PINNED_REVISIONS) == {DEFAULT_MODEL, DEFAULT_TINY_DECODER, SAFETY_CHECKER_HUB_ID}
+    assert set(PINNED_REVISIONS) == {
+        DEFAULT_MODEL, DEFAULT_TINY_DECODER, SAFETY_CHECKER_HUB_ID, SDXL_TURBO_MODEL, TINY_DECODER_XL
+    }
     assert (settings.model, settings.model_revision) == (DEFAULT_MODEL, PINNED_REVISIONS[DEFAULT_MODEL])
     assert settings.tiny_decoder == DEFAULT_TINY_DECODER
     assert all(len(sha) == 40 and int(sha, 16) >= 0 for sha in PINNED_REVISIONS.values())
