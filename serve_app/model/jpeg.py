@@ -48,5 +48,14 @@ def encode_jpeg_on_device(pixels: torch.Tensor, quality: int) -> list[bytes | No
     except Exception as exc:  # noqa: BLE001 - an nvjpeg failure costs the call its GPU encode, not its images
         logger.warning("GPU JPEG encoding failed, encoding on the CPU: %s: %s", type(exc).__name__, exc)
         return [None] * len(pixels)
-    # One copy per image of its bytes: tens of KB, where the pixels would be 768 KB at 512x512.
-    return [t.cpu().numpy().tobytes() for t in encoded]
+    return bytes_of(encoded)
+
+
+def bytes_of(encoded: list[torch.Tensor]) -> list[bytes]:
+    """Each encoded image's bytes, from one copy of them all (tens of KB per image, where the pixels
+    would be 768 KB at 512x512): one wait for the device, not one per image; each image's length is
+    known from its shape, without the device."""
+    lengths = [t.numel() for t in encoded]
+    flat = torch.cat([t.reshape(-1) for t in encoded]).cpu().numpy().tobytes()
+    offsets = [sum(lengths[:i]) for i in range(len(lengths) + 1)]
+    return [flat[offsets[i] : offsets[i + 1]] for i in range(len(lengths))]

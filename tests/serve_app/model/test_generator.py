@@ -133,6 +133,9 @@ def test_on_the_cpu_jpeg_stays_with_the_cpu_encoder(generator, monkeypatch):
     # The device encoder itself refuses tensors that are not on CUDA, and a torchvision that does not
     # import (as on this machine's CPU torch) turns the GPU path off rather than failing.
     assert gpu_jpeg.encode_jpeg_on_device(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), 90) == [None, None]
+    # The encoded images come back in one copy, split by their lengths.
+    encoded = [torch.tensor([0xFF, 0xD8, 1], dtype=torch.uint8), torch.tensor([0xFF, 0xD9], dtype=torch.uint8)]
+    assert gpu_jpeg.bytes_of(encoded) == [b"\xff\xd8\x01", b"\xff\xd9"]
     gpu_jpeg._encode_jpeg.cache_clear()
     monkeypatch.setitem(__import__("sys").modules, "torchvision", None)  # `import torchvision` raises
     assert gpu_jpeg._encode_jpeg() is None and not gpu_jpeg.gpu_jpeg_available(torch.device("cuda"))
