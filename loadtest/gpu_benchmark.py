@@ -539,6 +539,9 @@ def render_md(r: dict[str, Any], series: dict[str, list[LevelSummary]]) -> str:
     if r.get("decoder_compile_s"):
         lines += ["", "Decoder compile time (every swept batch size, at warm-up): " + ", ".join(
             f"{k} {v:.1f} s" for k, v in r["decoder_compile_s"].items())]
+    if r.get("unet_compile_s"):
+        lines += ["", "UNet compile time (per batch bucket, at warm-up): " + ", ".join(
+            f"{k} {v:.1f} s" for k, v in r["unet_compile_s"].items())]
     c = r.get("ceiling")
     lines += ["", "**Ceiling**: " + (f"{_f(c['images_s'], 2)} images/s ({c['config']}, direct calls of batch {c['batch_size']})"
                                      if c else "not measured (the app's configuration was not in the sweep)")]
