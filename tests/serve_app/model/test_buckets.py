@@ -89,8 +89,9 @@ def test_the_inductor_compiled_unet_matches_eager(cache_dir, tiny_model_dir, mon
     # at one size, a call of 1 padded to it, against the eager pipeline. (The decoders' inductor
     # test is tests/serve_app/model/test_decoders.py's; the VAE would double this one's compile time.)
     # Inductor's own cache (torch's default directory, kept across runs on a machine): the first run
-    # on a machine compiles (2-vCPU AMD EPYC development machine, load average 5-6, 2026-12-04:
-    # 97-165 s), later runs load the compiled graph (the same machine: 5-11 s).
+    # on a machine compiles, mostly g++ on the generated kernels (2-vCPU AMD EPYC development
+    # machine, 2026-12-04: 53 s at load average 2.5, 97-165 s at 5-8), later runs load the
+    # compiled graph (the same machine: 5-11 s).
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     pipe = load_pipeline(resolved=resolve_model("tiny", None, cache_dir), device="cpu", dtype="float32")
     eager_images = SDTurboGenerator(pipe).generate(specs(1, first_seed=7))
