@@ -86,7 +86,7 @@ locals {
 
   # Async: let SageMaker hand each instance as many requests as its model replicas (one per
   # GPU) hold at once: 2 x max_batch_size each, one batch running while the next one forms.
-  # app_default_max_batch_size mirrors the app's default (serve_app/settings.py);
+  # app_default_max_batch_size mirrors the app's CUDA default (DEVICE_DEFAULTS in serve_app/settings.py);
   # tests/deployments/test_batching_knobs.py fails if they differ.
   app_default_max_batch_size = 8
   async_max_concurrent = coalesce(

@@ -298,7 +298,9 @@ def _levels(summary: dict[str, Any]) -> list[LevelSummary]:
     return [LevelSummary(**lv) for lv in summary["levels"]]
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The options; none sets a batching or compile setting of its own (the app's per-device defaults
+    hold unless --app-arg says otherwise: tests/deployments/test_batching_knobs.py)."""
     p = argparse.ArgumentParser(prog="python -m loadtest.benchmark", description="baseline vs Ray Serve app on this machine")
     p.add_argument("--preset", default="tiny", help="model preset (or local diffusers dir) for both servers")
     p.add_argument("--size", default="128x128", help="WxH of every request")
@@ -318,6 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-baseline", action="store_true")
     p.add_argument("--skip-direct", action="store_true")
     p.add_argument("--out", default=f"results/benchmark-{time.strftime('%Y%m%d-%H%M%S')}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     levels = parse_int_list(args.concurrency)
     (w, h), = parse_sizes(args.size)

@@ -1,7 +1,7 @@
 """Cold and warm start of a replica's compiled decoders, with a persistent inductor cache.
 
 Runs what a model replica runs at start-up (``load_pipeline`` + ``prepare_decoders`` with
-``compile_decoder`` on) in a fresh Python process twice against the same ``compile_cache_dir``:
+``compile_decoder`` on, and with ``--with-unet`` the bucketed UNet's ``compile_unet``) in a fresh Python process twice against the same ``compile_cache_dir``:
 first with the directory empty (a new container: every graph compiled), then again (a
 restarted container: inductor's FX graph cache and compiled kernels reused). Each run is its own
 process, so nothing is shared but the directory.
@@ -35,7 +35,14 @@ _RESULT_PREFIX = "COMPILE_START_RESULT "
 def child(args: argparse.Namespace) -> int:
     """One replica start-up: load, then build (compile) the decoders; prints a JSON result line."""
     started = time.perf_counter()
-    from serve_app.model import load_pipeline, prepare_decoders, resolve_model, resolve_tiny_decoder
+    from serve_app.model import (
+        compile_unet,
+        configure_pipeline,
+        load_pipeline,
+        prepare_decoders,
+        resolve_model,
+        resolve_tiny_decoder,
+    )
     from serve_app.settings import Settings
 
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -46,9 +53,10 @@ def child(args: argparse.Namespace) -> int:
             "cache_dir": args.cache_dir,
             "decoders": args.decoders,
             "tiny_decoder": args.tiny_decoder,
+            "compile": args.mode if args.with_unet else "off",
             "compile_decoder": args.mode,
-            "compile_decoder_buckets": args.buckets,
-            "compile_decoder_sizes": f"{width}x{height}",
+            "compile_buckets": args.buckets,
+            "compile_sizes": f"{width}x{height}",
             "compile_cache_dir": args.compile_cache_dir,
             "max_batch_size": max(int(b) for b in args.buckets.split(",")),
         },
@@ -60,12 +68,18 @@ def child(args: argparse.Namespace) -> int:
         tiny = resolve_tiny_decoder(settings.tiny_decoder, "", resolved.local_dir, settings.cache_dir)
     pipe = load_pipeline(resolved=resolved, device=settings.device, dtype=settings.dtype)
     loaded = time.perf_counter()
+    configure_pipeline(pipe, compile_mode=settings.unet_compile_mode, buckets=settings.batch_buckets,
+                       sizes=settings.compiled_sizes)
     decoders = prepare_decoders(pipe, tiny, **settings.decoder_options)
+    reports = dict(decoders.compile_reports)
+    unet = compile_unet(pipe)  # the replica's order: the decoders (and the compile cache) first
+    if unet is not None:
+        reports["unet"] = unet
     done = time.perf_counter()
     result = {
         "import_and_load_s": loaded - started,
-        "compile_s": {name: report.seconds for name, report in decoders.compile_reports.items()},
-        "per_shape_s": {name: report.per_shape_s for name, report in decoders.compile_reports.items()},
+        "compile_s": {name: report.seconds for name, report in reports.items()},
+        "per_shape_s": {name: report.per_shape_s for name, report in reports.items()},
         "decoders_s": done - loaded,
         "total_s": done - started,
     }
@@ -109,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--size", default="128x128")
     p.add_argument("--buckets", default="1,2,4,8")
-    p.add_argument("--mode", default="default", help="compile_decoder mode")
+    p.add_argument("--mode", default="default", help="compile_decoder mode (and the UNet's with --with-unet)")
+    p.add_argument("--with-unet", action="store_true", help="also compile the UNet per bucket (the compile setting)")
     p.add_argument("--decoders", default="full", help="decoders setting: full, tiny or full,tiny")
     p.add_argument("--tiny-decoder", default="taesd-random")
     p.add_argument("--cache-dir", default="/tmp/sdc", help="preset cache")
@@ -137,12 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     forwarded = ["--model", args.model, "--device", args.device, "--size", args.size, "--buckets", args.buckets,
                  "--mode", args.mode, "--decoders", args.decoders, "--tiny-decoder", args.tiny_decoder,
                  "--cache-dir", args.cache_dir, "--compile-cache-dir", str(compile_cache)]
+    forwarded += ["--with-unet"] if args.with_unet else []
     result: dict[str, Any] = {
         "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),
         "command": "python -m loadtest.compile_start " + " ".join(argv if argv is not None else sys.argv[1:]),
         "model": args.model, "device": args.device, "size": args.size, "mode": args.mode,
-        "buckets": args.buckets, "decoders": args.decoders, "compile_cache_dir": str(compile_cache),
+        "buckets": args.buckets, "decoders": args.decoders, "with_unet": args.with_unet,
+        "compile_cache_dir": str(compile_cache),
     }
     for kind in ("cold", "warm"):
         print(f"== {kind} start (cache {compile_cache})", flush=True)

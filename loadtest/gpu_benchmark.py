@@ -11,8 +11,10 @@ Smoke run on a CPU (what the test suite runs; it checks the plumbing, not the nu
 At one size (default 512x512) and one step:
 
 1. **Batch sweep** (direct pipeline calls, the ceiling) per configuration (cumulative: ``fp32``
-   -> ``fp16`` -> ``fp16-cl`` (channels-last UNet+VAE) -> ``fp16-cl-compile`` (torch.compile of
-   the UNet); configurations are cumulative only where the next one adds to the last, e.g.
+   -> ``fp16`` -> ``fp16-cl`` (channels-last UNet+VAE) -> ``fp16-cl-compile`` (the UNet compiled
+   per batch bucket as a replica with ``compile`` on does, for the swept sizes in
+   ``--compile-buckets``, mode ``--decoder-compile-mode``; with ``--decoders`` the decoders are
+   compiled too); configurations are cumulative only where the next one adds to the last, e.g.
    ``fp16-cl,fp16`` reloads): for each batch size, ``--iters`` timed calls after warm-up;
    images/s (batch / mean call time), p50/p95 call latency, peak device memory. ``fp32`` is the
    naive path (diffusers' float32 PIL output); the others call the service's ``SDTurboGenerator``.
@@ -118,10 +120,14 @@ class Model:
         self.decoder_set = None
         self.decoder_cost: dict[str, float] = {}
 
-    def apply(self, cfg: Config) -> None:
+    def apply(self, cfg: Config, compile_mode: str = "default", buckets: list[int] | None = None,
+              size: tuple[int, int] = (512, 512)) -> float | None:
+        """Move to ``cfg``; a ``-compile`` configuration compiles the UNet as a replica does (the
+        bucketed UNet of serve_app/model/buckets.py, for ``buckets`` at ``size``, ``compile_mode``).
+        Returns the UNet's compile seconds (None when nothing was compiled)."""
         import torch
 
-        from serve_app.model import load_pipeline
+        from serve_app.model import compile_unet, configure_pipeline, load_pipeline
 
         cur = self.cfg
         cumulative = (cur is not None and cur.dtype == cfg.dtype and (cfg.channels_last or not cur.channels_last)
@@ -139,10 +145,13 @@ class Model:
         if cfg.channels_last and not (cur and cur.channels_last):
             self.pipe.unet.to(memory_format=torch.channels_last)
             self.pipe.vae.to(memory_format=torch.channels_last)
+        compile_s = None
         if cfg.compile and not (cur and cur.compile):
-            self.pipe.unet = torch.compile(self.pipe.unet)
+            configure_pipeline(self.pipe, compile_mode=compile_mode, buckets=buckets or [1], sizes=[size])
+            compile_s = compile_unet(self.pipe).seconds
         self.cfg = cfg
         self.decoder, self.decoder_set = None, None
+        return compile_s
 
     def use_decoder(self, decoder: str | None, tiny_source: str, tiny_revision: str, compile_mode: str,
                     batch_sizes: list[int], width: int, height: int) -> float | None:
@@ -279,18 +288,20 @@ def batch_sweep(m: Model, batch_sizes: list[int], iters: int, warmup: int, width
 
 # -- 2. the service that ships ------------------------------------------------------------------
 
-def app_settings(app_args: list[str]) -> Any:
-    """The settings the app will run with: its defaults, SDTURBO_* from the environment, ``--app-arg``."""
+def app_settings(app_args: list[str], device: str = "cuda") -> Any:
+    """The settings the app will run with on ``device``: its defaults (the device's, from
+    serve_app.settings.DEVICE_DEFAULTS), SDTURBO_* from the environment, ``--app-arg``."""
     from serve_app.settings import Settings
 
-    return Settings.load(dict(kv.split("=", 1) for kv in app_args))
+    settings = Settings.load(dict(kv.split("=", 1) for kv in app_args))
+    return settings.for_device("cuda" if device.startswith("cuda") else "cpu")
 
 
 def config_of(settings: Any, device: str) -> str:
     """The batch-sweep configuration name of what the app runs (dtype, channels-last, compile)."""
     dtype = settings.dtype if settings.dtype != "auto" else ("float16" if device.startswith("cuda") else "float32")
     name = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}[dtype]
-    return name + ("-cl" if settings.channels_last else "") + ("-compile" if settings.compile else "")
+    return name + ("-cl" if settings.channels_last else "") + ("-compile" if settings.unet_compile_mode != "off" else "")
 
 
 def ceiling_of(batch_sweep_rows: dict[str, list[dict[str, Any]]], config: str, batch: int,
@@ -374,7 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TAESD source for tiny decoders: taesd-random (preset), a directory, or a Hub id")
     p.add_argument("--tiny-decoder-revision", default="", help="Hub revision of --tiny-decoder (see the settings)")
     p.add_argument("--decoder-compile-mode", default=None,
-                   help="torch.compile mode of -compiled decoders (default: reduce-overhead on cuda, default on cpu)")
+                   help="torch.compile mode of -compiled decoders and of -compile configurations' UNet "
+                        "(default: reduce-overhead on cuda, default on cpu)")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes and counts (CPU tests)")
     p.add_argument("--out", default=f"results/gpu-{time.strftime('%Y%m%d-%H%M%S')}")
     return p
@@ -392,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # a mix that does not fit the models (or comes without them)
         build_parser().error(str(exc))
     on_cuda = args.device.startswith("cuda")
-    settings = app_settings(args.app_arg)
+    settings = app_settings(args.app_arg, args.device)
     service_config = config_of(settings, args.device)
     names = args.configs.split(",") if args.configs else (["fp32", "fp16", "fp16-cl", "fp16-cl-compile"] if on_cuda else ["fp32"])
     configs = make_configs(names)
@@ -430,14 +442,21 @@ def main(argv: list[str] | None = None) -> int:
         for cfg in configs:
             print(f"== configuration {cfg.name}", flush=True)
             t = time.time()
-            m.apply(cfg)
-            result.setdefault("load_s", {})[cfg.name] = time.time() - t
             sweep_buckets = buckets if cfg.compile else None
-            # Per decoder (--decoders), or the configuration's own path.
+            sizes = [bs for bs in batch_sizes if not sweep_buckets or bs in sweep_buckets]
+            unet_compile_s = m.apply(cfg, compile_mode, sizes, (width, height))
+            result.setdefault("load_s", {})[cfg.name] = time.time() - t
+            if unet_compile_s is not None:
+                result.setdefault("unet_compile_s", {})[cfg.name] = unet_compile_s
+                print(f"   [{cfg.name}] UNet compiled ({compile_mode}) for batches {sizes} in {unet_compile_s:.1f} s",
+                      flush=True)
+            # Per decoder (--decoders), or the configuration's own path. A compiled configuration
+            # compiles its decoders too, as the `compile` setting does for a replica.
             for decoder in decoders:
+                if cfg.compile and not decoder.endswith("-compiled"):
+                    decoder += "-compiled"
                 label = f"{cfg.name} {decoder}"
                 print(f"== decoder {label}", flush=True)
-                sizes = [bs for bs in batch_sizes if not sweep_buckets or bs in sweep_buckets]
                 compile_s = m.use_decoder(decoder, args.tiny_decoder, args.tiny_decoder_revision, compile_mode, sizes,
                                           width, height)
                 cost = result.setdefault("decoder_cost", {})[label] = m.decoder_cost
@@ -520,6 +539,9 @@ def render_md(r: dict[str, Any], series: dict[str, list[LevelSummary]]) -> str:
     if r.get("decoder_compile_s"):
         lines += ["", "Decoder compile time (every swept batch size, at warm-up): " + ", ".join(
             f"{k} {v:.1f} s" for k, v in r["decoder_compile_s"].items())]
+    if r.get("unet_compile_s"):
+        lines += ["", "UNet compile time (per batch bucket, at warm-up): " + ", ".join(
+            f"{k} {v:.1f} s" for k, v in r["unet_compile_s"].items())]
     c = r.get("ceiling")
     lines += ["", "**Ceiling**: " + (f"{_f(c['images_s'], 2)} images/s ({c['config']}, direct calls of batch {c['batch_size']})"
                                      if c else "not measured (the app's configuration was not in the sweep)")]

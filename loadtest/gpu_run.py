@@ -643,6 +643,14 @@ MODEL_IMPORTS = ("torch", "diffusers", "transformers", "serve_app.model", "serve
 SERVICE_IMPORTS = ("ray", "ray.serve", "fastapi", "swagger_ui_bundle", "serve_app.app", "serve_app.model_replica",
                    "serve_app.ingress", "serve_app.launch", "loadtest.app_server", "loadtest.locust_run", "locust",
                    "matplotlib")
+# The compiled model call and its host time (issue 22), plan f: the UNet and the decoders compiled
+# per batch bucket against eager at the candidate batch sizes, each row with its profile line (text
+# encoder / UNet / decode / other ms), and JPEG on the GPU against the CPU's. Their parameters are
+# MODEL_CALL_PARAMETERS', their commands model_call_phase_command's.
+MODEL_CALL_PHASES = (
+    Phase("jpeg", "model_call", 60, MODEL_IMPORTS + ("loadtest.jpeg_benchmark", "PIL")),
+    Phase("compiled_model", "model_call", 380, MODEL_IMPORTS),
+)
 PHASES = {
     "presets": Phase("presets", "direct", 90, ("serve_app.model.presets",)),
     "sweep": Phase("sweep", "direct", 100, MODEL_IMPORTS),
@@ -658,13 +666,14 @@ PHASES = {
     "presets_xl": Phase("presets_xl", "sdxl", 180, ("serve_app.model.presets",)),
     "sweep_xl": Phase("sweep_xl", "sdxl", 150, MODEL_IMPORTS),
     "service_mix": Phase("service_mix", "service_mix", 200, SERVICE_IMPORTS),
+    **{phase.name: phase for phase in MODEL_CALL_PHASES},
 }
 # The phases that build presets: each runs once per machine (a later call finds them built).
 PRESET_PHASES = ("presets", "presets_xl")
 # Each plan fits 12 minutes of machine time (the machine's start, about 2 minutes, and each call's
 # transfer, stash, install and import check, about 40 s, included) and each call 10 minutes.
 # Plan a, the main run: call 1 needs part 1 only (the model path); the last call runs the service.
-# Plans b and c, what does not fit plan a: one call each, carrying part 1 only.
+# Plans b, c and f, what does not fit plan a: one call each, carrying part 1 only.
 # Plans d and e, SDXL-Turbo (none fits beside plan a's 12 minutes): d one call, carrying part 1 only
 # (2 + 0.7 + 5.5 minutes); e two calls like plan a, the mixed service needing Ray (2 + 1.3 + 7.8 minutes).
 PLANS = {
@@ -673,6 +682,8 @@ PLANS = {
     "c": {"first": ("presets", "compile_start"), "last": ()},
     "d": {"first": ("presets_xl", "sweep_xl"), "last": ()},
     "e": {"first": ("presets", "presets_xl"), "last": ("presets", "presets_xl", "service_mix")},
+    # presets 90 + jpeg 60 + compiled_model 380 = 530 s of budgets, plus start and one call's ~40 s.
+    "f": {"first": ("presets", "jpeg", "compiled_model"), "last": ()},
 }
 
 
@@ -716,8 +727,38 @@ REHEARSAL = Profile("tiny", "cpu", "64x64", "fp32", "1,2", 2, 1, "1,2", 3.0, 0.5
 REHEARSAL_CALL_LIMIT_S = 3600  # a shared 2-core CPU: the budgets are checked, the call's clock is not the GPU's
 
 
+# Per device: the batch sizes (= compile buckets) the compiled model call is swept at, the compile mode,
+# timed calls per batch, and the JPEG benchmark's batch sizes. On the GPU: the candidate max_batch_size
+# values (16 or 32) under CUDA graphs; in the rehearsal: one bucket, inductor's default mode.
+MODEL_CALL_PARAMETERS = {
+    "cuda": {"batch_sizes": "16,32", "compile_mode": "reduce-overhead", "iters": 10, "jpeg_batch_sizes": "1,16,32"},
+    "cpu": {"batch_sizes": "2", "compile_mode": "default", "iters": 2, "jpeg_batch_sizes": "1,2"},
+}
+
+
+def model_call_phase_command(name: str, prof: Profile, work: Path, py: str) -> list[str]:
+    """The commands of MODEL_CALL_PHASES."""
+    params = MODEL_CALL_PARAMETERS[prof.device]
+    out = str(work / "phases" / name)
+    common = ["--model", prof.model, "--device", prof.device, "--cache-dir", str(work / "presets"), "--size", prof.size]
+    if name == "jpeg":
+        return [py, "-m", "loadtest.jpeg_benchmark", *common, "--batch-sizes", params["jpeg_batch_sizes"],
+                "--iters", str(params["iters"]), "--out", out]
+    if name == "compiled_model":
+        # Eager rows (fp16 full, fp16 tiny) first, then the same pipeline with the UNet and both
+        # decoders compiled for exactly these buckets (fp16-compile full-compiled, ... tiny-compiled).
+        return [py, "-m", "loadtest.gpu_benchmark", *common, "--configs", f"{prof.config},{prof.config}-compile",
+                "--decoders", "full,tiny", "--decoder-compile-mode", params["compile_mode"],
+                "--batch-sizes", params["batch_sizes"], "--compile-buckets", params["batch_sizes"],
+                "--iters", str(params["iters"]), "--warmup-iters", str(prof.warmup_iters), "--skip-service",
+                "--out", out]
+    raise ValueError(name)
+
+
 def phase_command(name: str, prof: Profile, work: Path, py: str | None = None) -> list[str]:
     py = py or sys.executable
+    if name in {phase.name for phase in MODEL_CALL_PHASES}:
+        return model_call_phase_command(name, prof, work, py)
     presets = str(work / "presets")
     out = str(work / "phases" / name)
     common = ["--model", prof.model, "--device", prof.device, "--cache-dir", presets, "--size", prof.size]
@@ -1016,7 +1057,7 @@ class Call:
         elif name in ("gputests", "gputests_compiled"):
             result, md = junit_summary(Path(str(base) + ".xml"), self.log_file.name)
         else:
-            for stem in ("gpu_benchmark", "compile_start"):
+            for stem in ("gpu_benchmark", "compile_start", "jpeg_benchmark"):
                 if (base / f"{stem}.json").is_file():
                     result = json.loads((base / f"{stem}.json").read_text())
                     md = (base / f"{stem}.md").read_text() if (base / f"{stem}.md").is_file() else ""

@@ -114,7 +114,10 @@ def build_app_from_settings(settings: Settings, resources: ClusterResources | No
     # 1. Size every deployment to the cluster, or refuse now with what was asked and what exists.
     resources = resources or current_resources()
     sizes = size_deployments(settings, resources, models=len(settings.served_models))
-    # 2. Resolve every source once, here, before any replica starts; on a GPU, refuse models that
+    # 2. The device's defaults (serve_app.settings.DEVICE_DEFAULTS) for what was left unset: every
+    #    deployment, the warm-up and the compile buckets then see one max_batch_size.
+    settings = settings.for_device(settings.device_kind(sizes.model_gpus))
+    # 3. Resolve every source once, here, before any replica starts; on a GPU, refuse models that
     #    do not fit its memory together, with the numbers, before any replica loads one.
     served = resolve_served_models(settings)
     if sizes.model_gpus:
@@ -131,7 +134,7 @@ def build_app_from_settings(settings: Settings, resources: ClusterResources | No
             deployment=options,
             ingress_cpus=sizes.ingress_cpus,
         )
-    # 3. Wire ingress to the models: one model deployment per served model (its own replicas,
+    # 4. Wire ingress to the models: one model deployment per served model (its own replicas,
     #    queue and device loop, so a batch never mixes models), the default model's deployment
     #    keeping its single-model name. One object crosses the Ray seam per model: both replicas
     #    get every source as it was resolved here (the model replica alone loads the safety checker).

@@ -23,7 +23,7 @@ from ray import serve
 from serve_app.batching import GenerationJob, GenerationResult, GenerationSpec, PipelineCallCancelled
 from serve_app.device_loop import CallRecord, DeviceLoop, DeviceRequest
 from serve_app.emf import EmfWriter
-from serve_app.encoding import encode_image
+from serve_app.encoding import encode_image, encoded_on_device
 from serve_app.errors import ImageBlocked, InsufficientMemory
 from serve_app.health import PipelineHealth
 from serve_app.logs import configure_logging, log_event
@@ -54,6 +54,7 @@ class SDTurboModel:
         from serve_app.model import (
             ImageSafetyChecker,
             SDTurboGenerator,
+            compile_unet,
             configure_pipeline,
             load_pipeline,
             prepare_decoders,
@@ -71,14 +72,18 @@ class SDTurboModel:
         configure_pipeline(
             pipe,
             channels_last=settings.channels_last,
-            compile_unet=settings.compile,
+            compile_mode=settings.unet_compile_mode,
+            buckets=settings.batch_buckets,
+            sizes=settings.compiled_sizes,
             attention_slicing=settings.attention_slicing,
             vae_slicing=settings.vae_slicing,
             vae_tiling=settings.vae_tiling,
         )
         # VAE decoders: the full VAE and/or TAESD (resolved.tiny_decoder), compiled here when
-        # compile_decoder says so, never in the request path.
+        # compile_decoder says so, never in the request path; then the UNet (the compile cache
+        # is configured by prepare_decoders first).
         decoders = prepare_decoders(pipe, resolved.tiny_decoder, **settings.decoder_options)
+        unet_report = compile_unet(pipe)
         self.metrics = ModelMetrics(emf=EmfWriter.from_settings(settings, model=resolved.name))
         self.generator = SDTurboGenerator(
             pipe,
@@ -92,6 +97,8 @@ class SDTurboModel:
             decoders=decoders,
             # Batch size and inference time of every pipeline run, reported by the generator itself.
             on_pipeline_run=self.metrics.pipeline_run,
+            # JPEG at the default quality encoded on the GPU when the images are there.
+            gpu_jpeg_quality=settings.default_quality if settings.gpu_jpeg else None,
         )
         # A call running twice as long as any request may wait serves nobody: the device is stuck.
         self.health = PipelineHealth(stall_after_s=2 * settings.request_timeout_s)
@@ -123,6 +130,7 @@ class SDTurboModel:
             dtype=str(pipe.unet.dtype),
             decoders=list(decoders.names),
             decoder_compile_s={name: round(r.seconds, 1) for name, r in decoders.compile_reports.items()},
+            unet_compile_s=round(unet_report.seconds, 1) if unet_report else None,
             load_ms=round((time.perf_counter() - started) * 1000.0 - warmup_ms, 1),
             warmup_ms=round(warmup_ms, 1),
         )
@@ -148,9 +156,13 @@ class SDTurboModel:
                 raise ImageBlocked()
             loop = asyncio.get_running_loop()
             encode_started = time.perf_counter()
-            data = await loop.run_in_executor(
-                self._encode_pool, encode_image, generated.image, job.output_format, job.quality
+            data = encoded_on_device(
+                generated.image, generated.jpeg, generated.jpeg_quality, job.output_format, job.quality
             )
+            if data is None:
+                data = await loop.run_in_executor(
+                    self._encode_pool, encode_image, generated.image, job.output_format, job.quality
+                )
         finally:
             self._held -= 1
             self.metrics.queue_depth.set(self._held)

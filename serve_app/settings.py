@@ -43,10 +43,42 @@ DEFAULT_TINY_DECODER_REVISION = PINNED_REVISIONS[DEFAULT_TINY_DECODER]
 # The port SageMaker sends /ping and /invocations to: the container's default (container/entrypoint.py),
 # the image's EXPOSE and HEALTHCHECK and the production Serve config, each tied to this value by a test.
 SAGEMAKER_PORT = 8080
+# torch.compile modes (the `compile` and `compile_decoder` settings); 'reduce-overhead' and
+# 'max-autotune' replay CUDA graphs.
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+
+
+@dataclass(frozen=True)
+class DeviceDefaults:
+    """What a setting left at its default becomes on one kind of device."""
+
+    max_batch_size: int
+    compile: str  # a COMPILE_MODES value
+
+
+# The one definition of the per-device defaults: the app (``Settings.for_device``), the image, the
+# Serve YAML, Terraform and both benchmarks follow it (tests/deployments/test_batching_knobs.py).
+# CUDA keeps the CPU's values until the H200 run measures otherwise: the batch sweep and the
+# compiled-model phase of `python -m loadtest.gpu_run` (docs/benchmarks.md, section 7) decide
+# max_batch_size (16 or 32) and the compile mode ('reduce-overhead' or 'off').
+DEVICE_DEFAULTS = {
+    "cpu": DeviceDefaults(max_batch_size=8, compile="off"),
+    "cuda": DeviceDefaults(max_batch_size=8, compile="off"),
+}
 # The batching knobs' defaults, named because ``@serve.batch`` (serve_app/model_replica.py) needs
 # values when its class is defined, before any settings exist; each replica then sets its own.
-DEFAULT_MAX_BATCH_SIZE = 8
+DEFAULT_MAX_BATCH_SIZE = DEVICE_DEFAULTS["cpu"].max_batch_size
 DEFAULT_BATCH_WAIT_TIMEOUT_S = 0.0
+
+
+def power_of_two_buckets(max_batch_size: int) -> tuple[int, ...]:
+    """1, 2, 4, ... and ``max_batch_size``: a batch pads by less than 2x, with log2(max) + 1 graphs."""
+    buckets, size = {max_batch_size}, 1
+    while size < max_batch_size:
+        buckets.add(size)
+        size *= 2
+    return tuple(sorted(buckets))
 
 
 # A served model's name: what a request's `model` field says (the API's pattern).
@@ -158,7 +190,13 @@ class Settings(BaseSettings):
     channels_last: bool = _setting(
         False, "Channels-last memory format for UNet and VAE on CUDA (measured slower on H100: off)."
     )
-    compile: bool = _setting(False, "torch.compile the UNet (slower start, faster steady state).")
+    compile: Literal["auto"] | CompileMode = _setting(
+        "auto",
+        "torch.compile the UNet (and, unless compile_decoder says otherwise, the decoders) at warm-up for "
+        "every batch bucket (compile_buckets) and size (compile_sizes); a call is padded up to its bucket: "
+        "'off', 'default', 'reduce-overhead' (CUDA graphs), 'max-autotune', 'max-autotune-no-cudagraphs', "
+        "or 'auto' (the device's default: off on CPU and, until measured, on CUDA). true/false mean default/off.",
+    )
     attention_slicing: bool = _setting(False, "Slice attention to save memory (slower).")
     vae_slicing: bool = _setting(False, "Decode a batch one image at a time to save memory.")
     vae_tiling: bool = _setting(False, "Decode in tiles: large images in bounded memory.")
@@ -181,20 +219,18 @@ class Settings(BaseSettings):
         f"Hub revision (commit sha) of tiny_decoder; empty means the pinned commit ({DEFAULT_TINY_DECODER}, "
         "and madebyollin/taesdxl for SDXL models), and is an error for any other Hub id.",
     )
-    compile_decoder: Literal["off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = (
-        _setting(
-            "off",
-            "torch.compile the loaded decoders at warm-up for fixed batch buckets: 'off', 'default', "
-            "'reduce-overhead' (CUDA graphs), 'max-autotune' or 'max-autotune-no-cudagraphs'.",
-        )
+    compile_decoder: Literal["same"] | CompileMode = _setting(
+        "same",
+        "torch.compile mode of the loaded decoders: 'same' (as `compile`) or one of its modes, e.g. 'off' "
+        "for a compiled UNet with eager decoders.",
     )
-    compile_decoder_buckets: str = _setting(
+    compile_buckets: str = _setting(
         "",
-        "Batch sizes the decoders are compiled for (a batch is padded up to the next one); "
+        "Batch sizes the UNet and the decoders are compiled for (a batch is padded up to the next one); "
         "empty: 1, 2, 4, ... and max_batch_size.",
     )
-    compile_decoder_sizes: str = _setting(
-        "512x512", "Image sizes (WxH, comma-separated) the decoders are compiled for; others decode eagerly."
+    compile_sizes: str = _setting(
+        "512x512", "Image sizes (WxH, comma-separated) the UNet and decoders are compiled for; others run eagerly."
     )
     compile_cache_dir: str = _setting(
         "",
@@ -263,6 +299,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = _setting(64 * 1024, "Largest accepted request body (413 beyond).", ge=1)
     default_output_format: OutputFormat = _setting("jpeg", "Format when a request names none.")
     default_quality: int = _setting(90, "JPEG/WebP quality when a request names none.", ge=1, le=100)
+    gpu_jpeg: bool = _setting(
+        True,
+        "JPEG-encode on the GPU (nvjpeg, one batched call per pipeline call, at default_quality) when the "
+        "images are on CUDA and torchvision imports; other formats and qualities, and the CPU, use PIL.",
+    )
     max_response_bytes: int = _setting(
         6_000_000,
         "Largest JSON response (SageMaker real-time caps payloads at 6 MB); beyond it the image "
@@ -340,6 +381,15 @@ class Settings(BaseSettings):
         "INFO", "Log level of the service's JSON logs."
     )
 
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile_as_a_switch(cls, value: Any) -> Any:
+        # Before it took a mode, `compile` was a switch (SDTURBO_COMPILE=1): on is the default mode.
+        text = str(value).strip().lower()
+        if text in ("true", "1", "yes", "on"):
+            return "default"
+        return "off" if text in ("false", "0", "no") else value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_case_level(cls, value: Any) -> Any:
@@ -388,10 +438,36 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _decoder_compile_shapes_parse(self) -> Settings:
+    def _compile_shapes_parse(self) -> Settings:
         # The parsers raise ValueError with the setting named; pydantic reports it as invalid.
-        _ = self.decoder_compile_buckets, self.decoder_compile_sizes
+        _ = self.batch_buckets, self.compiled_sizes
         return self
+
+    def for_device(self, kind: str) -> Settings:
+        """These settings on a ``kind`` ('cpu' or 'cuda') device: ``max_batch_size`` left at its
+        default and ``compile='auto'`` become that device's values (DEVICE_DEFAULTS)."""
+        defaults = DEVICE_DEFAULTS[kind]
+        update: dict[str, Any] = {}
+        if "max_batch_size" not in self.model_fields_set:
+            update["max_batch_size"] = defaults.max_batch_size
+        if self.compile == "auto":
+            update["compile"] = defaults.compile
+        if not update:
+            return self
+        return Settings.model_validate({**self.model_dump(exclude_unset=True), **update})
+
+    def device_kind(self, gpus: float) -> str:
+        """Where the model replicas run: 'cuda' when they are given GPUs and not told 'cpu'."""
+        return "cuda" if gpus and self.device != "cpu" else "cpu"
+
+    @property
+    def unet_compile_mode(self) -> str:
+        """The UNet's compile mode ('auto' is the CPU's until ``for_device`` resolves it)."""
+        return DEVICE_DEFAULTS["cpu"].compile if self.compile == "auto" else self.compile
+
+    @property
+    def decoder_compile_mode(self) -> str:
+        return self.unet_compile_mode if self.compile_decoder == "same" else self.compile_decoder
 
     @property
     def loaded_decoders(self) -> tuple[str, ...]:
@@ -401,22 +477,18 @@ class Settings(BaseSettings):
         return tuple(ordered)
 
     @property
-    def decoder_compile_buckets(self) -> tuple[int, ...]:
-        if not self.compile_decoder_buckets.strip():
-            # Powers of two: a batch pads by less than 2x, with log2(max) + 1 compiled graphs.
-            buckets, size = {self.max_batch_size}, 1
-            while size < self.max_batch_size:
-                buckets.add(size)
-                size *= 2
-            return tuple(sorted(buckets))
+    def batch_buckets(self) -> tuple[int, ...]:
+        """The batch sizes the UNet and the decoders are compiled for: one list for the whole call."""
+        if not self.compile_buckets.strip():
+            return power_of_two_buckets(self.max_batch_size)
         try:
-            buckets = sorted({int(part) for part in self.compile_decoder_buckets.split(",")})
+            buckets = sorted({int(part) for part in self.compile_buckets.split(",")})
         except ValueError:
             raise ValueError(
-                f"compile_decoder_buckets must be comma-separated integers, got {self.compile_decoder_buckets!r}"
+                f"compile_buckets must be comma-separated integers, got {self.compile_buckets!r}"
             ) from None
         if buckets[0] < 1 or buckets[-1] < self.max_batch_size:
-            raise ValueError("compile_decoder_buckets must be >= 1 and reach max_batch_size")
+            raise ValueError("compile_buckets must be >= 1 and reach max_batch_size")
         return tuple(buckets)
 
     @property
@@ -424,9 +496,9 @@ class Settings(BaseSettings):
         """The decoder settings as the plain keyword arguments of ``serve_app.model.prepare_decoders``."""
         return {
             "names": self.loaded_decoders,
-            "compile_mode": self.compile_decoder,
-            "buckets": self.decoder_compile_buckets,
-            "sizes": self.decoder_compile_sizes,
+            "compile_mode": self.decoder_compile_mode,
+            "buckets": self.batch_buckets,
+            "sizes": self.compiled_sizes,
             "compile_cache_dir": self.compile_cache_dir,
         }
 
@@ -436,12 +508,12 @@ class Settings(BaseSettings):
         return tuple(sorted({1, self.max_batch_size}))
 
     @property
-    def decoder_compile_sizes(self) -> tuple[tuple[int, int], ...]:
+    def compiled_sizes(self) -> tuple[tuple[int, int], ...]:
         sizes = []
-        for part in self.compile_decoder_sizes.split(","):
+        for part in self.compile_sizes.split(","):
             width, _, height = part.strip().lower().partition("x")
             if not (width.isdigit() and height.isdigit() and int(width) % 8 == 0 and int(height) % 8 == 0):
-                raise ValueError(f"compile_decoder_sizes must be WxH pairs of multiples of 8, got {part!r}")
+                raise ValueError(f"compile_sizes must be WxH pairs of multiples of 8, got {part!r}")
             sizes.append((int(width), int(height)))
         return tuple(sizes)
 

@@ -26,6 +26,7 @@ _EXPORTS = {
     "SourceRules": "sources",
     "resolve_source": "sources",
     "configure_pipeline": "loading",
+    "compile_unet": "loading",
     "load_pipeline": "loading",
     "pin_execution_device": "loading",
     "resolve_model": "loading",
@@ -69,6 +70,7 @@ __all__ = [
     "build_decoders",
     "build_pipeline",
     "check_pipeline_directory",
+    "compile_unet",
     "configure_compile_cache",
     "configure_pipeline",
     "ensure_preset",
@@ -97,6 +99,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     from serve_app.model.directory import ModelDirectoryError, check_pipeline_directory
     from serve_app.model.generator import GeneratedImage, GenerationOutOfMemory, SDTurboGenerator
     from serve_app.model.loading import (
+        compile_unet,
         configure_pipeline,
         load_pipeline,
         pin_execution_device,

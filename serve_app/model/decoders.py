@@ -20,11 +20,10 @@ TAESD comes from the Hub at a pinned revision, a local directory, a folder of th
 or an offline random-weight preset, with the model's rules: a failure is a start-up error that
 says what was tried, never a silent fallback to random weights.
 
-Compilation (``torch.compile``, optional) happens at warm-up for fixed batch buckets and image
-sizes: a batch is padded up to the next bucket so every call hits a graph compiled in advance,
-shapes that were not compiled decode eagerly, and the request path runs under the
-``eager_on_recompile`` stance, so it never compiles. Compiled calls run on one dedicated thread
-per decoder because CUDA graph trees (``reduce-overhead``, ``max-autotune``) are kept per thread.
+Compilation (``torch.compile``, optional) happens at warm-up for the same fixed batch buckets and
+image sizes as the UNet's (``serve_app/model/buckets.py``): a batch is padded up to the next
+bucket so every call hits a graph compiled in advance, shapes that were not compiled decode
+eagerly, and the request path never compiles.
 """
 
 from __future__ import annotations
@@ -35,14 +34,13 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderTiny, StableDiffusionPipeline, StableDiffusionXLPipeline
 
 from serve_app.batching import DEFAULT_DECODER
+from serve_app.model.buckets import BucketedCompile, CompileReport
 from serve_app.model.presets import TINY_DECODER_PRESET, TINY_DECODER_PRESETS, TINY_DECODER_XL_PRESET, ensure_preset
 from serve_app.model.resolved import ResolvedDecoder
 from serve_app.model.sources import (
@@ -59,10 +57,6 @@ logger = logging.getLogger(__name__)
 MODEL_SUBFOLDER_PREFIX = MODEL_FOLDER_PREFIX
 # The files of a diffusers AutoencoderTiny repository that loading needs.
 _TINY_DECODER_FILES = ["config.json", "diffusion_pytorch_model.safetensors"]
-# Modes whose compiled graphs replay as CUDA graphs (outputs live in a reused memory pool).
-_CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
-# Calls per bucket at warm-up: CUDA graph trees run a shape eagerly once, then record it.
-_WARMUP_CALLS_PER_SHAPE = 3
 
 # A model family's counterpart of each TAESD source that belongs to one family.
 _FAMILY_TINY_DECODERS = {
@@ -175,18 +169,9 @@ class LatentDecoder:
     __call__ = images
 
 
-@dataclass
-class CompileReport:
-    mode: str
-    buckets: tuple[int, ...]
-    sizes: tuple[tuple[int, int], ...]
-    seconds: float = 0.0
-    per_shape_s: dict[str, float] = field(default_factory=dict)
-    cache_dir: str | None = None
-
-
 class CompiledDecoder:
-    """A LatentDecoder compiled for fixed batch buckets and image sizes at warm-up."""
+    """A LatentDecoder compiled for fixed batch buckets and image sizes at warm-up
+    (``serve_app/model/buckets.py``: padding to the bucket, the dedicated thread, the stances)."""
 
     def __init__(
         self,
@@ -200,54 +185,29 @@ class CompiledDecoder:
         self.name = eager.name
         self.eager = eager
         self.mode = mode
-        self.buckets = tuple(sorted(set(buckets)))
         self.sizes = tuple(sizes)
         self.latent_scale = latent_scale
         # Latent (height, width) of each compiled image size.
         self.latent_shapes = {(height // latent_scale, width // latent_scale) for width, height in self.sizes}
-        # ``backend`` other than inductor (tests: "eager") takes no mode.
-        compile_mode = None if mode == "default" or backend != "inductor" else mode
-        self._compiled = torch.compile(eager.images, mode=compile_mode, dynamic=False, backend=backend)
-        self._cudagraphs = compile_mode in _CUDAGRAPH_MODES
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"decode-{eager.name}")
+        self.bucketed = BucketedCompile(f"decode-{eager.name}", eager.images, mode, buckets, backend)
+        self.buckets = self.bucketed.buckets
 
     def compile(self, channels: int, dtype: torch.dtype, device: torch.device) -> CompileReport:
         """Compile (or load from the inductor cache) every bucket x size; returns the timings."""
-        report = CompileReport(self.mode, self.buckets, self.sizes, cache_dir=os.environ.get("TORCHINDUCTOR_CACHE_DIR"))
+        report = CompileReport.start(self.mode, self.buckets, self.sizes)
         started = time.perf_counter()
         for latent_h, latent_w in sorted(self.latent_shapes):
             for bucket in self.buckets:
-                shape_started = time.perf_counter()
                 latents = torch.zeros(bucket, channels, latent_h, latent_w, dtype=dtype, device=device)
-                for _ in range(_WARMUP_CALLS_PER_SHAPE):
-                    self._thread.submit(self._run, latents, True).result()
                 shape = f"{bucket}x{latent_w * self.latent_scale}x{latent_h * self.latent_scale}"
-                report.per_shape_s[shape] = time.perf_counter() - shape_started
+                report.per_shape_s[shape] = self.bucketed.compile_shape(latents)
         report.seconds = time.perf_counter() - started
         return report
 
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
         if tuple(latents.shape[2:]) not in self.latent_shapes:
             return self.eager(latents)  # a size nobody compiled for: eager, never a compile here
-        outputs = []
-        for chunk in latents.split(self.buckets[-1]):
-            bucket = next(b for b in self.buckets if b >= len(chunk))
-            padded = chunk
-            if bucket > len(chunk):
-                # Zero latents fill the bucket; every op of the decoder is per image, so the
-                # padding cannot change the real images, and its output is dropped.
-                padded = torch.cat([chunk, chunk.new_zeros((bucket - len(chunk), *chunk.shape[1:]))])
-            outputs.append(self._thread.submit(self._run, padded, False).result()[: len(chunk)])
-        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
-
-    def _run(self, latents: torch.Tensor, compiling: bool) -> torch.Tensor:
-        stance = "default" if compiling else "eager_on_recompile"
-        with torch.inference_mode(), torch.compiler.set_stance(stance):
-            if self._cudagraphs:
-                torch.compiler.cudagraph_mark_step_begin()
-            images = self._compiled(latents)
-            # A CUDA graph's output is overwritten by its next replay: keep a copy of our own.
-            return images.clone() if self._cudagraphs else images
+        return self.bucketed(latents)
 
 
 Decoder = LatentDecoder | CompiledDecoder

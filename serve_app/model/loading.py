@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Sequence
 
 import torch
 from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
+from serve_app.model.buckets import CompiledUNet, CompileReport, installed_unet
 from serve_app.model.directory import ModelDirectoryError, check_pipeline_directory, unreadable_reason
 from serve_app.model.presets import PRESETS, ensure_preset
 from serve_app.model.resolved import ResolvedModel, model_family
 from serve_app.model.sources import DEFAULT_CACHE_DIR, ModelLoadError, SourceRules, resolve_source
 
-__all__ = ["ModelLoadError", "configure_pipeline", "load_pipeline", "pin_execution_device", "resolve_model"]
+__all__ = ["ModelLoadError", "compile_unet", "configure_pipeline", "load_pipeline", "pin_execution_device", "resolve_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -170,12 +172,18 @@ def configure_pipeline(
     pipe: StableDiffusionPipeline,
     *,
     channels_last: bool = False,
-    compile_unet: bool = False,
+    compile_mode: str = "off",
+    buckets: Sequence[int] = (1,),
+    sizes: Sequence[tuple[int, int]] = ((512, 512),),
     attention_slicing: bool = False,
     vae_slicing: bool = False,
     vae_tiling: bool = False,
 ) -> StableDiffusionPipeline:
-    """Apply the serving optimisations that the settings switch on."""
+    """Apply the serving optimisations that the settings switch on.
+
+    A ``compile_mode`` other than 'off' installs the bucketed UNet (``serve_app/model/buckets.py``);
+    its graphs are compiled by ``compile_unet`` at warm-up, after the compile cache is configured.
+    """
     on_cuda = pipe.device.type == "cuda"
     # 0. Per-call host time: where the pipeline runs is decided once, not searched for per call.
     pin_execution_device(pipe)
@@ -191,7 +199,22 @@ def configure_pipeline(
         pipe.vae.enable_slicing()
     if vae_tiling:
         pipe.vae.enable_tiling()
-    # 3. Compilation: the UNet dominates the step; compiled lazily on the warm-up calls.
-    if compile_unet:
-        pipe.unet = torch.compile(pipe.unet)
+    # 3. Compilation: the UNet sees only bucket sizes (padded), compiled by compile_unet.
+    if compile_mode != "off":
+        CompiledUNet.install(pipe, compile_mode, buckets, sizes)
     return pipe
+
+
+def compile_unet(pipe: StableDiffusionPipeline) -> CompileReport | None:
+    """Compile the bucketed UNet ``configure_pipeline`` installed for every bucket x size (None when
+    the UNet is not compiled); logged with its cost."""
+    compiled = installed_unet(pipe)
+    if compiled is None:
+        return None
+    report = compiled.compile(pipe)
+    logger.info(
+        "compiled the UNet (mode %s) for batches %s at sizes %s in %.1f s (cache %s): %s",
+        report.mode, report.buckets, report.sizes, report.seconds, report.cache_dir,
+        {shape: round(seconds, 2) for shape, seconds in report.per_shape_s.items()},
+    )
+    return report

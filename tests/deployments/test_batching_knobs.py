@@ -1,9 +1,10 @@
-"""One value per batching knob: the app's Settings defaults.
+"""One value per batching knob: the app's Settings defaults, per device (serve_app.settings.DEVICE_DEFAULTS).
 
-The Serve YAML, the GPU benchmark and Terraform either leave a knob to the app (absent, or
-Terraform's default null: the environment variable is then not set) or repeat the very same
-value. A different value anywhere fails here (issue 11: max_batch_size was 4 in Terraform, 8 in
-the app and the YAML, 16 in the GPU benchmark).
+The Serve YAML, the GPU benchmark and Terraform (all of which run the model on a GPU) either leave
+a knob to the app (absent, or Terraform's default null: the environment variable is then not set)
+or repeat the very same value, the CUDA default. The image sets none (the app picks the device's
+default at start), nor does the CPU benchmark. A different value anywhere fails here (issue 11:
+max_batch_size was 4 in Terraform, 8 in the app and the YAML, 16 in the GPU benchmark).
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from pathlib import Path
 
 import yaml
 
-from serve_app.settings import ENV_PREFIX, Settings
+from serve_app.settings import DEVICE_DEFAULTS, ENV_PREFIX, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 KNOBS = ("max_batch_size", "batch_wait_timeout_s")
-DEFAULTS = {knob: getattr(Settings(), knob) for knob in KNOBS}
+# What the GPU deployments (Serve YAML, Terraform's SageMaker endpoint, the GPU benchmark) run with.
+DEFAULTS = {knob: getattr(Settings.load(environ={}).for_device("cuda"), knob) for knob in KNOBS}
+# The per-device settings: nothing but serve_app/settings.py gives them a value.
+DEVICE_KNOBS = ("max_batch_size", "compile", "compile_buckets")
 
 
 def same_value(text: str, default: float) -> bool:
@@ -52,12 +56,37 @@ def tf_disagreements(text: str, where: str) -> list[str]:
     return problems
 
 
+def test_the_cuda_defaults_are_the_ones_the_gpu_deployments_are_checked_against():
+    assert DEFAULTS["max_batch_size"] == DEVICE_DEFAULTS["cuda"].max_batch_size
+    assert Settings.load(environ={}).for_device("cuda").compile == DEVICE_DEFAULTS["cuda"].compile
+
+
 def test_the_serve_yaml_leaves_the_knobs_to_the_app_or_repeats_them():
     config = yaml.safe_load((REPO / "deployments" / "serve_config.yaml").read_text())
     for app in config["applications"]:
         for knob, default in DEFAULTS.items():
             if knob in app.get("args", {}):
                 assert float(app["args"][knob]) == float(default), f"{knob} in serve_config.yaml"
+        if "compile" in app.get("args", {}):
+            assert app["args"]["compile"] in ("auto", DEVICE_DEFAULTS["cuda"].compile), "compile in serve_config.yaml"
+
+
+def test_the_image_leaves_the_per_device_settings_to_the_app():
+    from tests.container.test_entrypoint import import_entrypoint
+
+    names = [ENV_PREFIX + knob.upper() for knob in DEVICE_KNOBS]
+    dockerfile = (REPO / "container" / "Dockerfile").read_text()
+    set_there = [line for line in dockerfile.splitlines() if not line.lstrip().startswith("#")
+                 and any(name in line for name in names)]
+    assert set_there == [], set_there
+    assert not set(import_entrypoint().sagemaker_environment({}, REPO / "no-model-dir")) & set(names)
+
+
+def test_the_cpu_benchmark_runs_the_apps_own_knobs():
+    from loadtest.benchmark import build_parser
+
+    for action in build_parser()._actions:
+        assert not any(knob in action.dest for knob in DEVICE_KNOBS + KNOBS) and "batch_wait" not in action.dest
 
 
 def test_the_gpu_benchmark_runs_the_apps_own_knobs():
@@ -66,8 +95,10 @@ def test_the_gpu_benchmark_runs_the_apps_own_knobs():
     # No option of the benchmark sets a batching knob of its own...
     for action in build_parser()._actions:
         assert not any(knob in action.dest for knob in KNOBS) and "batch_wait" not in action.dest, action.dest
-    # ... so the service it drives, and the ceiling it compares with, use the app's values.
-    assert {knob: getattr(app_settings([]), knob) for knob in KNOBS} == DEFAULTS
+    # ... so the service it drives, and the ceiling it compares with, use the app's values: on CUDA
+    # the CUDA defaults, on the CPU (its smoke run) the CPU's.
+    assert {knob: getattr(app_settings([], "cuda"), knob) for knob in KNOBS} == DEFAULTS
+    assert app_settings([], "cpu").max_batch_size == DEVICE_DEFAULTS["cpu"].max_batch_size
 
 
 def test_terraform_defaults_are_null_or_the_apps_values():

@@ -186,6 +186,26 @@ def test_every_plan_fits_its_machine_time(plan):
         mine = [p for p in gpu_run.phases_for(plan, call, n_calls) if call == 1 or p not in gpu_run.PRESET_PHASES]
         assert sum(gpu_run.PHASES[p].budget_s for p in mine) + gpu_run.CALL_RESERVE_S <= gpu_run.CALL_LIMIT_S
 
+def test_the_model_call_phases_are_commands_the_tools_accept_and_plan_f_fits_twelve_minutes(tmp_path):
+    from loadtest import gpu_benchmark, jpeg_benchmark
+
+    for profile in (gpu_run.GPU, gpu_run.REHEARSAL):
+        params = gpu_run.MODEL_CALL_PARAMETERS[profile.device]
+        compiled = gpu_run.phase_command("compiled_model", profile, tmp_path)
+        args = gpu_benchmark.build_parser().parse_args(compiled[3:])
+        # Eager, then compiled (UNet and decoders) for exactly the swept batch sizes, at the profile's mode.
+        assert args.configs == f"{profile.config},{profile.config}-compile" and args.decoders == "full,tiny"
+        assert args.batch_sizes == args.compile_buckets == params["batch_sizes"]
+        assert args.decoder_compile_mode == params["compile_mode"] and args.skip_service
+        jpeg = jpeg_benchmark.build_parser().parse_args(gpu_run.phase_command("jpeg", profile, tmp_path)[3:])
+        assert jpeg.model == profile.model and jpeg.device == profile.device
+    assert gpu_run.MODEL_CALL_PARAMETERS["cuda"]["compile_mode"] == "reduce-overhead"
+    # One call: the machine's start (about 120 s) and the call's transfer and checks (about 40 s) with
+    # the phases' budgets within 12 minutes (15 minus 3 to spare).
+    phases = gpu_run.phases_for("f", 1, 1)
+    assert {"jpeg", "compiled_model"} <= set(phases)
+    assert 120 + 40 + sum(gpu_run.PHASES[p].budget_s for p in phases) <= 12 * 60
+
 
 def test_collect_files_the_returned_results_under_their_date_and_gpu(tmp_path):
     for call, files in (("a1", ("direct.json", "direct.md")), ("a2", ("service.json",))):

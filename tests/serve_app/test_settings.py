@@ -14,7 +14,8 @@ def test_environment_then_overrides_take_priority():
     env = {"SDTURBO_MAX_BATCH_SIZE": "4", "SDTURBO_COMPILE": "true", "SDTURBO_MODEL": "tiny"}
     settings = Settings.load({"max_batch_size": "6"}, environ=env)
     assert settings.max_batch_size == 6
-    assert settings.compile is True
+    assert settings.compile == "default"  # the old switch's "on"
+    assert Settings.load({"compile": "false"}, environ={}).compile == "off"
     assert settings.model == "tiny"
 
 
@@ -37,9 +38,9 @@ def test_environment_then_overrides_take_priority():
         ({"decoders": "tiny,fast"}, "decoders: .*must be"),
         ({"decoders": "full,full"}, "decoders: .*must be"),
         ({"compile_decoder": "fastest"}, "compile_decoder"),
-        ({"compile_decoder_buckets": "1,two"}, "compile_decoder_buckets"),
-        ({"compile_decoder_buckets": "1,2", "max_batch_size": "8"}, "reach max_batch_size"),
-        ({"compile_decoder_sizes": "512"}, "compile_decoder_sizes"),
+        ({"compile_buckets": "1,two"}, "compile_buckets"),
+        ({"compile_buckets": "1,2", "max_batch_size": "8"}, "reach max_batch_size"),
+        ({"compile_sizes": "512"}, "compile_sizes"),
     ],
 )
 def test_bad_values_are_refused_with_the_setting_named(overrides, message):
@@ -68,15 +69,44 @@ def test_settings_are_immutable():
 
 def test_decoder_settings_parse_into_what_a_replica_loads():
     default = Settings.load(environ={})
-    assert default.loaded_decoders == ("full",) and default.compile_decoder == "off"
+    assert default.loaded_decoders == ("full",) and default.decoder_compile_mode == "off"
     # Full first whatever the order given: it is the default of requests that name none.
     assert Settings.load({"decoders": "tiny, full"}, environ={}).loaded_decoders == ("full", "tiny")
     assert Settings.load({"decoders": "tiny"}, environ={}).loaded_decoders == ("tiny",)
-    assert Settings.load({"max_batch_size": "12"}, environ={}).decoder_compile_buckets == (1, 2, 4, 8, 12)
-    assert Settings.load({"max_batch_size": "1"}, environ={}).decoder_compile_buckets == (1,)
-    explicit = Settings.load({"compile_decoder_buckets": "16,4,8", "compile_decoder_sizes": "512x512,768X512"}, environ={})
-    assert explicit.decoder_compile_buckets == (4, 8, 16)
-    assert explicit.decoder_compile_sizes == ((512, 512), (768, 512))
+    assert Settings.load({"max_batch_size": "12"}, environ={}).batch_buckets == (1, 2, 4, 8, 12)
+    assert Settings.load({"max_batch_size": "1"}, environ={}).batch_buckets == (1,)
+    explicit = Settings.load({"compile_buckets": "16,4,8", "compile_sizes": "512x512,768X512"}, environ={})
+    assert explicit.batch_buckets == (4, 8, 16)
+    assert explicit.compiled_sizes == ((512, 512), (768, 512))
+
+
+def test_one_compile_mode_covers_the_unet_and_the_decoders_unless_the_decoders_name_their_own():
+    both = Settings.load({"compile": "reduce-overhead"}, environ={})
+    assert both.unet_compile_mode == both.decoder_compile_mode == "reduce-overhead"
+    assert both.decoder_options["compile_mode"] == "reduce-overhead"
+    unet_only = Settings.load({"compile": "default", "compile_decoder": "off"}, environ={})
+    assert (unet_only.unet_compile_mode, unet_only.decoder_compile_mode) == ("default", "off")
+    # The UNet and the decoders are compiled for one bucket list.
+    assert both.decoder_options["buckets"] == both.batch_buckets
+
+
+def test_per_device_defaults_apply_only_to_what_was_left_unset(monkeypatch):
+    from serve_app import settings as settings_module
+    from serve_app.settings import DeviceDefaults
+
+    monkeypatch.setitem(settings_module.DEVICE_DEFAULTS, "cuda", DeviceDefaults(max_batch_size=16, compile="reduce-overhead"))
+    on_cuda = Settings.load(environ={}).for_device("cuda")
+    assert (on_cuda.max_batch_size, on_cuda.compile) == (16, "reduce-overhead")
+    assert on_cuda.batch_buckets == (1, 2, 4, 8, 16) and on_cuda.effective_max_ongoing_requests == 32
+    on_cpu = Settings.load(environ={}).for_device("cpu")
+    assert (on_cpu.max_batch_size, on_cpu.compile) == (settings_module.DEVICE_DEFAULTS["cpu"].max_batch_size, "off")
+    # An operator's values (argument or environment) win over the device's.
+    chosen = Settings.load({"compile": "off"}, environ={"SDTURBO_MAX_BATCH_SIZE": "4"}).for_device("cuda")
+    assert (chosen.max_batch_size, chosen.compile) == (4, "off")
+    # Where the replicas run: GPUs given and not told cpu.
+    assert Settings.load(environ={}).device_kind(1) == "cuda"
+    assert Settings.load({"device": "cpu"}, environ={}).device_kind(1) == "cpu"
+    assert Settings.load(environ={}).device_kind(0) == "cpu"
 
 
 def test_every_setting_is_documented():

@@ -119,3 +119,27 @@ def test_a_call_still_wanted_runs_every_step(generator):
     spec = GenerationSpec(prompt="wanted", seed=1, width=64, height=64, num_inference_steps=3)
     (result,) = generator.generate([spec], should_stop=lambda: polls.append(1) and False)
     assert result.image.size == (64, 64) and len(polls) == 4
+
+
+def test_on_the_cpu_jpeg_stays_with_the_cpu_encoder(generator, monkeypatch):
+    from serve_app.model import jpeg as gpu_jpeg
+    from serve_app.model.generator import to_host
+
+    # Asked for GPU JPEG on a CPU pipeline: nothing is encoded on the device, the CPU path encodes.
+    cpu = SDTurboGenerator(generator.pipe, gpu_jpeg_quality=90)
+    assert cpu.gpu_jpeg_quality is None
+    image = cpu.generate([GenerationSpec(prompt="x", seed=1, width=64, height=64)])[0]
+    assert image.jpeg is None and image.jpeg_quality is None and image.image.size == (64, 64)
+    # The device encoder itself refuses tensors that are not on CUDA, and a torchvision that does not
+    # import (as on this machine's CPU torch) turns the GPU path off rather than failing.
+    assert gpu_jpeg.encode_jpeg_on_device(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), 90) == [None, None]
+    # The encoded images come back in one copy, split by their lengths.
+    encoded = [torch.tensor([0xFF, 0xD8, 1], dtype=torch.uint8), torch.tensor([0xFF, 0xD9], dtype=torch.uint8)]
+    assert gpu_jpeg.bytes_of(encoded) == [b"\xff\xd8\x01", b"\xff\xd9"]
+    gpu_jpeg._encode_jpeg.cache_clear()
+    monkeypatch.setitem(__import__("sys").modules, "torchvision", None)  # `import torchvision` raises
+    assert gpu_jpeg._encode_jpeg() is None and not gpu_jpeg.gpu_jpeg_available(torch.device("cuda"))
+    gpu_jpeg._encode_jpeg.cache_clear()
+    # The host copy of CPU pixels is the tensor's own values (pinned memory only applies on CUDA).
+    pixels_u8 = torch.arange(24, dtype=torch.uint8).reshape(2, 3, 2, 2)
+    assert torch.equal(to_host(pixels_u8), pixels_u8)
