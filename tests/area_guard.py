@@ -67,6 +67,10 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get("CI", "").lower() != "true":
         return
+    if hasattr(session.config, "workerinput"):
+        # A pytest-xdist worker sees only the files it ran; the controller receives every
+        # worker's reports (skipped collections included) and judges the whole run.
+        return
     skipped = GUARD.wholly_skipped()
     if not skipped:
         return

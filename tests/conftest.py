@@ -11,11 +11,17 @@ from loadtest.ports import free_port  # noqa: F401 - the tests import it from he
 
 # Under CI a wholly skipped area (browser, Terraform, checkov, image, live app) fails the run.
 from tests.area_guard import pytest_collectreport, pytest_runtest_logreport, pytest_sessionfinish  # noqa: F401
+from tests.run_order import long_files_first
 
 # Tests never reach the Hugging Face Hub; a test that means to try it says so.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def pytest_collection_modifyitems(config, items):
+    # The long files first, for the two xdist workers (tests/run_order.py says why).
+    items[:] = long_files_first(items)
 
 
 @pytest.fixture(scope="session")

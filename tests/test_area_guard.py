@@ -81,6 +81,18 @@ def test_an_area_left_out_of_the_run_is_not_judged(project, monkeypatch):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_with_xdist_workers_the_controller_judges_the_whole_run(project, monkeypatch):
+    # The suite runs on pytest-xdist workers (pyproject's addopts): a worker sees only its own
+    # files, the controller every report, a module skipped at import included.
+    result = run_pytest(project, "true", "-n", "2", "--dist", "loadfile")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "every test of these areas was skipped: browser tests (Chromium), checkov" in result.stdout
+    monkeypatch.setenv("HAVE_CHROMIUM", "1")
+    monkeypatch.setenv("HAVE_CHECKOV", "1")
+    result = run_pytest(project, "true", "-n", "2", "--dist", "loadfile")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_the_areas_name_tests_that_exist():
     for area, prefixes in AREAS.items():
         for prefix in prefixes:
