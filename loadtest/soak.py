@@ -404,6 +404,16 @@ def analyse(samples: list[Sample], bounds: Bounds) -> tuple[list[ProcessReport],
 
 
 # --- the run -----------------------------------------------------------------------------------
+def warmed_up(elapsed_s: float, requests: int, warmup_s: float, warmup_requests: int) -> bool:
+    """Whether the baseline may be taken: ``warmup_s`` of load and ``warmup_requests`` answered.
+
+    Memory is judged per 1,000 requests, and what a server allocates before it settles (allocator
+    pools per image size, caches filling) comes with requests, not seconds: on a busy machine 30 s
+    hold fewer requests, and that early growth, divided by fewer measured requests, reads as a leak.
+    """
+    return elapsed_s >= warmup_s and requests >= warmup_requests
+
+
 def take_sample(root: int, started: float, load: Load, metrics: MetricsReader) -> Sample:
     processes = [s for s in (sample_process(pid) for pid in process_tree(root, exclude=[os.getpid()])) if s]
     with load._lock:
@@ -449,13 +459,14 @@ def run(
         clients = load.start()
         samples: list[Sample] = []
         end = started + args.duration_s
-        baseline_at = started + args.warmup_s
-        next_sample = baseline_at
+        next_sample = started + args.warmup_s
         while True:
             now = time.monotonic()
             if now >= end:
                 break
-            if now >= next_sample:
+            if now >= next_sample and (samples or warmed_up(now - started, load.counts.total, args.warmup_s, args.warmup_requests)):
+                if not samples:
+                    next_sample = now  # the baseline: the next samples follow it every sample_every_s
                 samples.append(take_sample(root, started, load, metrics))
                 s = samples[-1]
                 print_line(
@@ -465,7 +476,8 @@ def run(
                     f"errors {load.counts.errors}"
                 )
                 next_sample += args.sample_every_s
-            time.sleep(min(0.5, max(0.0, min(next_sample, end) - now)))
+            # At least a short nap: while the warm-up waits for requests, next_sample is past.
+            time.sleep(min(0.5, max(0.05, min(next_sample, end) - now)))
         # 3. Stop the load, let what is in flight finish, then the last sample (nothing in flight).
         load.stop.set()
         for thread in clients:
@@ -485,6 +497,7 @@ def run(
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "duration_s": args.duration_s,
         "warmup_s": args.warmup_s,
+        "warmup_requests": args.warmup_requests,
         "concurrency": args.concurrency,
         "requests": {
             "total": counts.total,
@@ -556,6 +569,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--duration-s", type=float, required=True)
     p.add_argument("--warmup-s", type=float, default=30.0, help="load before the baseline sample (default 30)")
+    p.add_argument(
+        "--warmup-requests", type=int, default=0,
+        help="also wait for this many requests before the baseline sample (default 0: time only)",
+    )
     p.add_argument("--sample-every-s", type=float, default=10.0)
     p.add_argument("--settle-s", type=float, default=12.0, help="wait after the load before the last sample (default 12)")
     p.add_argument("--concurrency", type=int, default=2)
