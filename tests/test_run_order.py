@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 from dataclasses import dataclass
+from pathlib import Path
 
 from tests.run_order import long_files_first
 
@@ -40,3 +43,13 @@ def test_the_suite_is_collected_long_files_first(request):
     if long_files:
         last_long = max(files.index(path) for path in long_files)
         assert all(path in long_files for path in files[: last_long + 1]), files
+
+
+def test_xdist_hands_out_files_in_this_order():
+    # Without --no-loadscope-reorder xdist sorts files by their number of tests and the order above
+    # is lost; with another --dist a file's module fixtures (the image, a live app) would be made
+    # once per worker.
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    addopts = shlex.split(re.search(r'^addopts = "(.*)"$', pyproject, re.M).group(1))
+    assert addopts[addopts.index("--dist") + 1] == "loadfile"
+    assert "--no-loadscope-reorder" in addopts
