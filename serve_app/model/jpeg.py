@@ -14,6 +14,7 @@ not match torch's build (its C++ operators fail to register), everything stays o
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 
 import torch
@@ -57,5 +58,5 @@ def bytes_of(encoded: list[torch.Tensor]) -> list[bytes]:
     known from its shape, without the device."""
     lengths = [t.numel() for t in encoded]
     flat = torch.cat([t.reshape(-1) for t in encoded]).cpu().numpy().tobytes()
-    offsets = [sum(lengths[:i]) for i in range(len(lengths) + 1)]
+    offsets = [0, *itertools.accumulate(lengths)]
     return [flat[offsets[i] : offsets[i + 1]] for i in range(len(lengths))]
