@@ -20,7 +20,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
 def pytest_collection_modifyitems(config, items):
-    # The long files first, for the two xdist workers (tests/run_order.py says why).
+    # The long files first, for the xdist workers (tests/run_order.py says why).
     items[:] = long_files_first(items)
 
 

@@ -1,11 +1,11 @@
-"""The order test files are handed to pytest-xdist's two workers: the long ones first.
+"""The order test files are handed to pytest-xdist's workers: the long ones first.
 
-pyproject's addopts run the suite on two workers with ``--dist loadfile`` (a file's tests stay on
+pyproject's addopts run the suite on three workers with ``--dist loadfile`` (a file's tests stay on
 one worker, so module fixtures such as the built image or a live app are made once) and
 ``--no-loadscope-reorder``: a worker takes the next file in collection order when it is nearly
 done with its own. xdist's default order (files with the most tests first) left long files with few
 tests (the soak, the API contract) for the end, where one worker ran them alone for minutes while
-the other sat idle. So files with a test marked ``integration`` (a Ray app, a container, a server
+the others sat idle. So files with a test marked ``integration`` (a Ray app, a container, a server
 on loopback: the long ones) go first, in their usual order, and the unit-test files fill the end.
 """
 

@@ -36,20 +36,17 @@ class Answer:
     outcome: object  # an HTTP status, or the transport error's name
 
 
-@dataclass
-class Watch:
-    url: str
-    answers: list[Answer] = field(default_factory=list)
+class LoopingThreads:
+    """Daemon threads, each running its loop until stopped: started on entering, stopped and
+    joined (at most ``join_s`` each) on leaving. A loop ends when ``self._stop`` is set."""
 
-    def __post_init__(self) -> None:
+    join_s = 10.0
+
+    def _start_looping(self, *loops) -> None:
         self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [
-            threading.Thread(target=self._ping, daemon=True),
-            threading.Thread(target=self._load, daemon=True),
-        ]
+        self._threads = [threading.Thread(target=loop, daemon=True) for loop in loops]
 
-    def __enter__(self) -> Watch:
+    def __enter__(self):
         for thread in self._threads:
             thread.start()
         return self
@@ -57,7 +54,18 @@ class Watch:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         for thread in self._threads:
-            thread.join(timeout=REQUEST_LIMIT_S + 5)
+            thread.join(timeout=self.join_s)
+
+
+@dataclass
+class Watch(LoopingThreads):
+    url: str
+    answers: list[Answer] = field(default_factory=list)
+    join_s = REQUEST_LIMIT_S + 5  # a request in flight finishes, or times out, first
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._start_looping(self._ping, self._load)
 
     def _record(self, kind: str, asked_at: float, outcome: object) -> None:
         with self._lock:

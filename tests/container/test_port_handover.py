@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
+from tests.container import chaos
 
 RESPONDER = Path(__file__).resolve().parents[2] / "container" / "port_handover.py"
 PING_LIMIT_S = 2.0
@@ -58,14 +59,13 @@ class FakeRayProxy:
         self.sock.close()
 
 
-class Pingers:
+class Pingers(chaos.LoopingThreads):
     """Threads pinging /ping on fresh connections, recording (status or error, seconds)."""
 
     def __init__(self, port: int, count: int = 3):
         self.url = f"http://127.0.0.1:{port}/ping"
         self.results: list[tuple[object, float]] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(count)]
+        self._start_looping(*[self._run] * count)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -76,16 +76,6 @@ class Pingers:
                 outcome = type(exc).__name__
             self.results.append((outcome, time.monotonic() - started))
             time.sleep(0.02)
-
-    def __enter__(self) -> Pingers:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=10)
 
 
 def start_responder(port: int) -> subprocess.Popen:
