@@ -237,6 +237,14 @@ class Settings(BaseSettings):
         "Inductor/Triton cache (TORCHINDUCTOR_CACHE_DIR) kept across restarts so compiling "
         "reuses earlier results; empty: torch's default under /tmp.",
     )
+    compile_artifacts: str = _setting(
+        "auto",
+        "Compile artifacts loaded into the compile cache before warm-up compiles (when compile or "
+        "compile_decoder is on), only those built for this replica's key (torch, GPU, dtype, modes, buckets, "
+        "sizes, decoders): 'auto' (the model directory's compile-cache/ folder, e.g. in /opt/ml/model), "
+        "'off', or a folder. Built by `python -m serve_app.build_compile_cache` on the endpoint's GPU type.",
+        min_length=1,
+    )
     # --- Serving ------------------------------------------------------------------------------
     num_replicas: Literal["auto"] | PositiveInt = _setting(
         "auto", "Model replicas: 'auto' (one per GPU, 1 on CPU) or an integer."
@@ -500,6 +508,31 @@ class Settings(BaseSettings):
             "buckets": self.batch_buckets,
             "sizes": self.compiled_sizes,
             "compile_cache_dir": self.compile_cache_dir,
+        }
+
+    @property
+    def pipeline_options(self) -> dict[str, Any]:
+        """The pipeline settings as the plain keyword arguments of ``serve_app.model.configure_pipeline``."""
+        return {
+            "channels_last": self.channels_last,
+            "compile_mode": self.unet_compile_mode,
+            "buckets": self.batch_buckets,
+            "sizes": self.compiled_sizes,
+            "attention_slicing": self.attention_slicing,
+            "vae_slicing": self.vae_slicing,
+            "vae_tiling": self.vae_tiling,
+        }
+
+    @property
+    def serving_options(self) -> dict[str, Any]:
+        """Everything ``serve_app.model.load_for_serving`` takes besides the resolved model: what a
+        model replica loads, configures, compiles and loads compile artifacts for."""
+        return {
+            "device": self.device,
+            "dtype": self.dtype,
+            "pipeline_options": self.pipeline_options,
+            "decoder_options": self.decoder_options,
+            "compile_artifacts": self.compile_artifacts,
         }
 
     @property
