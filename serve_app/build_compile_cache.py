@@ -11,10 +11,11 @@ looks for them ('auto': the model directory's ``compile-cache/``). Tar that dire
 model.tar.gz and every instance of the endpoint starts from the artifacts.
 
 The key holds the GPU's name and compute capability, torch's version and the serving settings that
-shape the graphs, so build with the endpoint's settings, in its image, **on the endpoint's GPU
-type** (e.g. ``docker run --gpus all -v $PWD/model:/opt/ml/model IMAGE python -m
-serve_app.build_compile_cache compile=reduce-overhead`` on the instance type); a replica whose key
-differs skips the file, logs why, and compiles from scratch.
+shape the graphs, so build with the endpoint's settings and torch **on the endpoint's GPU type**
+(in its image: ``docker run --gpus all -v $PWD/model:/opt/ml/model IMAGE python -m
+serve_app.build_compile_cache compile=reduce-overhead`` on the instance type, once the image keeps
+triton and a C compiler: docs/container.md); a replica whose key differs skips the file, logs why,
+and compiles from scratch.
 
 Exit codes: 0 written; 1 the model could not be loaded or the files not written; 2 bad settings or
 nothing to compile.
