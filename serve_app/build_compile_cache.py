@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from serve_app.logs import configure_logging
-from serve_app.settings import Settings
+from serve_app.settings import Settings, setting_arguments
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, str]]:
@@ -39,13 +39,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, st
                                  "<model dir>/compile-cache)")
     p.add_argument("settings", nargs="*", metavar="setting=value", help="settings, as `serve run` takes them")
     args = p.parse_args(argv)
-    overrides = {}
-    for item in args.settings:
-        name, sep, value = item.partition("=")
-        if not sep:
-            p.error(f"expected setting=value, got {item!r}")
-        overrides[name] = value
-    return args, overrides
+    try:
+        return args, setting_arguments(args.settings)
+    except ValueError as exc:
+        p.error(str(exc))
 
 
 def build(settings: Settings, out: str | None) -> dict:

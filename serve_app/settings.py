@@ -603,6 +603,18 @@ class _EnvironmentSource(EnvSettingsSource):
         return {name.lower(): value for name, value in self._environ.items()}
 
 
+def setting_arguments(items: list[str]) -> dict[str, str]:
+    """``name=value`` command-line arguments (as ``serve run`` takes them) as ``Settings.load``'s
+    overrides; ValueError naming the first item without '='."""
+    overrides = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"expected setting=value, got {item!r}")
+        overrides[name] = value
+    return overrides
+
+
 def offline_requested(environ: Mapping[str, str]) -> bool:
     """The ``offline`` setting as ``environ`` gives it, parsed by its field (the container reads it
     before anything else of the settings, to set HF_HUB_OFFLINE for every process it starts)."""

@@ -183,3 +183,12 @@ def test_the_default_decoder_and_the_decoder_names_have_one_source():
     assert GenerationSpec("p", 1).decoder == GenerationResult(b"", "png", 1, 0, 0, 0).decoder == DEFAULT_DECODER
     assert get_args(DecoderName) == DECODER_NAMES
     assert get_args(GenerateRequest.model_fields["decoder"].annotation)[0] == DecoderName
+
+
+def test_command_line_settings_are_name_value_pairs():
+    from serve_app.settings import setting_arguments
+
+    assert setting_arguments(["model=tiny", "compile_sizes=512x512,768x512", "tiny_decoder="]) == {
+        "model": "tiny", "compile_sizes": "512x512,768x512", "tiny_decoder": ""}
+    with pytest.raises(ValueError, match="expected setting=value, got 'tiny'"):
+        setting_arguments(["tiny"])
