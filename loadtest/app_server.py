@@ -24,15 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stats-out", help="on stopping, write each model replica's stats() (device memory included) here as JSON")
     p.add_argument("args", nargs="*", help="build_app key=value arguments, as for `serve run`")
     ns = p.parse_args(argv)
-    app_args = {}
-    for kv in ns.args:
-        k, sep, v = kv.partition("=")
-        if not sep:
-            p.error(f"expected key=value, got {kv!r}")
-        app_args[k] = v
-
     from serve_app import launch
-    from serve_app.settings import Settings
+    from serve_app.settings import Settings, setting_arguments
+
+    try:
+        app_args = setting_arguments(ns.args)
+    except ValueError as exc:
+        p.error(str(exc))
 
     settings = Settings.load(app_args)
     # 1. Before Ray is imported and started, as in the container (serve_app/launch.py): among

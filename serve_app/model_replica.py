@@ -51,14 +51,7 @@ class SDTurboModel:
         await asyncio.to_thread(self._load, settings, resolved)
 
     def _load(self, settings: Settings, resolved: ResolvedModel) -> None:
-        from serve_app.model import (
-            ImageSafetyChecker,
-            SDTurboGenerator,
-            compile_unet,
-            configure_pipeline,
-            load_pipeline,
-            prepare_decoders,
-        )
+        from serve_app.model import ImageSafetyChecker, SDTurboGenerator, load_for_serving
 
         configure_logging(settings.log_level)
         self.settings = settings
@@ -67,23 +60,12 @@ class SDTurboModel:
         self._call_models: set[str | None] = set()  # the models named by the specs of its calls
         started = time.perf_counter()
         time.sleep(settings.fault_injection_load_stall_s)  # testing only; 0 by default
-        # 1. Load once, here, never in the request path.
-        pipe = load_pipeline(device=settings.device, dtype=settings.dtype, resolved=resolved)
-        configure_pipeline(
-            pipe,
-            channels_last=settings.channels_last,
-            compile_mode=settings.unet_compile_mode,
-            buckets=settings.batch_buckets,
-            sizes=settings.compiled_sizes,
-            attention_slicing=settings.attention_slicing,
-            vae_slicing=settings.vae_slicing,
-            vae_tiling=settings.vae_tiling,
-        )
-        # VAE decoders: the full VAE and/or TAESD (resolved.tiny_decoder), compiled here when
-        # compile_decoder says so, never in the request path; then the UNet (the compile cache
-        # is configured by prepare_decoders first).
-        decoders = prepare_decoders(pipe, resolved.tiny_decoder, **settings.decoder_options)
-        unet_report = compile_unet(pipe)
+        # 1. Load once, here, never in the request path: the pipeline configured, the decoders (the
+        #    full VAE and/or TAESD, resolved.tiny_decoder) built, and when compile or compile_decoder
+        #    says so the UNet and the decoders compiled per bucket, after the compile artifacts
+        #    shipped with the model were loaded (serve_app/model/compile_cache.py).
+        served = load_for_serving(resolved, **settings.serving_options)
+        pipe, decoders, unet_report = served.pipe, served.decoders, served.unet_report
         self.metrics = ModelMetrics(emf=EmfWriter.from_settings(settings, model=resolved.name))
         self.generator = SDTurboGenerator(
             pipe,
@@ -131,6 +113,7 @@ class SDTurboModel:
             decoders=list(decoders.names),
             decoder_compile_s={name: round(r.seconds, 1) for name, r in decoders.compile_reports.items()},
             unet_compile_s=round(unet_report.seconds, 1) if unet_report else None,
+            compile_artifacts=served.artifacts.as_dict() if served.artifacts else None,
             load_ms=round((time.perf_counter() - started) * 1000.0 - warmup_ms, 1),
             warmup_ms=round(warmup_ms, 1),
         )

@@ -237,6 +237,14 @@ class Settings(BaseSettings):
         "Inductor/Triton cache (TORCHINDUCTOR_CACHE_DIR) kept across restarts so compiling "
         "reuses earlier results; empty: torch's default under /tmp.",
     )
+    compile_artifacts: str = _setting(
+        "auto",
+        "Compile artifacts loaded into the compile cache before warm-up compiles (when compile or "
+        "compile_decoder is on), only those built for this replica's key (torch, GPU, dtype, modes, buckets, "
+        "sizes, decoders): 'auto' (the model directory's compile-cache/ folder, e.g. in /opt/ml/model), "
+        "'off', or a folder. Built by `python -m serve_app.build_compile_cache` on the endpoint's GPU type.",
+        min_length=1,
+    )
     # --- Serving ------------------------------------------------------------------------------
     num_replicas: Literal["auto"] | PositiveInt = _setting(
         "auto", "Model replicas: 'auto' (one per GPU, 1 on CPU) or an integer."
@@ -503,6 +511,31 @@ class Settings(BaseSettings):
         }
 
     @property
+    def pipeline_options(self) -> dict[str, Any]:
+        """The pipeline settings as the plain keyword arguments of ``serve_app.model.configure_pipeline``."""
+        return {
+            "channels_last": self.channels_last,
+            "compile_mode": self.unet_compile_mode,
+            "buckets": self.batch_buckets,
+            "sizes": self.compiled_sizes,
+            "attention_slicing": self.attention_slicing,
+            "vae_slicing": self.vae_slicing,
+            "vae_tiling": self.vae_tiling,
+        }
+
+    @property
+    def serving_options(self) -> dict[str, Any]:
+        """Everything ``serve_app.model.load_for_serving`` takes besides the resolved model: what a
+        model replica loads, configures, compiles and loads compile artifacts for."""
+        return {
+            "device": self.device,
+            "dtype": self.dtype,
+            "pipeline_options": self.pipeline_options,
+            "decoder_options": self.decoder_options,
+            "compile_artifacts": self.compile_artifacts,
+        }
+
+    @property
     def warmup_batch_sizes(self) -> tuple[int, ...]:
         """The call sizes a replica warms up before it reports ready: a lone request and a full call."""
         return tuple(sorted({1, self.max_batch_size}))
@@ -568,6 +601,18 @@ class _EnvironmentSource(EnvSettingsSource):
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
         return {name.lower(): value for name, value in self._environ.items()}
+
+
+def setting_arguments(items: list[str]) -> dict[str, str]:
+    """``name=value`` command-line arguments (as ``serve run`` takes them) as ``Settings.load``'s
+    overrides; ValueError naming the first item without '='."""
+    overrides = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"expected setting=value, got {item!r}")
+        overrides[name] = value
+    return overrides
 
 
 def offline_requested(environ: Mapping[str, str]) -> bool:

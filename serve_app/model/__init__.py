@@ -27,6 +27,13 @@ _EXPORTS = {
     "resolve_source": "sources",
     "configure_pipeline": "loading",
     "compile_unet": "loading",
+    "load_for_serving": "loading",
+    "ServingPipeline": "loading",
+    "ARTIFACTS_FOLDER": "compile_cache",
+    "artifacts_folder": "compile_cache",
+    "compile_key": "compile_cache",
+    "load_compile_artifacts": "compile_cache",
+    "save_compile_artifacts": "compile_cache",
     "load_pipeline": "loading",
     "pin_execution_device": "loading",
     "resolve_model": "loading",
@@ -52,6 +59,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "ARTIFACTS_FOLDER",
     "DecoderSet",
     "GeneratedImage",
     "GenerationOutOfMemory",
@@ -66,14 +74,19 @@ __all__ = [
     "ResolvedSafetyChecker",
     "SDTurboGenerator",
     "SafetyCheckerLoadError",
+    "ServingPipeline",
     "SourceRules",
+    "artifacts_folder",
     "build_decoders",
     "build_pipeline",
     "check_pipeline_directory",
+    "compile_key",
     "compile_unet",
     "configure_compile_cache",
     "configure_pipeline",
     "ensure_preset",
+    "load_compile_artifacts",
+    "load_for_serving",
     "load_pipeline",
     "load_tiny_decoder",
     "prepare_decoders",
@@ -83,11 +96,19 @@ __all__ = [
     "resolve_safety_checker",
     "resolve_source",
     "resolve_tiny_decoder",
+    "save_compile_artifacts",
     "select_device",
     "select_dtype",
 ]
 
 if TYPE_CHECKING:  # the same names, for type checkers and editors
+    from serve_app.model.compile_cache import (
+        ARTIFACTS_FOLDER,
+        artifacts_folder,
+        compile_key,
+        load_compile_artifacts,
+        save_compile_artifacts,
+    )
     from serve_app.model.decoders import (
         DecoderSet,
         build_decoders,
@@ -99,8 +120,10 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     from serve_app.model.directory import ModelDirectoryError, check_pipeline_directory
     from serve_app.model.generator import GeneratedImage, GenerationOutOfMemory, SDTurboGenerator
     from serve_app.model.loading import (
+        ServingPipeline,
         compile_unet,
         configure_pipeline,
+        load_for_serving,
         load_pipeline,
         pin_execution_device,
         resolve_model,

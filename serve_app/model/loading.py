@@ -11,18 +11,37 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
 from serve_app.model.buckets import CompiledUNet, CompileReport, installed_unet
+from serve_app.model.compile_cache import (
+    ArtifactsLoad,
+    CompileKey,
+    artifacts_folder,
+    compile_key,
+    load_compile_artifacts,
+)
+from serve_app.model.decoders import DecoderSet, configure_compile_cache, prepare_decoders
 from serve_app.model.directory import ModelDirectoryError, check_pipeline_directory, unreadable_reason
 from serve_app.model.presets import PRESETS, ensure_preset
 from serve_app.model.resolved import ResolvedModel, model_family
 from serve_app.model.sources import DEFAULT_CACHE_DIR, ModelLoadError, SourceRules, resolve_source
 
-__all__ = ["ModelLoadError", "compile_unet", "configure_pipeline", "load_pipeline", "pin_execution_device", "resolve_model"]
+__all__ = [
+    "ModelLoadError",
+    "ServingPipeline",
+    "compile_unet",
+    "configure_pipeline",
+    "load_for_serving",
+    "load_pipeline",
+    "pin_execution_device",
+    "resolve_model",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -218,3 +237,59 @@ def compile_unet(pipe: StableDiffusionPipeline) -> CompileReport | None:
         {shape: round(seconds, 2) for shape, seconds in report.per_shape_s.items()},
     )
     return report
+
+
+@dataclass
+class ServingPipeline:
+    """A pipeline as a model replica serves it: configured, its decoders built, everything that
+    is compiled compiled."""
+
+    pipe: StableDiffusionPipeline | StableDiffusionXLPipeline
+    decoders: DecoderSet
+    unet_report: CompileReport | None
+    compile_key: CompileKey | None  # None when nothing is compiled
+    artifacts: ArtifactsLoad | None  # what the compile artifacts shipped with the model gave
+
+
+def load_for_serving(
+    resolved: ResolvedModel,
+    *,
+    device: str,
+    dtype: str,
+    pipeline_options: Mapping[str, Any],
+    decoder_options: Mapping[str, Any],
+    compile_artifacts: str = "off",
+) -> ServingPipeline:
+    """What a model replica does before its warm-up generations, also run by the compile-artifact
+    build (``serve_app/build_compile_cache.py``) and ``loadtest.compile_start``, so that all three
+    compile the same graphs under the same key.
+
+    ``pipeline_options`` are ``configure_pipeline``'s keywords, ``decoder_options``
+    ``prepare_decoders``' and ``compile_artifacts`` the setting of that name ('auto', 'off' or a folder).
+    """
+    # 1. Load once, never in the request path.
+    pipe = load_pipeline(device=device, dtype=dtype, resolved=resolved)
+    # 2. The serving optimisations; a compiled UNet is installed here and compiled in step 5.
+    configure_pipeline(pipe, **pipeline_options)
+    # 3. The compile cache, before anything compiles: inductor's directory, then the artifacts
+    #    shipped with the model written into it (compile_cache.py), for this replica's key only.
+    key = artifacts = None
+    unet_mode = pipeline_options.get("compile_mode", "off")
+    if unet_mode != "off" or decoder_options["compile_mode"] != "off":
+        configure_compile_cache(decoder_options.get("compile_cache_dir", ""))
+        names = tuple(decoder_options["names"])
+        key = compile_key(
+            pipe,
+            unet_mode=unet_mode,
+            decoder_mode=decoder_options["compile_mode"],
+            decoders=names,
+            buckets=decoder_options["buckets"],
+            sizes=decoder_options["sizes"],
+            tiny_dir=resolved.tiny_decoder.local_dir if resolved.tiny_decoder and "tiny" in names else None,
+        )
+        artifacts = load_compile_artifacts(artifacts_folder(compile_artifacts, resolved.local_dir), key)
+    # 4. The decoders (full VAE and/or TAESD), compiled per bucket x size when compile_decoder says so.
+    decoders = prepare_decoders(pipe, resolved.tiny_decoder, **decoder_options)
+    # 5. The UNet per bucket x size (after the cache is in place: step 3).
+    unet_report = compile_unet(pipe)
+    return ServingPipeline(pipe, decoders, unet_report, key, artifacts)

@@ -8,6 +8,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -180,12 +181,14 @@ def test_configurations_and_the_services_configuration():
 
 
 @pytest.mark.timeout(900)
-def test_compile_start_measures_a_cold_then_a_warm_start(model_cache, tmp_path):
-    # TAESD only, one bucket at 64x64: the cheapest real inductor compile on a CPU.
+def test_compile_start_measures_a_cold_then_a_warm_start_and_saves_the_artifacts(model_cache, tmp_path):
+    # TAESD only, one bucket at 64x64: the cheapest real inductor compile on a CPU. The third start
+    # (artifacts loaded into an empty directory) is left out here: it compiles TAESD's C++ again on a
+    # CPU, and loading artifacts in a new process is tests/serve_app/model/test_compile_cache.py's.
     out, cache = tmp_path / "start", tmp_path / "inductor"
     r = subprocess.run([sys.executable, "-m", "loadtest.compile_start", "--model", "tiny", "--device", "cpu",
                         "--size", "64x64", "--buckets", "1", "--decoders", "tiny", "--cache-dir", model_cache,
-                        "--compile-cache-dir", str(cache), "--out", str(out)],
+                        "--compile-cache-dir", str(cache), "--starts", "cold,warm", "--out", str(out)],
                        cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=880)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads((out / "compile_start.json").read_text())
@@ -194,4 +197,31 @@ def test_compile_start_measures_a_cold_then_a_warm_start(model_cache, tmp_path):
     assert set(cold["per_shape_s"]["tiny"]) == {"1x64x64"}
     # The second process found the first one's compiled graphs in the shared directory.
     assert warm["decoders_s"] < cold["decoders_s"] and res["cache_bytes"] > 0
+    assert (cold["cache_counters"]["fxgraph_cache_miss"], warm["cache_counters"]["fxgraph_cache_hit"]) == (1, 1)
+    # The cold start saved the artifacts the third start would load: one file named by its key.
+    saved = Path(cold["artifacts_saved"]["path"])
+    assert saved.parent == Path(res["artifacts_dir"]) and saved.stat().st_size == cold["artifacts_saved"]["bytes"]
     assert "| warm (same cache dir) |" in (out / "compile_start.md").read_text()
+
+
+def test_compile_start_reports_the_artifacts_loaded_start_beside_cold_and_warm():
+    from loadtest.compile_start import render_md
+
+    def run(load_s, compile_s, hits, misses):
+        return {"import_and_load_s": load_s, "decoders_s": compile_s, "total_s": load_s + compile_s,
+                "per_shape_s": {"tiny": {"1x64x64": compile_s}}, "load_avg_1min": [1.0, 1.5],
+                "cache_counters": {"fxgraph_cache_hit": hits, "fxgraph_cache_miss": misses}}
+
+    result = {"model": "tiny", "size": "64x64", "device": "cpu", "date_utc": "2026-12-05T00:00:00+00:00",
+              "command": "python -m loadtest.compile_start", "mode": "default", "buckets": "1", "decoders": "tiny",
+              "with_unet": False, "cold": {**run(6.0, 20.0, 0, 1), "artifacts_saved": {"bytes": 472008}},
+              "warm": run(6.0, 3.0, 1, 0), "artifacts": {**run(6.5, 16.0, 1, 0), "artifacts": {
+                  "status": "loaded", "count": 2, "artifacts": {"inductor": 1, "aot_autograd": 1}, "seconds": 0.21,
+                  "key": "cpu-x86-64-avx512-torch2.13.0-cpu-1b44642b9087"}}}
+    md = render_md(result)
+    assert "| artifacts (empty cache dir, artifacts loaded) | 6.5 | 16.0 | 22.5 | 1, 0 | 1.0, 1.5 |" in md
+    assert "Compile time artifacts / cold: 0.80x" in md and "472008 bytes" in md
+    assert "| tiny | 1x64x64 | 20.0 | 3.0 | 16.0 |" in md
+    # A run stopped after its first start still reports it.
+    partial = {name: value for name, value in result.items() if name not in ("warm", "artifacts")}
+    assert "| cold (empty cache dir) |" in render_md(partial) and "warm" not in render_md(partial)

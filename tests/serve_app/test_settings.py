@@ -88,6 +88,15 @@ def test_one_compile_mode_covers_the_unet_and_the_decoders_unless_the_decoders_n
     assert (unet_only.unet_compile_mode, unet_only.decoder_compile_mode) == ("default", "off")
     # The UNet and the decoders are compiled for one bucket list.
     assert both.decoder_options["buckets"] == both.batch_buckets
+    # What serve_app.model.load_for_serving gets: the UNet's mode and buckets, the decoders', and
+    # where the compile artifacts are looked for ('auto': the model directory's compile-cache/).
+    options = both.serving_options
+    assert options["pipeline_options"]["compile_mode"] == "reduce-overhead"
+    assert options["pipeline_options"]["buckets"] == options["decoder_options"]["buckets"] == both.batch_buckets
+    assert options["compile_artifacts"] == "auto"
+    assert Settings.load({"compile_artifacts": "off"}, environ={}).serving_options["compile_artifacts"] == "off"
+    with pytest.raises(ValueError, match="compile_artifacts"):
+        Settings.load({"compile_artifacts": ""}, environ={})
 
 
 def test_per_device_defaults_apply_only_to_what_was_left_unset(monkeypatch):
@@ -174,3 +183,12 @@ def test_the_default_decoder_and_the_decoder_names_have_one_source():
     assert GenerationSpec("p", 1).decoder == GenerationResult(b"", "png", 1, 0, 0, 0).decoder == DEFAULT_DECODER
     assert get_args(DecoderName) == DECODER_NAMES
     assert get_args(GenerateRequest.model_fields["decoder"].annotation)[0] == DecoderName
+
+
+def test_command_line_settings_are_name_value_pairs():
+    from serve_app.settings import setting_arguments
+
+    assert setting_arguments(["model=tiny", "compile_sizes=512x512,768x512", "tiny_decoder="]) == {
+        "model": "tiny", "compile_sizes": "512x512,768x512", "tiny_decoder": ""}
+    with pytest.raises(ValueError, match="expected setting=value, got 'tiny'"):
+        setting_arguments(["tiny"])
