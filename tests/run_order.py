@@ -1,6 +1,6 @@
 """The order test files are handed to pytest-xdist's workers: the long ones first.
 
-pyproject's addopts run the suite on three workers with ``--dist loadfile`` (a file's tests stay on
+pyproject's addopts run the suite on two workers with ``--dist loadfile`` (a file's tests stay on
 one worker, so module fixtures such as the built image or a live app are made once) and
 ``--no-loadscope-reorder``: a worker takes the next file in collection order when it is nearly
 done with its own. xdist's default order (files with the most tests first) left long files with few
