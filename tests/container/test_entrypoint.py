@@ -26,7 +26,7 @@ from tests.container import chaos
 REPO = Path(__file__).resolve().parents[2]
 ENTRYPOINT = REPO / "container" / "entrypoint.py"
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.mostly_waiting]
 
 
 def start(env_overrides: dict, tmp_path: Path, stdout_file: str | None = None) -> subprocess.Popen:

@@ -49,7 +49,7 @@ SLOW_REQUEST = {"prompt": "a slow harbour", "model": "tiny-xl", "width": 1024, "
 SERVED_MODELS = ("tiny", "tiny-xl")
 SLOW_REQUESTS = 8
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(3000)]
+pytestmark = [pytest.mark.integration, pytest.mark.mostly_waiting, pytest.mark.timeout(3000)]
 
 
 def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -39,8 +39,9 @@ from .iam_policy import without_action  # noqa: E402
 from .moto_scaffolding import AwsCall, MotoServer  # noqa: E402
 from .sagemaker_metrics import unpublished  # noqa: E402
 
-# Terraform against a moto server on loopback: among the suite's long files (tests/run_order.py).
-pytestmark = pytest.mark.integration
+# Terraform against a moto server on loopback: a long file that mostly waits on the provider polling
+# moto (tests/run_order.py).
+pytestmark = [pytest.mark.integration, pytest.mark.mostly_waiting]
 
 REGION = "us-east-1"
 NAME = "sdt-moto"
