@@ -95,7 +95,7 @@ class ModelSource:
 
     @property
     def is_hub_id(self) -> bool:
-        # The same order as serve_app.model.loading.resolve_model: preset, directory, Hub id.
+        # The same order as serve_app.model.resolving.resolve_model: preset, directory, Hub id.
         if self.source in SD_PRESETS + SDXL_PRESETS or self.source.startswith((".", "/", "~")):
             return False
         return not Path(self.source).expanduser().exists()
