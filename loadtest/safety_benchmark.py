@@ -79,7 +79,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from transformers import CLIPImageProcessor
 
-    from serve_app.model.safety import ImageSafetyChecker, resolve_safety_checker
+    from serve_app.model.resolving import resolve_safety_checker
+    from serve_app.model.safety import ImageSafetyChecker
 
     # 1. The checker of the real architecture, in the dtype a replica would give it.
     if args.threads:

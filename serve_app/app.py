@@ -71,16 +71,20 @@ def build_app(args: Mapping[str, Any] | None = None) -> Application:
     return build_app_from_settings(Settings.load(args or {}))
 
 
-def resolve_sources(settings: Settings, served: ModelSource | None = None) -> ResolvedModel:
+def resolve_sources(settings: Settings, device_kind: str, served: ModelSource | None = None) -> ResolvedModel:
     """One served model (default: the first), TAESD (when a loaded decoder) and the safety checker
     (when on) as local directories, fetched or built once with the same fail-fast rules
-    (serve_app/model/sources.py)."""
-    from serve_app.model import resolve_model, resolve_safety_checker, resolve_tiny_decoder, select_device, select_dtype
-    from serve_app.model.decoders import tiny_decoder_for_family
+    (serve_app/model/resolving.py), for replicas on a ``device_kind`` ('cpu' or 'cuda') device.
+    Imports no torch: the process that starts the service runs no model."""
+    from serve_app.model.resolving import (
+        resolve_model,
+        resolve_safety_checker,
+        resolve_tiny_decoder,
+        tiny_decoder_for_family,
+    )
 
     served = served or settings.served_models[0]
-    device = select_device(settings.device)
-    half = select_dtype(settings.dtype, device).itemsize == 2
+    half = settings.half_precision(device_kind)
     resolved = resolve_model(served.source, served.revision, settings.cache_dir, half)
     tiny = None
     if "tiny" in settings.loaded_decoders:
@@ -99,9 +103,9 @@ def resolve_sources(settings: Settings, served: ModelSource | None = None) -> Re
     return dataclasses.replace(resolved, tiny_decoder=tiny, safety_checker=safety, name=served.name)
 
 
-def resolve_served_models(settings: Settings) -> list[ResolvedModel]:
+def resolve_served_models(settings: Settings, device_kind: str) -> list[ResolvedModel]:
     """Every served model resolved (``resolve_sources``), the default first."""
-    return [resolve_sources(settings, served) for served in settings.served_models]
+    return [resolve_sources(settings, device_kind, served) for served in settings.served_models]
 
 
 def build_app_from_settings(settings: Settings, resources: ClusterResources | None = None) -> Application:
@@ -116,10 +120,11 @@ def build_app_from_settings(settings: Settings, resources: ClusterResources | No
     sizes = size_deployments(settings, resources, models=len(settings.served_models))
     # 2. The device's defaults (serve_app.settings.DEVICE_DEFAULTS) for what was left unset: every
     #    deployment, the warm-up and the compile buckets then see one max_batch_size.
-    settings = settings.for_device(settings.device_kind(sizes.model_gpus))
+    device_kind = settings.device_kind(sizes.model_gpus)
+    settings = settings.for_device(device_kind)
     # 3. Resolve every source once, here, before any replica starts; on a GPU, refuse models that
     #    do not fit its memory together, with the numbers, before any replica loads one.
-    served = resolve_served_models(settings)
+    served = resolve_served_models(settings, device_kind)
     if sizes.model_gpus:
         check_gpu_memory(settings, served)
     options = model_deployment_options(settings, sizes)

@@ -51,11 +51,12 @@ def build(settings: Settings, out: str | None) -> dict:
     from serve_app.model import artifacts_folder, load_for_serving, save_compile_artifacts, select_device
 
     # 1. The settings as the replica sees them: the device's defaults applied (serve_app/app.py).
-    settings = settings.for_device("cuda" if select_device(settings.device) == "cuda" else "cpu")
+    device_kind = "cuda" if select_device(settings.device) == "cuda" else "cpu"
+    settings = settings.for_device(device_kind)
     if settings.unet_compile_mode == "off" and settings.decoder_compile_mode == "off":
         raise ValueError("nothing to compile: set compile (and/or compile_decoder) to a mode, as the endpoint will")
     # 2. The model as the app resolves it (the default model, with its TAESD).
-    resolved = resolve_sources(settings)
+    resolved = resolve_sources(settings, device_kind)
     folder = Path(out) if out else artifacts_folder(settings.compile_artifacts, resolved.local_dir)
     if folder is None:
         raise ValueError("compile_artifacts is 'off': name the folder to write with --out")

@@ -95,7 +95,7 @@ class ModelSource:
 
     @property
     def is_hub_id(self) -> bool:
-        # The same order as serve_app.model.loading.resolve_model: preset, directory, Hub id.
+        # The same order as serve_app.model.resolving.resolve_model: preset, directory, Hub id.
         if self.source in SD_PRESETS + SDXL_PRESETS or self.source.startswith((".", "/", "~")):
             return False
         return not Path(self.source).expanduser().exists()
@@ -467,6 +467,12 @@ class Settings(BaseSettings):
     def device_kind(self, gpus: float) -> str:
         """Where the model replicas run: 'cuda' when they are given GPUs and not told 'cpu'."""
         return "cuda" if gpus and self.device != "cpu" else "cpu"
+
+    def half_precision(self, kind: str) -> bool:
+        """Whether the model replicas hold 16-bit weights on a ``kind`` device: the dtype set, or
+        for 'auto' float16 on a GPU and float32 on a CPU (the loader's choice,
+        serve_app.model.loading.select_dtype). A source's half-precision files are fetched then."""
+        return self.dtype in ("float16", "bfloat16") or (self.dtype == "auto" and kind == "cuda")
 
     @property
     def unet_compile_mode(self) -> str:

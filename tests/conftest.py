@@ -57,6 +57,6 @@ def shared_ray_head():
 @pytest.fixture(scope="session")
 def safety_preset_dir(cache_dir) -> Path:
     """The `random` safety-checker preset: the published CLIP ViT-L/14 architecture, random weights."""
-    from serve_app.model.safety import ensure_safety_preset
+    from serve_app.model.resolving import ensure_safety_preset
 
     return ensure_safety_preset(cache_dir)

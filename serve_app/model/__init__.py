@@ -2,9 +2,11 @@
 sees plain Python objects (GenerationSpec in, PIL images out).
 
 Importing the package loads neither: each name below is imported from its module on first use
-(PEP 562), so the ingress replica can use the torch-free modules (``resolved``: the resolved
-model, ``tokens``: the prompt token counter, ``sources``: where weights come from) without the
-~450 MB that torch and diffusers cost.
+(PEP 562), so the processes that serve no model can use the torch-free modules without the
+~450 MB that torch and diffusers cost: the ingress replica (``resolved``: the resolved model,
+``tokens``: the prompt token counter) and the process that starts the service (``sources``: where
+weights come from, ``resolving``: each weights setting turned into a checked local directory,
+``directory``: the checks).
 
 The package depends on no module of the service outside it except the plain data types of
 ``serve_app.batching``: the replica passes settings in as plain values.
@@ -36,12 +38,12 @@ _EXPORTS = {
     "save_compile_artifacts": "compile_cache",
     "load_pipeline": "loading",
     "pin_execution_device": "loading",
-    "resolve_model": "loading",
+    "resolve_model": "resolving",
     "select_device": "loading",
     "select_dtype": "loading",
-    "PRESETS": "presets",
+    "PRESETS": "resolving",
     "build_pipeline": "presets",
-    "ensure_preset": "presets",
+    "ensure_preset": "resolving",
     "ResolvedModel": "resolved",
     "PromptTokenCounter": "tokens",
     "ResolvedDecoder": "resolved",
@@ -50,12 +52,12 @@ _EXPORTS = {
     "configure_compile_cache": "decoders",
     "prepare_decoders": "decoders",
     "load_tiny_decoder": "decoders",
-    "resolve_tiny_decoder": "decoders",
+    "resolve_tiny_decoder": "resolving",
     "ImageSafetyChecker": "safety",
     "ResolvedSafetyChecker": "resolved",
-    "SafetyCheckerLoadError": "safety",
-    "parse_seed_list": "safety",
-    "resolve_safety_checker": "safety",
+    "SafetyCheckerLoadError": "resolving",
+    "parse_seed_list": "resolving",
+    "resolve_safety_checker": "resolving",
 }
 
 __all__ = [
@@ -115,7 +117,6 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
         configure_compile_cache,
         load_tiny_decoder,
         prepare_decoders,
-        resolve_tiny_decoder,
     )
     from serve_app.model.directory import ModelDirectoryError, check_pipeline_directory
     from serve_app.model.generator import GeneratedImage, GenerationOutOfMemory, SDTurboGenerator
@@ -126,18 +127,21 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
         load_for_serving,
         load_pipeline,
         pin_execution_device,
-        resolve_model,
         select_device,
         select_dtype,
     )
-    from serve_app.model.presets import PRESETS, build_pipeline, ensure_preset
+    from serve_app.model.presets import build_pipeline
     from serve_app.model.resolved import ResolvedDecoder, ResolvedModel, ResolvedSafetyChecker
-    from serve_app.model.safety import (
-        ImageSafetyChecker,
+    from serve_app.model.resolving import (
+        PRESETS,
         SafetyCheckerLoadError,
+        ensure_preset,
         parse_seed_list,
+        resolve_model,
         resolve_safety_checker,
+        resolve_tiny_decoder,
     )
+    from serve_app.model.safety import ImageSafetyChecker
     from serve_app.model.sources import LocalSource, ModelLoadError, SourceRules, resolve_source
     from serve_app.model.tokens import PromptTokenCounter
 

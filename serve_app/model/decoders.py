@@ -28,8 +28,6 @@ eagerly, and the request path never compiles.
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import os
 import time
@@ -41,81 +39,10 @@ from diffusers import AutoencoderTiny, StableDiffusionPipeline, StableDiffusionX
 
 from serve_app.batching import DEFAULT_DECODER
 from serve_app.model.buckets import BucketedCompile, CompileReport
-from serve_app.model.presets import TINY_DECODER_PRESET, TINY_DECODER_PRESETS, TINY_DECODER_XL_PRESET, ensure_preset
 from serve_app.model.resolved import ResolvedDecoder
-from serve_app.model.sources import (
-    DEFAULT_TINY_DECODER,
-    MODEL_FOLDER_PREFIX,
-    TINY_DECODER_XL,  # TAESDXL, the tiny decoder of SDXL latents (pinned there)
-    ModelLoadError,
-    SourceRules,
-    resolve_source,
-)
+from serve_app.model.sources import ModelLoadError
 
 logger = logging.getLogger(__name__)
-
-MODEL_SUBFOLDER_PREFIX = MODEL_FOLDER_PREFIX
-# The files of a diffusers AutoencoderTiny repository that loading needs.
-_TINY_DECODER_FILES = ["config.json", "diffusion_pytorch_model.safetensors"]
-
-# A model family's counterpart of each TAESD source that belongs to one family.
-_FAMILY_TINY_DECODERS = {
-    "sd": {TINY_DECODER_XL: DEFAULT_TINY_DECODER, TINY_DECODER_XL_PRESET: TINY_DECODER_PRESET},
-    "sdxl": {DEFAULT_TINY_DECODER: TINY_DECODER_XL, TINY_DECODER_PRESET: TINY_DECODER_XL_PRESET},
-}
-
-_TINY_HINT = (
-    "To run without TAESD, set SDTURBO_DECODERS=full. To try the tiny decoder offline, use the "
-    "random-weight preset SDTURBO_TINY_DECODER=taesd-random (taesdxl-random for SDXL models; their "
-    "images are noise), or point "
-    "SDTURBO_TINY_DECODER at a local AutoencoderTiny directory (config.json + "
-    "diffusion_pytorch_model.safetensors) or at model:<subfolder> of the model directory."
-)
-
-
-# --- Finding TAESD ----------------------------------------------------------------------------
-def tiny_decoder_for_family(source: str, family: str) -> str:
-    """The tiny decoder source for a model of ``family`` ('sd' or 'sdxl'): TAESD and its preset
-    for SD-Turbo, TAESDXL and its preset for SDXL-Turbo. A source that names the other family's
-    decoder is swapped for this family's; any other (a directory, another Hub id) is kept."""
-    return _FAMILY_TINY_DECODERS[family].get(source, source)
-
-
-def resolve_tiny_decoder(source: str, revision: str, model_dir: str, cache_dir: str) -> ResolvedDecoder:
-    """Turn the ``tiny_decoder`` setting into a local AutoencoderTiny directory
-    (``sources.resolve_source``: the preset, ``model:<folder>``, a path or a pinned Hub id).
-
-    Never substitutes random weights for real ones: any failure raises ModelLoadError.
-    """
-    rules = SourceRules(
-        what="tiny_decoder",
-        error=ModelLoadError,
-        hint=_TINY_HINT,
-        presets={name: functools.partial(ensure_preset, name) for name in TINY_DECODER_PRESETS},
-        hub_patterns=[_TINY_DECODER_FILES],
-        model_folders=True,
-    )
-    found = resolve_source(source, revision, rules, cache_dir, model_dir)
-    return ResolvedDecoder(_checked_tiny_dir(found.local_dir, source), found.source_id, found.revision, found.is_random)
-
-
-def _checked_tiny_dir(path: Path, source: str) -> str:
-    """``path`` if it holds an AutoencoderTiny (by its config), else a ModelLoadError saying why."""
-    config = path / "config.json"
-    if not config.is_file():
-        raise ModelLoadError(
-            f"tiny_decoder {source!r}: {str(path)!r} has no config.json (exists: {path.exists()}). {_TINY_HINT}"
-        )
-    try:
-        class_name = json.loads(config.read_text()).get("_class_name")
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"tiny_decoder {source!r}: cannot read {config}: {exc}. {_TINY_HINT}") from exc
-    if class_name != "AutoencoderTiny":
-        raise ModelLoadError(
-            f"tiny_decoder {source!r}: {config} describes a {class_name!r}, not an AutoencoderTiny "
-            f"(TAESD). {_TINY_HINT}"
-        )
-    return str(path.resolve())
 
 
 def load_tiny_decoder(resolved: ResolvedDecoder, device: torch.device | str, dtype: torch.dtype) -> AutoencoderTiny:

@@ -1,15 +1,14 @@
-"""Finding, loading and configuring the SD-Turbo or SDXL-Turbo pipeline.
+"""Loading and configuring the SD-Turbo or SDXL-Turbo pipeline.
 
 Every model source ends in the same ``<pipeline class>.from_pretrained(<local dir>)`` call, the
 class named by the directory's model_index.json (``StableDiffusionPipeline`` or
-``StableDiffusionXLPipeline``): ``serve_app.model.sources`` turns a hub id (pinned revision, only
+``StableDiffusionXLPipeline``): ``serve_app.model.resolving`` turns a hub id (pinned revision, only
 the files the pipeline needs), a preset (built into this service's cache) or a local directory
-(including SageMaker's /opt/ml/model) into that directory.
+(including SageMaker's /opt/ml/model) into that directory, without torch.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,10 +26,9 @@ from serve_app.model.compile_cache import (
     load_compile_artifacts,
 )
 from serve_app.model.decoders import DecoderSet, configure_compile_cache, prepare_decoders
-from serve_app.model.directory import ModelDirectoryError, check_pipeline_directory, unreadable_reason
-from serve_app.model.presets import PRESETS, ensure_preset
 from serve_app.model.resolved import ResolvedModel, model_family
-from serve_app.model.sources import DEFAULT_CACHE_DIR, ModelLoadError, SourceRules, resolve_source
+from serve_app.model.resolving import resolve_model
+from serve_app.model.sources import DEFAULT_CACHE_DIR, ModelLoadError
 
 __all__ = [
     "ModelLoadError",
@@ -40,7 +38,6 @@ __all__ = [
     "load_for_serving",
     "load_pipeline",
     "pin_execution_device",
-    "resolve_model",
 ]
 
 logger = logging.getLogger(__name__)
@@ -55,51 +52,6 @@ _PIPELINE_KWARGS = {
     "sd": dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False),
     "sdxl": dict(add_watermarker=False),
 }
-
-
-_OFFLINE_HINT = (
-    "To try the service without the real weights, use the offline preset: "
-    "SDTURBO_MODEL=tiny (or `serve run serve_app.app:build_app model=tiny`); it has random "
-    "weights and makes noise images. To use real weights offline, point SDTURBO_MODEL at a local "
-    "diffusers directory (e.g. one saved with save_pretrained, or SageMaker's /opt/ml/model)."
-)
-
-
-def resolve_model(model: str, revision: str | None, cache_dir: str, half_precision: bool = False) -> ResolvedModel:
-    """Turn the ``model`` setting into a local diffusers directory (``sources.resolve_source``).
-
-    Never substitutes random weights for real ones: any failure raises ModelLoadError.
-    """
-    weights = "*/*.fp16.safetensors" if half_precision else "*/*.safetensors"
-    rules = SourceRules(
-        what="model",
-        error=ModelLoadError,
-        hint=_OFFLINE_HINT,
-        presets={name: functools.partial(ensure_preset, name) for name in PRESETS},
-        # Only what the pipeline loads: configs, tokenizer files and one precision's weights.
-        hub_patterns=[["model_index.json", "*/*.json", "*/*.txt", weights]],
-        hub_ignore_patterns=None if half_precision else ["*.fp16.safetensors"],
-        # The model setting's default is the pinned commit; any other revision is the operator's.
-        require_revision=False,
-    )
-    found = resolve_source(model, revision, rules, cache_dir)
-    unreadable = unreadable_reason(found.local_dir)
-    if unreadable is None and not (found.local_dir / "model_index.json").is_file():
-        raise ModelLoadError(
-            f"Model directory {str(found.local_dir)!r} has no model_index.json: it is not a diffusers "
-            f"pipeline directory (exists: {found.local_dir.exists()}). {_OFFLINE_HINT}"
-        )
-    # Unreadable, incomplete, truncated or of another architecture: one line now, not a replica
-    # failing to load it three times over.
-    try:
-        check_pipeline_directory(found.local_dir)
-    except ModelDirectoryError as exc:
-        raise ModelLoadError(f"Model directory {str(found.local_dir)!r} cannot be served: {exc}") from None
-    try:
-        family = model_family(found.local_dir)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"Found {model!r} at {found.local_dir} but {exc}") from exc
-    return ResolvedModel(str(found.local_dir.resolve()), found.source_id, found.revision, found.is_random, family=family)
 
 
 def select_device(device: str) -> str:

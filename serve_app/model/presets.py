@@ -31,10 +31,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import os
-import shutil
 import tempfile
-from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -49,13 +46,10 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from serve_app.model.resolved import SD_PRESETS, SDXL_PRESETS
+from serve_app.model.resolving import PRESETS, TINY_DECODER_PRESETS, ensure_preset
 from serve_app.model.sources import DEFAULT_CACHE_DIR
 
-PRESETS = (*SD_PRESETS, *SDXL_PRESETS)
 _BPE_FILE = Path(__file__).with_name("assets") / "clip_bpe_simple_vocab_16e6.txt.gz"
-# Bumped whenever a preset's architecture changes, so stale builds are rebuilt, not reused.
-PRESET_FORMAT_VERSION = "1"
 
 # sd-turbo's scheduler/scheduler_config.json
 _SCHEDULER_CONFIG = dict(
@@ -229,9 +223,6 @@ _XL_ARCHITECTURES = {
 
 # madebyollin/taesd's config.json (TAESD for SD 1.x/2.x latents): the tiny-decoder preset.
 # madebyollin/taesdxl's (TAESDXL, for SDXL latents) is the same architecture.
-TINY_DECODER_PRESET = "taesd-random"
-TINY_DECODER_XL_PRESET = "taesdxl-random"
-TINY_DECODER_PRESETS = (TINY_DECODER_PRESET, TINY_DECODER_XL_PRESET)
 TAESD_CONFIG = dict(
     in_channels=3,
     out_channels=3,
@@ -344,42 +335,14 @@ def build_tiny_decoder(seed: int = 0) -> AutoencoderTiny:
     return AutoencoderTiny(**TAESD_CONFIG).eval()
 
 
-def ensure_preset(name: str, cache_dir: str | os.PathLike) -> Path:
-    """Return the directory of a built preset, building it first if needed."""
-    target = Path(cache_dir) / "presets" / f"{name}-v{PRESET_FORMAT_VERSION}"
+def save_preset(name: str, directory: Path) -> None:
+    """Build the model or TAESD preset ``name`` and write it into ``directory`` with
+    ``save_pretrained`` (``serve_app.model.resolving.ensure_preset`` builds each one once)."""
     if name in TINY_DECODER_PRESETS:
         seed = TINY_DECODER_PRESETS.index(name)  # two presets, two different random decoders
-        return build_once(
-            target,
-            "config.json",
-            lambda staging: build_tiny_decoder(seed).save_pretrained(str(staging), safe_serialization=True),
-        )
-    return build_once(
-        target, "model_index.json", lambda staging: build_pipeline(name).save_pretrained(str(staging), safe_serialization=True)
-    )
-
-
-def build_once(target: Path, marker: str, write: Callable[[Path], None]) -> Path:
-    """Return ``target``, first running ``write(directory)`` unless ``target/marker`` exists.
-
-    Built into a temporary sibling and renamed into place, so a crash mid-build never leaves
-    a half-written directory that would later load as a broken model.
-    """
-    if (target / marker).is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        write(staging)
-        try:
-            staging.rename(target)
-        except OSError:
-            # Another process finished the same build first; theirs is as good as ours.
-            if not (target / marker).is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+        build_tiny_decoder(seed).save_pretrained(str(directory), safe_serialization=True)
+    else:
+        build_pipeline(name).save_pretrained(str(directory), safe_serialization=True)
 
 
 def main(argv: list[str] | None = None) -> None:

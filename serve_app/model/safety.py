@@ -14,7 +14,7 @@ device, between the pipeline call and the one uint8 copy to the host:
 * flagged images are blacked out on the device, so their pixels never reach the host; the
   caller gets one flag per image and never returns a flagged one.
 
-Sources follow the model's loading rules (``serve_app.model.loading``): a Hub id at a pinned
+Sources follow the model's rules (found by ``serve_app.model.resolving``): a Hub id at a pinned
 revision, a local directory, the model directory's own ``safety_checker/`` subfolder, or the
 offline preset ``random`` (the published architecture with random weights, built locally and
 loaded back through ``from_pretrained``). A checker that was asked for and cannot be loaded
@@ -23,10 +23,8 @@ fails start-up; it is never replaced by random weights or silently switched off.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -37,24 +35,8 @@ import torch.nn.functional as F
 from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
 from transformers import CLIPConfig, CLIPImageProcessor
 
-from serve_app.model.presets import build_once
 from serve_app.model.resolved import ResolvedSafetyChecker
-from serve_app.model.sources import (
-    PINNED_REVISIONS,
-    SAFETY_CHECKER_HUB_ID,
-    LocalSource,
-    ModelLoadError,
-    SourceRules,
-    resolve_source,
-)
-
-# The published checker and its pinned commit: serve_app.model.sources lists every pin.
-SAFETY_CHECKER_REVISION = PINNED_REVISIONS[SAFETY_CHECKER_HUB_ID]
-# `safety_checker` values that are not a Hub id or a path.
-RANDOM_PRESET = "random"  # offline preset: published architecture, random weights
-FROM_MODEL = "model"  # the model directory's safety_checker/ and feature_extractor/ subfolders
-# Bumped whenever the preset's architecture changes, so stale builds are rebuilt, not reused.
-SAFETY_PRESET_FORMAT_VERSION = "1"
+from serve_app.model.resolving import SafetyCheckerLoadError
 
 # The published checker's config.json: CLIP ViT-L/14 vision tower (24 layers, width 1024, patch
 # 14, 224 px) projected to 768. Only the vision tower is instantiated by the checker; the text
@@ -90,70 +72,6 @@ _PUBLISHED_PREPROCESSOR = dict(
 _BICUBIC = 3
 
 
-class SafetyCheckerLoadError(ModelLoadError):
-    """The configured safety checker could not be found or loaded; start-up fails with this."""
-
-
-# --- Finding the checker ----------------------------------------------------------------------
-
-
-def resolve_safety_checker(
-    source: str, revision: str, cache_dir: str, model_dir: str | None = None, forced_unsafe_seeds: str = ""
-) -> ResolvedSafetyChecker | None:
-    """Turn the ``safety_checker`` setting into local directories; None when it is off.
-
-    Never substitutes random weights for real ones: any failure raises SafetyCheckerLoadError.
-    ``forced_unsafe_seeds`` is the testing-only ``fault_injection_unsafe_seeds`` setting.
-    """
-    source = source.strip()
-    try:
-        forced = parse_seed_list(forced_unsafe_seeds)
-    except ValueError as exc:
-        raise SafetyCheckerLoadError(f"fault_injection_unsafe_seeds: {exc}") from None
-    # 1. Off.
-    if not source:
-        if forced:
-            raise SafetyCheckerLoadError("fault_injection_unsafe_seeds needs a safety_checker to inject into")
-        return None
-    # 2. The model directory's own checker (a pipeline saved with its safety_checker/) is the
-    #    model directory itself; every other source goes through the one resolver.
-    if source == FROM_MODEL:
-        if model_dir is None:
-            raise SafetyCheckerLoadError("safety_checker='model' needs the model's directory")
-        found = LocalSource(Path(model_dir), FROM_MODEL, None, False)
-    else:
-        found = resolve_source(source, revision, _RULES, cache_dir, model_dir)
-    resolved = _local_checker(found.local_dir, source)
-    return dataclasses.replace(
-        resolved, source=found.source_id, revision=found.revision, is_random=found.is_random, forced_unsafe_seeds=forced
-    )
-
-
-def _local_checker(path: Path, source: str) -> ResolvedSafetyChecker:
-    """A checker directory (config.json + preprocessor_config.json) or a pipeline directory
-    (safety_checker/ + feature_extractor/)."""
-    if (path / "config.json").is_file():
-        checker, preprocessor = path, path
-    else:
-        checker, preprocessor = path / "safety_checker", path / "feature_extractor"
-    missing = [
-        str(p) for p in (checker / "config.json", preprocessor / "preprocessor_config.json") if not p.is_file()
-    ]
-    if missing:
-        raise SafetyCheckerLoadError(
-            f"Safety checker {source!r}: {str(path)!r} is neither a checker directory (config.json and "
-            f"preprocessor_config.json) nor a pipeline directory with safety_checker/ and "
-            f"feature_extractor/; missing {missing} (exists: {path.exists()}). {_HINT}"
-        )
-    return ResolvedSafetyChecker(str(checker.resolve()), str(preprocessor.resolve()), source, None, False)
-
-
-_HINT = (
-    f"Set SDTURBO_SAFETY_CHECKER={SAFETY_CHECKER_HUB_ID} for the published checker, point it at a local "
-    "copy, or leave it empty to run without one."
-)
-
-
 # --- The offline preset -----------------------------------------------------------------------
 
 
@@ -173,30 +91,13 @@ def build_random_safety_checker(seed: int = 0) -> StableDiffusionSafetyChecker:
     return checker
 
 
-def ensure_safety_preset(cache_dir: str | os.PathLike) -> Path:
-    """The directory of the built ``random`` preset (checker and preprocessor), built if needed."""
-
-    def write(directory: Path) -> None:
-        build_random_safety_checker().save_pretrained(str(directory), safe_serialization=True)
-        (directory / "preprocessor_config.json").write_text(
-            json.dumps({**_PUBLISHED_PREPROCESSOR, "image_processor_type": "CLIPImageProcessor"}, indent=2)
-        )
-
-    target = Path(cache_dir) / "presets" / f"safety-checker-{RANDOM_PRESET}-v{SAFETY_PRESET_FORMAT_VERSION}"
-    return build_once(target, "config.json", write)
-
-
-_CONFIGS = ["config.json", "preprocessor_config.json"]
-_RULES = SourceRules(
-    what="safety_checker",
-    error=SafetyCheckerLoadError,
-    hint=_HINT,
-    presets={RANDOM_PRESET: ensure_safety_preset},
-    # safetensors when the revision has them; the pickle-free loader of transformers reads
-    # pytorch_model.bin otherwise (weights only).
-    hub_patterns=[[*_CONFIGS, "*.safetensors"], [*_CONFIGS, "pytorch_model.bin"]],
-    weights="*.safetensors",
-)
+def save_random_safety_checker(directory: Path) -> None:
+    """Write the ``random`` preset (checker and preprocessor) into ``directory``
+    (``serve_app.model.resolving.ensure_safety_preset`` builds it once)."""
+    build_random_safety_checker().save_pretrained(str(directory), safe_serialization=True)
+    (directory / "preprocessor_config.json").write_text(
+        json.dumps({**_PUBLISHED_PREPROCESSOR, "image_processor_type": "CLIPImageProcessor"}, indent=2)
+    )
 
 
 # --- Running it ---------------------------------------------------------------------------------
@@ -378,11 +279,3 @@ def _round_to_8_bits(pixels: torch.Tensor) -> torch.Tensor:
 
 def _cosine(embeds: torch.Tensor, concepts: torch.Tensor) -> torch.Tensor:
     return torch.mm(F.normalize(embeds), F.normalize(concepts).t())
-
-
-def parse_seed_list(text: str) -> frozenset[int]:
-    """'1, 2,3' -> {1, 2, 3}; a clear error for anything that is not a list of integers."""
-    try:
-        return frozenset(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ValueError(f"expected comma-separated integer seeds, got {text!r}") from None

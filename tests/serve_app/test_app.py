@@ -24,3 +24,26 @@ def test_the_builder_binds_the_devices_defaults_for_what_was_left_unset(monkeypa
     assert (on_cpu.max_batch_size, on_cpu.compile) == (settings_module.DEVICE_DEFAULTS["cpu"].max_batch_size, "off")
     told_cpu, _ = bound(1, {"device": "cpu"})
     assert told_cpu.max_batch_size == settings_module.DEVICE_DEFAULTS["cpu"].max_batch_size
+
+
+def test_building_the_app_imports_no_torch(cache_dir, tiny_model_dir, safety_preset_dir):
+    """The process that starts the service (the container's entrypoint) resolves every source
+    and binds the deployments without the ~450 MB of torch, diffusers and transformers."""
+    import subprocess
+    import sys
+
+    from serve_app.model import ensure_preset
+
+    ensure_preset("taesd-random", cache_dir)  # built here, so the new interpreter only finds it
+    code = (
+        "import sys\n"
+        "from serve_app.app import build_app_from_settings\n"
+        "from serve_app.cluster import ClusterResources\n"
+        "from serve_app.settings import Settings\n"
+        f"settings = Settings.load({{'model': 'tiny', 'decoders': 'full,tiny', 'tiny_decoder': 'taesd-random', 'safety_checker': 'random', 'cache_dir': {cache_dir!r}}}, environ={{}})\n"
+        "build_app_from_settings(settings, ClusterResources(cpus=2, gpus=0))\n"
+        "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -192,3 +192,15 @@ def test_command_line_settings_are_name_value_pairs():
         "model": "tiny", "compile_sizes": "512x512,768x512", "tiny_decoder": ""}
     with pytest.raises(ValueError, match="expected setting=value, got 'tiny'"):
         setting_arguments(["tiny"])
+
+
+@pytest.mark.parametrize("dtype", ["auto", "float16", "bfloat16", "float32"])
+@pytest.mark.parametrize("kind", ["cpu", "cuda"])
+def test_half_precision_is_the_loaders_dtype_choice(dtype, kind):
+    # The app picks which weight files to fetch without torch; the replica loads with torch.
+    import torch
+
+    from serve_app.model.loading import select_dtype
+
+    expected = select_dtype(dtype, kind) in (torch.float16, torch.bfloat16)
+    assert Settings.load({"dtype": dtype}, environ={}).half_precision(kind) is expected

@@ -98,7 +98,7 @@ from serve_app.settings import Settings
 
 logging.basicConfig(level=logging.INFO)
 settings = Settings.load(json.loads(sys.argv[1]), environ={})
-served = load_for_serving(resolve_sources(settings), **settings.serving_options)
+served = load_for_serving(resolve_sources(settings, "cpu"), **settings.serving_options)
 compiled = served.decoders.decoders["tiny"]
 latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))
 with torch.inference_mode():

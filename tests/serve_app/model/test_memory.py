@@ -38,7 +38,7 @@ def test_models_that_do_not_fit_one_gpu_together_are_refused_with_the_numbers(ti
     from serve_app.settings import Settings
 
     settings = Settings.load({"models": "tiny,tiny-xl", "cache_dir": cache_dir}, environ={})
-    served = resolve_served_models(settings)
+    served = resolve_served_models(settings, "cuda")
     monkeypatch.setattr(serve_app.ray_private, "gpu_memory_bytes", lambda: 16 * 2**30)
     check_gpu_memory(settings, served)  # about 2 x 4.6 GiB of activations: fits 16 GiB
     monkeypatch.setattr(serve_app.ray_private, "gpu_memory_bytes", lambda: 8 * 2**30)

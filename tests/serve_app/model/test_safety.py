@@ -16,15 +16,9 @@ from transformers import CLIPConfig, CLIPImageProcessor
 
 from serve_app.batching import GenerationSpec
 from serve_app.model import SDTurboGenerator, load_pipeline, resolve_model
-from serve_app.model.safety import (
-    _PUBLISHED_PREPROCESSOR,
-    SAFETY_CHECKER_HUB_ID,
-    SAFETY_CHECKER_REVISION,
-    ClipPreprocessing,
-    ImageSafetyChecker,
-    SafetyCheckerLoadError,
-    resolve_safety_checker,
-)
+from serve_app.model.resolving import SAFETY_CHECKER_REVISION, SafetyCheckerLoadError, resolve_safety_checker
+from serve_app.model.safety import _PUBLISHED_PREPROCESSOR, ClipPreprocessing, ImageSafetyChecker
+from serve_app.model.sources import SAFETY_CHECKER_HUB_ID
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -20,8 +20,10 @@ from serve_app.model import (
     resolve_model,
     resolve_tiny_decoder,
 )
-from serve_app.model.decoders import TINY_DECODER_XL, LatentDecoder, tiny_decoder_for_family
+from serve_app.model.decoders import LatentDecoder
 from serve_app.model.resolved import model_family
+from serve_app.model.resolving import tiny_decoder_for_family
+from serve_app.model.sources import TINY_DECODER_XL
 
 
 @pytest.fixture(scope="module")
