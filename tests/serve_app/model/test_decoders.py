@@ -1,4 +1,4 @@
-"""The decoders: TAESD resolution and loading rules, the two decoders in the generator, compilation."""
+"""The decoders: TAESD loading, the two decoders in the generator, compilation (TAESD's sources: test_resolving.py)."""
 
 import json
 import os
@@ -22,7 +22,6 @@ from serve_app.model import (
 )
 from serve_app.model.decoders import CompiledDecoder, LatentDecoder
 from serve_app.model.presets import TAESD_CONFIG
-from serve_app.settings import DEFAULT_TINY_DECODER_REVISION
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +41,7 @@ def pixels(image):
     return np.asarray(image, dtype=np.float64) / 255.0
 
 
-# --- resolving and loading TAESD ----------------------------------------------------------------
+# --- loading TAESD ----------------------------------------------------------------
 def test_preset_is_taesd_architecture_with_random_weights_and_marked_so(taesd_preset):
     assert taesd_preset.is_random and taesd_preset.source_id == "preset:taesd-random"
     config = json.loads(open(os.path.join(taesd_preset.local_dir, "config.json")).read())
@@ -62,37 +61,6 @@ def test_model_subfolder_and_local_directory_resolve_to_the_same_weights(taesd_p
     local = resolve_tiny_decoder(str(model_dir / "vae_tiny"), "ignored", "/unused", cache_dir)
     assert local.local_dir == from_model.local_dir and not local.is_random
     assert isinstance(load_tiny_decoder(from_model, "cpu", torch.float32).decoder, torch.nn.Module)
-
-
-@pytest.mark.parametrize("source", ["model:", "model:../escape", "model:vae/../../x"])
-def test_model_subfolder_must_stay_inside_the_model_directory(source, tmp_path, cache_dir):
-    with pytest.raises(ModelLoadError, match="inside the model directory"):
-        resolve_tiny_decoder(source, "", str(tmp_path), cache_dir)
-
-
-def test_a_directory_that_is_not_taesd_is_refused_with_what_it_holds(tiny_model_dir, tmp_path, cache_dir):
-    # The model's own full VAE folder is an AutoencoderKL: loading it as TAESD must fail.
-    with pytest.raises(ModelLoadError, match="'AutoencoderKL', not an AutoencoderTiny") as info:
-        resolve_tiny_decoder("model:vae", "", str(tiny_model_dir), cache_dir)
-    assert "SDTURBO_DECODERS=full" in str(info.value)
-    with pytest.raises(ModelLoadError, match="no config.json .exists: False"):
-        resolve_tiny_decoder(str(tmp_path / "missing"), "", "/unused", cache_dir)
-
-
-def test_hub_ids_need_a_pinned_revision_except_the_known_taesd(cache_dir):
-    with pytest.raises(ModelLoadError, match="SDTURBO_TINY_DECODER_REVISION"):
-        resolve_tiny_decoder("someone/other-taesd", "", "/unused", cache_dir)
-
-
-def test_unreachable_hub_decoder_fails_loudly_with_the_pinned_revision(cache_dir, monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf-home" / "hub"))
-    with pytest.raises(ModelLoadError) as info:
-        resolve_tiny_decoder("madebyollin/taesd", "", "/unused", cache_dir)
-    message = str(info.value)
-    assert "madebyollin/taesd" in message and DEFAULT_TINY_DECODER_REVISION in message
-    assert "HF_HUB_OFFLINE=1" in message and "taesd-random" in message
 
 
 def test_a_checkpoint_missing_weights_is_an_error_not_a_partly_random_decoder(taesd_preset, tmp_path, cache_dir):

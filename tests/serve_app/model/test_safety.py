@@ -16,9 +16,8 @@ from transformers import CLIPConfig, CLIPImageProcessor
 
 from serve_app.batching import GenerationSpec
 from serve_app.model import SDTurboGenerator, load_pipeline, resolve_model
-from serve_app.model.resolving import SAFETY_CHECKER_REVISION, SafetyCheckerLoadError, resolve_safety_checker
+from serve_app.model.resolving import SafetyCheckerLoadError, resolve_safety_checker
 from serve_app.model.safety import _PUBLISHED_PREPROCESSOR, ClipPreprocessing, ImageSafetyChecker
-from serve_app.model.sources import SAFETY_CHECKER_HUB_ID
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -192,28 +191,3 @@ def test_checkpoint_missing_weights_is_refused_not_randomly_completed(tmp_path, 
         ImageSafetyChecker.load(resolved, "cpu", torch.float32)
 
 
-def test_model_directory_without_a_checker_fails_with_what_is_missing(tiny_model_dir, cache_dir):
-    with pytest.raises(SafetyCheckerLoadError, match="safety_checker/") as info:
-        resolve_safety_checker("model", "", cache_dir, model_dir=str(tiny_model_dir))
-    assert SAFETY_CHECKER_HUB_ID in str(info.value)
-
-
-def test_unreachable_hub_checker_fails_loudly_with_its_pinned_revision(cache_dir, monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
-    with pytest.raises(SafetyCheckerLoadError) as info:
-        resolve_safety_checker(SAFETY_CHECKER_HUB_ID, "", cache_dir)
-    assert SAFETY_CHECKER_REVISION in str(info.value) and "HF_HUB_OFFLINE=1" in str(info.value)
-
-
-def test_other_hub_ids_need_an_explicit_revision(cache_dir):
-    with pytest.raises(SafetyCheckerLoadError, match="SDTURBO_SAFETY_CHECKER_REVISION"):
-        resolve_safety_checker("someone/another-checker", "", cache_dir)
-
-
-def test_off_is_none_and_fault_injection_needs_a_checker(cache_dir):
-    assert resolve_safety_checker("", "", cache_dir) is None
-    with pytest.raises(SafetyCheckerLoadError, match="needs a safety_checker"):
-        resolve_safety_checker("", "", cache_dir, forced_unsafe_seeds="1")
-    with pytest.raises(SafetyCheckerLoadError, match="integer seeds"):
-        resolve_safety_checker("random", "", cache_dir, forced_unsafe_seeds="1,x")

@@ -22,7 +22,6 @@ from serve_app.model import (
 )
 from serve_app.model.decoders import LatentDecoder
 from serve_app.model.resolved import model_family
-from serve_app.model.resolving import tiny_decoder_for_family
 from serve_app.model.sources import TINY_DECODER_XL
 
 
@@ -170,14 +169,6 @@ def test_sd_vaes_and_bfloat16_stay_in_their_precision(tiny_model_dir, cache_dir)
 
 
 # --- TAESDXL ----------------------------------------------------------------------------------
-def test_each_family_gets_its_own_tiny_decoder():
-    assert tiny_decoder_for_family("madebyollin/taesd", "sdxl") == TINY_DECODER_XL
-    assert tiny_decoder_for_family(TINY_DECODER_XL, "sd") == "madebyollin/taesd"
-    assert tiny_decoder_for_family("taesd-random", "sdxl") == "taesdxl-random"
-    assert tiny_decoder_for_family("taesdxl-random", "sdxl") == "taesdxl-random"
-    assert tiny_decoder_for_family("/opt/ml/model/vae_tiny", "sdxl") == "/opt/ml/model/vae_tiny"
-
-
 def test_taesdxl_preset_decodes_sdxl_latents_and_says_what_it_is(xl_pipe, cache_dir):
     resolved = resolve_tiny_decoder("taesdxl-random", "", "/unused", cache_dir)
     assert resolved.is_random and resolved.source_id == "preset:taesdxl-random"
