@@ -51,7 +51,7 @@ def build(settings: Settings, out: str | None) -> dict:
     from serve_app.model import artifacts_folder, load_for_serving, save_compile_artifacts, select_device
 
     # 1. The settings as the replica sees them: the device's defaults applied (serve_app/app.py).
-    device_kind = "cuda" if select_device(settings.device) == "cuda" else "cpu"
+    device_kind = select_device(settings.device)
     settings = settings.for_device(device_kind)
     if settings.unet_compile_mode == "off" and settings.decoder_compile_mode == "off":
         raise ValueError("nothing to compile: set compile (and/or compile_decoder) to a mode, as the endpoint will")

@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 
 from serve_app.batching import DECODER_NAMES, DEFAULT_DECODER
 from serve_app.model.resolved import SD_PRESETS, SDXL_PRESETS  # torch-free, like this module
+from serve_app.model.resolving import weights_dtype
 from serve_app.model.sources import (
     DEFAULT_CACHE_DIR,
     DEFAULT_MODEL,
@@ -469,10 +470,9 @@ class Settings(BaseSettings):
         return "cuda" if gpus and self.device != "cpu" else "cpu"
 
     def half_precision(self, kind: str) -> bool:
-        """Whether the model replicas hold 16-bit weights on a ``kind`` device: the dtype set, or
-        for 'auto' float16 on a GPU and float32 on a CPU (the loader's choice,
-        serve_app.model.loading.select_dtype). A source's half-precision files are fetched then."""
-        return self.dtype in ("float16", "bfloat16") or (self.dtype == "auto" and kind == "cuda")
+        """Whether the model replicas hold 16-bit weights on a ``kind`` device
+        (serve_app.model.resolving.weights_dtype). A source's half-precision files are fetched then."""
+        return weights_dtype(self.dtype, kind) in ("float16", "bfloat16")
 
     @property
     def unet_compile_mode(self) -> str:

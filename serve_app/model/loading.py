@@ -27,7 +27,7 @@ from serve_app.model.compile_cache import (
 )
 from serve_app.model.decoders import DecoderSet, configure_compile_cache, prepare_decoders
 from serve_app.model.resolved import ResolvedModel, model_family
-from serve_app.model.resolving import resolve_model
+from serve_app.model.resolving import resolve_model, weights_dtype
 from serve_app.model.sources import DEFAULT_CACHE_DIR, ModelLoadError
 
 __all__ = [
@@ -63,10 +63,7 @@ def select_device(device: str) -> str:
 
 
 def select_dtype(dtype: str, device: str) -> torch.dtype:
-    if dtype == "auto":
-        # Half precision halves memory and uses tensor cores; CPUs run float32 fastest.
-        return torch.float16 if device == "cuda" else torch.float32
-    return _DTYPES[dtype]
+    return _DTYPES[weights_dtype(dtype, device)]
 
 
 def load_pipeline(

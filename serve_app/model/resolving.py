@@ -4,7 +4,8 @@ The app's builder (``serve_app.app``) resolves every source once, in the process
 service (the container's entrypoint, ``serve run``, a test), before any replica starts: a wrong
 path, a missing pin or an incomplete download ends the start in one line instead of failing each
 replica's constructor. That process serves nothing, so nothing here imports torch, diffusers or
-transformers (about 3.5 CPU-seconds and 450 MB): a directory is checked from its files alone
+transformers (3.4 CPU-seconds and about 320 MB of the entrypoint's memory, on the 2-core development
+machine, docs/container.md): a directory is checked from its files alone
 (``serve_app.model.directory``), and an offline preset's builder (``serve_app.model.presets``,
 ``serve_app.model.safety``) is imported only when that preset is not built yet.
 
@@ -110,6 +111,16 @@ _OFFLINE_HINT = (
     "weights and makes noise images. To use real weights offline, point SDTURBO_MODEL at a local "
     "diffusers directory (e.g. one saved with save_pretrained, or SageMaker's /opt/ml/model)."
 )
+
+
+def weights_dtype(dtype: str, device: str) -> str:
+    """The replicas' weights dtype for the ``dtype`` setting on a ``device`` ('cpu' or 'cuda'): the
+    one set, or for 'auto' float16 on a GPU and float32 on a CPU. The loader loads in it
+    (``loading.select_dtype``); a 16-bit one makes ``resolve_model`` fetch the half-precision files."""
+    if dtype == "auto":
+        # Half precision halves memory and uses tensor cores; CPUs run float32 fastest.
+        return "float16" if device == "cuda" else "float32"
+    return dtype
 
 
 def resolve_model(model: str, revision: str | None, cache_dir: str, half_precision: bool = False) -> ResolvedModel:

@@ -1,9 +1,9 @@
 """The model package loads torch and diffusers only when a name that needs them is used."""
 
-import subprocess
 import sys
 
 import serve_app.model as model_package
+from tests.fresh_interpreter import run_fresh
 
 
 def test_every_exported_name_resolves_from_its_module():
@@ -22,9 +22,7 @@ def test_the_ingress_side_counts_tokens_without_torch(tiny_model_dir):
         "assert counter.count('a lighthouse at sunset') > 0 and counter.max_prompt_tokens == 75\n"
         "print(sorted(m for m in ('torch', 'diffusers') if m in sys.modules))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert run_fresh(code, timeout=120) == "[]"
 
 
 def test_the_model_package_depends_on_no_service_module_but_the_plain_data_types():

@@ -5,9 +5,6 @@ What loads the directories is tested beside its module: test_loading.py (the mod
 weights that fail at resolve and at load), test_decoders.py (TAESD), test_safety.py (the checker).
 """
 
-import subprocess
-import sys
-
 import pytest
 
 from serve_app.model.resolving import (
@@ -21,13 +18,7 @@ from serve_app.model.resolving import (
 )
 from serve_app.model.sources import SAFETY_CHECKER_HUB_ID, TINY_DECODER_XL, ModelLoadError
 from serve_app.settings import DEFAULT_TINY_DECODER_REVISION
-
-
-def run_fresh(code: str) -> str:
-    """``code``'s stdout in a new interpreter (this one has long imported torch)."""
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout.strip().splitlines()[-1]
+from tests.fresh_interpreter import run_fresh
 
 
 def test_built_presets_resolve_without_importing_torch_diffusers_or_transformers(tiny_model_dir, safety_preset_dir, cache_dir):
